@@ -1,0 +1,445 @@
+//! Configuration: the YAML users write, checked once into values the agent can trust.
+//!
+//! [`raw`] mirrors the file; [`load`] parses it and [`validate`](mod@validate) builds a
+//! [`Config`]. Nothing outside this module ever sees an unchecked value. Every error
+//! names the file, line, column and field ([`ConfigError`]).
+
+mod error;
+pub mod raw;
+mod validate;
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls_pki_types::CertificateDer;
+
+pub use error::{ConfigError, Invalid};
+
+/// Where the agent listens when the file does not say.
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:9925";
+/// A probe every 30 s is frequent enough to catch an outage inside one alert `for:`
+/// window and rare enough that no provider sees it as abuse.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
+/// 10 s covers a slow TLS handshake on a congested uplink plus a provider's deliberate
+/// delay on a failed login (Dovecot waits 2 s), yet still fails a dead endpoint quickly.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Enough parallel probes for thousands of targets at the default interval when most
+/// answer in milliseconds, while bounding sockets and memory if many hang until timeout.
+pub const DEFAULT_MAX_CONCURRENT_PROBES: usize = 256;
+/// Label values must stay short; a longer target name is almost surely a mistake.
+pub const MAX_TARGET_NAME_LEN: usize = 64;
+
+/// The protocols a target can use. The names are part of the configuration contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Protocol {
+    /// IMAP (143 / 993).
+    Imap,
+    /// POP3 (110 / 995).
+    Pop3,
+    /// SMTP (25 / 587 / 465).
+    Smtp,
+    /// Webmail over HTTPS.
+    Https,
+    /// Exchange Autodiscover, EWS, ActiveSync, MAPI, OWA.
+    Exchange,
+    /// A DNS record.
+    Dns,
+    /// A TCP connect, optionally with implicit TLS.
+    Tcp,
+}
+
+impl Protocol {
+    /// Every protocol, in the order the documentation lists them.
+    pub const ALL: [Protocol; 7] = [
+        Protocol::Imap,
+        Protocol::Pop3,
+        Protocol::Smtp,
+        Protocol::Https,
+        Protocol::Exchange,
+        Protocol::Dns,
+        Protocol::Tcp,
+    ];
+
+    /// The configuration name and `protocol` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Imap => "imap",
+            Protocol::Pop3 => "pop3",
+            Protocol::Smtp => "smtp",
+            Protocol::Https => "https",
+            Protocol::Exchange => "exchange",
+            Protocol::Dns => "dns",
+            Protocol::Tcp => "tcp",
+        }
+    }
+
+    /// Whether this build can probe the protocol.
+    pub fn is_implemented(self) -> bool {
+        matches!(self, Protocol::Dns | Protocol::Tcp)
+    }
+
+    /// Whether the protocol has an in-band TLS upgrade (`tls: starttls`).
+    pub fn has_starttls(self) -> bool {
+        matches!(self, Protocol::Imap | Protocol::Pop3 | Protocol::Smtp)
+    }
+
+    fn parse(name: &str) -> Option<Protocol> {
+        Protocol::ALL.into_iter().find(|p| p.as_str() == name)
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How TLS is used on a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMode {
+    /// TLS from the first byte (993, 995, 465, 443).
+    Implicit,
+    /// Plain text, upgraded in-band.
+    Starttls,
+    /// No TLS at all.
+    None,
+}
+
+impl TlsMode {
+    /// The configuration spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsMode::Implicit => "implicit",
+            TlsMode::Starttls => "starttls",
+            TlsMode::None => "none",
+        }
+    }
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from (used for reloads and in messages).
+    pub source: PathBuf,
+    /// The metrics endpoint address.
+    pub listen: SocketAddr,
+    /// Global cap on probes running at once.
+    pub max_concurrent_probes: usize,
+    /// The site's network context.
+    pub site: Site,
+    /// What to probe; never empty, names unique.
+    pub targets: Vec<Arc<Target>>,
+}
+
+/// The site's own network context.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Site {
+    /// How to find the default gateway.
+    pub gateway: Gateway,
+    /// The resolvers the site's clients use.
+    pub resolvers: SiteResolvers,
+    /// Resolvers outside the site whose answer is the reference.
+    pub reference_resolvers: Vec<SocketAddr>,
+    /// `host:port` pairs reachable from any healthy uplink.
+    pub canaries: Vec<HostPort>,
+}
+
+/// `site.gateway`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gateway {
+    /// The default route's next hop.
+    Auto,
+    /// This address.
+    Address(IpAddr),
+    /// Do not check a gateway.
+    None,
+}
+
+/// `site.resolvers`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SiteResolvers {
+    /// The name servers in `/etc/resolv.conf`.
+    System,
+    /// These servers.
+    List(Vec<SocketAddr>),
+}
+
+/// A host and port as written in the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPort {
+    /// Host name or address.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+}
+
+impl fmt::Display for HostPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// One validated target.
+#[derive(Debug)]
+pub struct Target {
+    /// Unique name; the `target` label.
+    pub name: Arc<str>,
+    /// The protocol.
+    pub protocol: Protocol,
+    /// Time between probes.
+    pub interval: Duration,
+    /// Upper bound on one probe; never longer than `interval`.
+    pub timeout: Duration,
+    /// What the protocol needs.
+    pub spec: TargetSpec,
+}
+
+/// The protocol-specific part of a target.
+#[derive(Debug)]
+pub enum TargetSpec {
+    /// `protocol: tcp`.
+    Tcp(Endpoint),
+    /// `protocol: dns`.
+    Dns(DnsQuery),
+}
+
+/// A host and port to dial, with its TLS settings.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// Host name or address.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+    /// How TLS is used.
+    pub tls: TlsMode,
+    /// The name sent as SNI and checked against the certificate.
+    pub server_name: String,
+    /// Trusted roots beyond the system's: `tls.ca_file` plus the target's own `ca_file`.
+    pub extra_roots: Arc<[CertificateDer<'static>]>,
+    /// Login credentials, for protocols that log in.
+    pub auth: Option<Credentials>,
+}
+
+/// DNS record types a target can ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RecordKind {
+    /// Mail exchangers.
+    Mx,
+    /// IPv4 addresses.
+    A,
+    /// IPv6 addresses.
+    Aaaa,
+    /// Service records (RFC 6186 / 8314, `_autodiscover._tcp`).
+    Srv,
+    /// An alias.
+    Cname,
+    /// Text records (SPF, verification tokens).
+    Txt,
+}
+
+impl RecordKind {
+    /// Every kind, as the documentation lists them.
+    pub const ALL: [RecordKind; 6] = [
+        RecordKind::Mx,
+        RecordKind::A,
+        RecordKind::Aaaa,
+        RecordKind::Srv,
+        RecordKind::Cname,
+        RecordKind::Txt,
+    ];
+
+    /// The record type's name (`MX`), also the `type` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordKind::Mx => "MX",
+            RecordKind::A => "A",
+            RecordKind::Aaaa => "AAAA",
+            RecordKind::Srv => "SRV",
+            RecordKind::Cname => "CNAME",
+            RecordKind::Txt => "TXT",
+        }
+    }
+
+    fn parse(name: &str) -> Option<RecordKind> {
+        RecordKind::ALL
+            .into_iter()
+            .find(|k| k.as_str().eq_ignore_ascii_case(name))
+    }
+}
+
+/// A DNS target's question and expectations.
+#[derive(Debug, Clone)]
+pub struct DnsQuery {
+    /// The fully qualified name asked (with its trailing dot).
+    pub domain: String,
+    /// The record type asked.
+    pub record: RecordKind,
+    /// The answer the site should see, normalised (lower case, trailing dot on names).
+    pub expect: Option<Vec<String>>,
+    /// Whether a site/reference disagreement fails the probe.
+    pub require_consistent: bool,
+}
+
+/// A user name and a password that never leaves this process in readable form.
+#[derive(Clone)]
+pub struct Credentials {
+    /// The login name.
+    pub username: String,
+    /// The password.
+    pub password: Secret,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("password", &self.password)
+            .finish()
+    }
+}
+
+/// A secret string. `Debug` and `Display` print `<redacted>`; only [`Secret::expose`]
+/// gives the value, so every use is greppable.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: String) -> Self {
+        Secret(value)
+    }
+
+    /// The secret itself: only for writing it onto the wire.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Reads, parses and validates the configuration file at `path`.
+///
+/// # Errors
+///
+/// [`ConfigError::Read`] when the file cannot be read, [`ConfigError::Invalid`] for
+/// anything wrong inside it, naming line, column and field.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        file: path.to_path_buf(),
+        source,
+    })?;
+    from_str(&text, path)
+}
+
+/// Parses and validates configuration text; `path` is used in messages and to resolve
+/// nothing else (relative paths in the file are relative to the working directory,
+/// like every other daemon's).
+///
+/// # Errors
+///
+/// [`ConfigError::Invalid`] for anything wrong, naming line, column and field.
+pub fn from_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    let raw = parse(text, path)?;
+    validate::validate(raw, path)
+}
+
+fn parse(text: &str, path: &Path) -> Result<raw::RawConfig, ConfigError> {
+    let mut options = serde_saphyr::Options::default();
+    // We print our own one-line message; the snippet would repeat the position.
+    options.with_snippet = false;
+    let mut failed_at: Option<String> = None;
+    let parsed = serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {
+        serde_path_to_error::deserialize(de).map_err(|error| {
+            failed_at = Some(error.path().to_string());
+            error.into_inner()
+        })
+    });
+    parsed.map_err(|error| error::from_parse_error(path, failed_at, &error))
+}
+
+/// A one-screen description of a configuration, for `check-config`.
+pub fn summary(config: &Config) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(out, "{}: OK", config.source.display());
+    let _ = writeln!(out, "listen: {}", config.listen);
+    let _ = writeln!(
+        out,
+        "max_concurrent_probes: {}",
+        config.max_concurrent_probes
+    );
+    let resolvers = match &config.site.resolvers {
+        SiteResolvers::System => "system (/etc/resolv.conf)".to_owned(),
+        SiteResolvers::List(list) => join(list),
+    };
+    let _ = writeln!(out, "site resolvers: {resolvers}");
+    let _ = writeln!(
+        out,
+        "reference resolvers: {}",
+        if config.site.reference_resolvers.is_empty() {
+            "none".to_owned()
+        } else {
+            join(&config.site.reference_resolvers)
+        }
+    );
+    let mut by_protocol = std::collections::BTreeMap::<Protocol, usize>::new();
+    for target in &config.targets {
+        *by_protocol.entry(target.protocol).or_default() += 1;
+    }
+    let protocols: Vec<String> = by_protocol
+        .iter()
+        .map(|(protocol, count)| format!("{protocol} {count}"))
+        .collect();
+    let _ = writeln!(
+        out,
+        "targets: {} ({})",
+        config.targets.len(),
+        protocols.join(", ")
+    );
+    for target in &config.targets {
+        let what = match &target.spec {
+            TargetSpec::Tcp(endpoint) => format!(
+                "{}:{} tls={}",
+                endpoint.host,
+                endpoint.port,
+                endpoint.tls.as_str()
+            ),
+            TargetSpec::Dns(query) => format!("{} {}", query.domain, query.record.as_str()),
+        };
+        let _ = writeln!(
+            out,
+            "  {:<20} {:<8} every {:<6} timeout {:<6} {}",
+            target.name,
+            target.protocol.as_str(),
+            humantime::format_duration(target.interval).to_string(),
+            humantime::format_duration(target.timeout).to_string(),
+            what
+        );
+    }
+    out
+}
+
+fn join<T: fmt::Display>(items: &[T]) -> String {
+    items
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}

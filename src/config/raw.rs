@@ -1,0 +1,258 @@
+//! The configuration exactly as the user wrote it.
+//!
+//! These structs mirror the YAML: unknown keys are rejected, every value that the
+//! validator may complain about keeps its source position ([`Spanned`]), and nothing
+//! here is interpreted yet. [`super::validate`] turns them into a [`super::Config`].
+
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde_saphyr::Spanned;
+
+/// The top-level document.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Address of the metrics endpoint.
+    #[serde(default)]
+    pub listen: Option<Spanned<String>>,
+    /// Global cap on probes running at the same time.
+    #[serde(default)]
+    pub max_concurrent_probes: Option<Spanned<i64>>,
+    /// Values every target inherits.
+    #[serde(default)]
+    pub defaults: Option<RawDefaults>,
+    /// Extra trust anchors for every target.
+    #[serde(default)]
+    pub tls: Option<RawTls>,
+    /// Where the agent stands: gateway, resolvers, canaries.
+    #[serde(default)]
+    pub site: Option<RawSite>,
+    /// What to probe.
+    #[serde(default)]
+    pub targets: Option<Spanned<Vec<Spanned<RawTarget>>>>,
+}
+
+/// `defaults:` — values inherited by every target.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDefaults {
+    /// Time between two probes of a target.
+    #[serde(default)]
+    pub interval: Option<Spanned<DurationText>>,
+    /// Upper bound on one probe.
+    #[serde(default)]
+    pub timeout: Option<Spanned<DurationText>>,
+}
+
+/// `tls:` — global TLS settings.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    /// PEM file with extra trusted root certificates.
+    #[serde(default)]
+    pub ca_file: Option<Spanned<PathBuf>>,
+}
+
+/// `site:` — the agent's own network context.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSite {
+    /// `auto`, `none` or an address.
+    #[serde(default)]
+    pub gateway: Option<Spanned<String>>,
+    /// `system` or a list of resolver addresses.
+    #[serde(default)]
+    pub resolvers: Option<Spanned<ResolverList>>,
+    /// Resolvers outside the site, used as the reference answer.
+    #[serde(default)]
+    pub reference_resolvers: Option<Vec<Spanned<String>>>,
+    /// `host:port` pairs any healthy uplink reaches.
+    #[serde(default)]
+    pub canaries: Option<Vec<Spanned<String>>>,
+}
+
+/// One entry of `targets:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTarget {
+    /// Unique name; becomes the `target` label.
+    pub name: Spanned<String>,
+    /// One of the protocol names.
+    pub protocol: Spanned<String>,
+    /// Host name or address to connect to.
+    #[serde(default)]
+    pub host: Option<Spanned<String>>,
+    /// Port; defaults from the protocol and TLS mode.
+    #[serde(default)]
+    pub port: Option<Spanned<i64>>,
+    /// `implicit`, `starttls` or `none`.
+    #[serde(default)]
+    pub tls: Option<Spanned<String>>,
+    /// SNI and verification name, when it differs from `host`.
+    #[serde(default)]
+    pub server_name: Option<Spanned<String>>,
+    /// Extra trusted roots for this target only.
+    #[serde(default)]
+    pub ca_file: Option<Spanned<PathBuf>>,
+    /// Credentials for protocols that log in.
+    #[serde(default)]
+    pub auth: Option<Spanned<RawAuth>>,
+    /// Overrides `defaults.interval`.
+    #[serde(default)]
+    pub interval: Option<Spanned<DurationText>>,
+    /// Overrides `defaults.timeout`.
+    #[serde(default)]
+    pub timeout: Option<Spanned<DurationText>>,
+    /// DNS: the name to look up.
+    #[serde(default)]
+    pub domain: Option<Spanned<String>>,
+    /// DNS: the record type.
+    #[serde(default)]
+    pub record: Option<Spanned<String>>,
+    /// DNS: the answer the site should see.
+    #[serde(default)]
+    pub expect: Option<Spanned<Vec<String>>>,
+    /// DNS: whether a site/reference disagreement fails the probe.
+    #[serde(default)]
+    pub require_consistent: Option<Spanned<bool>>,
+    /// HTTPS: the URL.
+    #[serde(default)]
+    pub url: Option<Spanned<String>>,
+    /// HTTPS: acceptable status codes.
+    #[serde(default)]
+    pub expect_status: Option<Spanned<Vec<u16>>>,
+    /// HTTPS: a regular expression the body must match.
+    #[serde(default)]
+    pub expect_body: Option<Spanned<String>>,
+    /// Exchange: the mailbox used for Autodiscover.
+    #[serde(default)]
+    pub email: Option<Spanned<String>>,
+    /// Exchange: which services to check.
+    #[serde(default)]
+    pub checks: Option<Spanned<Vec<String>>>,
+}
+
+impl RawTarget {
+    /// The protocol-specific keys this entry sets, with their positions, for the
+    /// "does not apply to this protocol" check.
+    pub fn protocol_keys(&self) -> Vec<(&'static str, serde_saphyr::Location)> {
+        let mut keys = Vec::new();
+        let mut note = |name: &'static str, at: Option<serde_saphyr::Location>| {
+            if let Some(at) = at {
+                keys.push((name, at));
+            }
+        };
+        note("host", self.host.as_ref().map(|v| v.referenced));
+        note("port", self.port.as_ref().map(|v| v.referenced));
+        note("tls", self.tls.as_ref().map(|v| v.referenced));
+        note(
+            "server_name",
+            self.server_name.as_ref().map(|v| v.referenced),
+        );
+        note("ca_file", self.ca_file.as_ref().map(|v| v.referenced));
+        note("auth", self.auth.as_ref().map(|v| v.referenced));
+        note("domain", self.domain.as_ref().map(|v| v.referenced));
+        note("record", self.record.as_ref().map(|v| v.referenced));
+        note("expect", self.expect.as_ref().map(|v| v.referenced));
+        note(
+            "require_consistent",
+            self.require_consistent.as_ref().map(|v| v.referenced),
+        );
+        note("url", self.url.as_ref().map(|v| v.referenced));
+        note(
+            "expect_status",
+            self.expect_status.as_ref().map(|v| v.referenced),
+        );
+        note(
+            "expect_body",
+            self.expect_body.as_ref().map(|v| v.referenced),
+        );
+        note("email", self.email.as_ref().map(|v| v.referenced));
+        note("checks", self.checks.as_ref().map(|v| v.referenced));
+        keys
+    }
+}
+
+/// `auth:` — a user name and where its password comes from.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    /// The login name.
+    pub username: Spanned<String>,
+    /// A file whose first line is the password.
+    #[serde(default)]
+    pub password_file: Option<Spanned<PathBuf>>,
+    /// An environment variable holding the password.
+    #[serde(default)]
+    pub password_env: Option<Spanned<String>>,
+}
+
+/// A duration as written (`30s`, `1m30s`), parsed by the validator so that a bad value
+/// gets a message of ours with its position.
+#[derive(Debug, Clone)]
+pub struct DurationText(pub String);
+
+impl<'de> Deserialize<'de> for DurationText {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct DurationVisitor;
+        impl Visitor<'_> for DurationVisitor {
+            type Value = DurationText;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a duration with a unit, such as `30s` or `2m`")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<DurationText, E> {
+                Ok(DurationText(v.to_owned()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<DurationText, E> {
+                Err(E::custom(format!(
+                    "`{v}` has no unit: write a duration such as `{v}s`"
+                )))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<DurationText, E> {
+                self.visit_i64(i64::try_from(v).unwrap_or(i64::MAX))
+            }
+        }
+        deserializer.deserialize_str(DurationVisitor)
+    }
+}
+
+/// `resolvers:` — either the word `system` or a list of addresses.
+#[derive(Debug, Clone)]
+pub enum ResolverList {
+    /// Use the name servers in `/etc/resolv.conf`.
+    System,
+    /// These addresses, as written.
+    Addresses(Vec<String>),
+}
+
+impl<'de> Deserialize<'de> for ResolverList {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ListVisitor;
+        impl<'de> Visitor<'de> for ListVisitor {
+            type Value = ResolverList;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("`system` or a list of resolver addresses")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<ResolverList, E> {
+                if v == "system" {
+                    Ok(ResolverList::System)
+                } else {
+                    Err(E::custom(format!(
+                        "`{v}` is not `system`: write `system` or a list such as [\"10.0.0.53\"]"
+                    )))
+                }
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ResolverList, A::Error> {
+                let mut addresses = Vec::new();
+                while let Some(address) = seq.next_element::<String>()? {
+                    addresses.push(address);
+                }
+                Ok(ResolverList::Addresses(addresses))
+            }
+        }
+        deserializer.deserialize_any(ListVisitor)
+    }
+}

@@ -1,0 +1,293 @@
+//! Wiring: configuration → probe environment → scheduler → metrics, the HTTP endpoints,
+//! reloads, and the one shutdown path.
+//!
+//! [`run`] takes an already bound listener and a shutdown future, so tests start the
+//! real agent on port 0 and stop it the way a signal would.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::Mutex;
+
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{self, Config, Protocol};
+use crate::fault;
+use crate::http;
+use crate::metrics::Metrics;
+use crate::probe::{self, ProbeResult};
+use crate::runtime::ProbeEnv;
+use crate::scheduler::{Job, OverrunHook, Scheduler};
+
+/// Results kept for subscribers that fall behind; a slow subscriber loses the oldest.
+const RESULT_CHANNEL_CAPACITY: usize = 1024;
+/// Reload requests waiting to be handled; more than a few at once are redundant.
+const RELOAD_QUEUE: usize = 4;
+
+/// Why the agent could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// Resolvers or certificate verifiers could not be built.
+    #[error("cannot prepare the probes: {0}")]
+    Environment(String),
+    /// The HTTP server failed.
+    #[error("HTTP server failed: {0}")]
+    Http(#[from] std::io::Error),
+}
+
+/// A request to reload the configuration file, answered with the new target count or
+/// the reason the running configuration was kept.
+#[derive(Debug)]
+pub struct ReloadRequest {
+    reply: oneshot::Sender<Result<usize, String>>,
+}
+
+/// The daemon's side of its control channels.
+#[derive(Debug)]
+pub struct Control {
+    reloads: mpsc::Receiver<ReloadRequest>,
+    reload_sender: mpsc::Sender<ReloadRequest>,
+    results: broadcast::Sender<Arc<ProbeResult>>,
+}
+
+/// The outside's side: ask for reloads (SIGHUP, tests) and watch results (tests,
+/// later `/debug`).
+#[derive(Debug, Clone)]
+pub struct ControlHandle {
+    reloads: mpsc::Sender<ReloadRequest>,
+    results: broadcast::Sender<Arc<ProbeResult>>,
+}
+
+/// Creates the control channels for one daemon.
+pub fn control() -> (Control, ControlHandle) {
+    let (reload_sender, reloads) = mpsc::channel(RELOAD_QUEUE);
+    let (results, _) = broadcast::channel(RESULT_CHANNEL_CAPACITY);
+    (
+        Control {
+            reloads,
+            reload_sender: reload_sender.clone(),
+            results: results.clone(),
+        },
+        ControlHandle {
+            reloads: reload_sender,
+            results,
+        },
+    )
+}
+
+impl ControlHandle {
+    /// Reloads the configuration file and waits for the outcome.
+    ///
+    /// # Errors
+    ///
+    /// The reason the new file was rejected (the running configuration stays), or a
+    /// message when the daemon has stopped.
+    pub async fn reload(&self) -> Result<usize, String> {
+        request_reload(&self.reloads).await
+    }
+
+    /// Every probe result from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<ProbeResult>> {
+        self.results.subscribe()
+    }
+}
+
+pub(crate) async fn request_reload(sender: &mpsc::Sender<ReloadRequest>) -> Result<usize, String> {
+    let (reply, answer) = oneshot::channel();
+    sender
+        .send(ReloadRequest { reply })
+        .await
+        .map_err(|_| "the agent is shutting down".to_owned())?;
+    answer
+        .await
+        .map_err(|_| "the agent is shutting down".to_owned())?
+}
+
+/// Runs the agent until `shutdown` completes: probes on schedule, serves the HTTP
+/// endpoints on `listener`, reloads on request. In-flight probes are cancelled at
+/// shutdown and the listener is closed before this returns.
+///
+/// # Errors
+///
+/// [`DaemonError`] when the probe environment cannot be built or the HTTP server fails.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    mut control: Control,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), DaemonError> {
+    let metrics = Arc::new(Metrics::new());
+    let env = Arc::new(ProbeEnv::new(&config).map_err(DaemonError::Environment)?);
+    let stop_http = CancellationToken::new();
+    let http_state = http::AppState::new(Arc::clone(&metrics), control.reload_sender.clone());
+    let server = tokio::spawn(http::serve(listener, http_state.clone(), stop_http.clone()));
+
+    let mut running = Running::start(config, env, &metrics, &control.results);
+    http_state.set_ready(true);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            Some(request) = control.reloads.recv() => {
+                let outcome = running.reload(&metrics, &control.results).await;
+                // The requester may have gone away (HTTP client disconnected); the
+                // reload happened regardless.
+                let _ = request.reply.send(outcome);
+            }
+        }
+    }
+    tracing::info!("shutting down: cancelling probes and closing the listener");
+    http_state.set_ready(false);
+    running.scheduler.stop().await;
+    stop_http.cancel();
+    match server.await {
+        Ok(outcome) => outcome.map_err(DaemonError::Http),
+        Err(join) => Err(DaemonError::Http(std::io::Error::other(join))),
+    }
+}
+
+/// The configuration in force and the scheduler running it.
+struct Running {
+    config: Config,
+    scheduler: Scheduler,
+}
+
+impl Running {
+    fn start(
+        config: Config,
+        env: Arc<ProbeEnv>,
+        metrics: &Arc<Metrics>,
+        results: &broadcast::Sender<Arc<ProbeResult>>,
+    ) -> Running {
+        for target in &config.targets {
+            metrics.register_target(&target.name, target.protocol);
+        }
+        metrics.record_reload(true, config.targets.len());
+        let scheduler = Scheduler::start(
+            &config.targets,
+            config.max_concurrent_probes,
+            probe_job(env, Arc::clone(metrics), results.clone()),
+            overrun_hook(Arc::clone(metrics)),
+        );
+        tracing::info!(
+            file = %config.source.display(),
+            targets = config.targets.len(),
+            "configuration loaded"
+        );
+        Running { config, scheduler }
+    }
+
+    /// Loads the file again; on any error keeps the running configuration.
+    async fn reload(
+        &mut self,
+        metrics: &Arc<Metrics>,
+        results: &broadcast::Sender<Arc<ProbeResult>>,
+    ) -> Result<usize, String> {
+        let prepared = config::load(&self.config.source)
+            .map_err(|e| e.to_string())
+            .and_then(|config| {
+                let env = ProbeEnv::new(&config)?;
+                Ok((config, env))
+            });
+        let (config, env) = match prepared {
+            Ok(prepared) => prepared,
+            Err(reason) => {
+                metrics.record_reload(false, 0);
+                tracing::error!(error = %reason, "reload rejected; the running configuration stays in force");
+                return Err(reason);
+            }
+        };
+        if config.listen != self.config.listen {
+            tracing::warn!(
+                running = %self.config.listen,
+                new = %config.listen,
+                "`listen` changed: the agent keeps its current address until it is restarted"
+            );
+        }
+        let kept: HashSet<(&str, Protocol)> = config
+            .targets
+            .iter()
+            .map(|t| (&*t.name, t.protocol))
+            .collect();
+        for old in &self.config.targets {
+            if !kept.contains(&(&*old.name, old.protocol)) {
+                metrics.forget_target(&old.name, old.protocol);
+            }
+        }
+        let count = config.targets.len();
+        // Stop first so that the old and new schedules never run side by side and the
+        // concurrency cap holds across the switch.
+        self.scheduler.stop().await;
+        *self = Running::start(config, Arc::new(env), metrics, results);
+        Ok(count)
+    }
+}
+
+fn probe_job(
+    env: Arc<ProbeEnv>,
+    metrics: Arc<Metrics>,
+    results: broadcast::Sender<Arc<ProbeResult>>,
+) -> Job {
+    let last_state: Arc<Mutex<HashMap<Arc<str>, bool>>> = Arc::default();
+    Arc::new(move |target| {
+        let env = Arc::clone(&env);
+        let metrics = Arc::clone(&metrics);
+        let results = results.clone();
+        let last_state = Arc::clone(&last_state);
+        Box::pin(async move {
+            let result = probe::run(&target, &env).await;
+            let fault = fault::without_site_context(&result);
+            log_result(&result, fault, &last_state);
+            metrics.record(&result, fault);
+            // Nobody listening is normal (no test, no /debug client).
+            let _ = results.send(Arc::new(result));
+        })
+    })
+}
+
+/// Logs every failure at debug, and state changes (up → down, down → up) at warn and
+/// info, so an unattended agent's log says when things changed without repeating
+/// the same failure every interval.
+fn log_result(
+    result: &ProbeResult,
+    fault: fault::Fault,
+    last_state: &Mutex<HashMap<Arc<str>, bool>>,
+) {
+    let up = result.is_success();
+    let changed = {
+        // Poisoning cannot corrupt a map of booleans; carry on with it.
+        let mut states = last_state.lock().unwrap_or_else(|p| p.into_inner());
+        states.insert(Arc::clone(&result.target), up) != Some(up)
+    };
+    match result.failure() {
+        Some(failure) if changed => tracing::warn!(
+            target = %result.target,
+            protocol = %result.protocol,
+            phase = %failure.phase,
+            reason = failure.kind.as_metrics_label(),
+            domain = %fault,
+            "probe failed: {}", failure.message
+        ),
+        Some(failure) => tracing::debug!(
+            target = %result.target,
+            phase = %failure.phase,
+            reason = failure.kind.as_metrics_label(),
+            "probe still failing: {}", failure.message
+        ),
+        None if changed => tracing::info!(
+            target = %result.target,
+            protocol = %result.protocol,
+            duration_ms = result.duration.as_millis() as u64,
+            "probe succeeded"
+        ),
+        None => {
+            tracing::debug!(target = %result.target, duration_ms = result.duration.as_millis() as u64, "probe succeeded")
+        }
+    }
+}
+
+fn overrun_hook(metrics: Arc<Metrics>) -> OverrunHook {
+    Arc::new(move |_target, missed| metrics.record_overruns(missed))
+}

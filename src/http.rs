@@ -1,0 +1,115 @@
+//! The HTTP endpoints: `/metrics`, `/-/healthy`, `/-/ready`, `/-/reload`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::daemon::{ReloadRequest, request_reload};
+use crate::metrics::{Metrics, openmetrics_to_prometheus_text};
+
+const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+const PROMETHEUS_TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// What the handlers share.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    metrics: Arc<Metrics>,
+    reloads: mpsc::Sender<ReloadRequest>,
+    ready: Arc<AtomicBool>,
+}
+
+impl AppState {
+    /// State for the endpoints of one daemon.
+    pub fn new(metrics: Arc<Metrics>, reloads: mpsc::Sender<ReloadRequest>) -> Self {
+        AppState {
+            metrics,
+            reloads,
+            ready: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Marks the agent ready (probes scheduled) or not (starting, shutting down).
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::SeqCst);
+    }
+}
+
+/// The router, separate from serving so it can be inspected in tests.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/metrics", get(metrics))
+        .route("/-/healthy", get(|| async { "OK\n" }))
+        .route("/-/ready", get(ready))
+        .route("/-/reload", post(reload))
+        .with_state(state)
+}
+
+/// Serves until `stop` is cancelled, then closes the listener and finishes open
+/// requests.
+///
+/// # Errors
+///
+/// The I/O error that ended the server.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(stop.cancelled_owned())
+        .await
+}
+
+async fn index() -> &'static str {
+    "mailprobe\n\n/metrics     Prometheus metrics\n/-/healthy   liveness\n/-/ready     readiness\n/-/reload    POST: reload the configuration\n"
+}
+
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let rendered = match state.metrics.render_openmetrics() {
+        Ok(text) => text,
+        Err(_) => {
+            return (StatusCode::INTERNAL_SERVER_ERROR, "cannot render metrics\n").into_response();
+        }
+    };
+    let wants_openmetrics = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("application/openmetrics-text"));
+    if wants_openmetrics {
+        ([(header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)], rendered).into_response()
+    } else {
+        (
+            [(header::CONTENT_TYPE, PROMETHEUS_TEXT_CONTENT_TYPE)],
+            openmetrics_to_prometheus_text(&rendered),
+        )
+            .into_response()
+    }
+}
+
+async fn ready(State(state): State<AppState>) -> Response {
+    if state.ready.load(Ordering::SeqCst) {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
+    }
+}
+
+async fn reload(State(state): State<AppState>) -> Response {
+    match request_reload(&state.reloads).await {
+        Ok(targets) => (StatusCode::OK, format!("reloaded: {targets} targets\n")).into_response(),
+        Err(reason) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("reload failed, running configuration kept: {reason}\n"),
+        )
+            .into_response(),
+    }
+}

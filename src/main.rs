@@ -1,0 +1,117 @@
+//! The `mailprobe` command: parse arguments, set up logging, load the configuration and
+//! hand over to [`mailprobe::daemon::run`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use mailprobe::config;
+use mailprobe::daemon;
+use mailprobe::logging::{self, LogFormat};
+use tokio::signal::unix::{SignalKind, signal};
+
+/// Probes a site's mail endpoints and DNS, and exports Prometheus metrics that say
+/// whose fault a failure is.
+#[derive(Debug, Parser)]
+#[command(name = "mailprobe", version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    /// Configuration file (YAML).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Listen address for /metrics, overriding `listen` in the file.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// Log line format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+    /// Log filter in RUST_LOG syntax (default: RUST_LOG, else `info`).
+    #[arg(long, value_name = "FILTER", global = true)]
+    log_filter: Option<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate a configuration file and print a summary; exit 1 if it is invalid.
+    CheckConfig {
+        /// The file to check.
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(Command::CheckConfig { file }) = &cli.command {
+        return check_config(file);
+    }
+    let Some(config_path) = cli.config.clone() else {
+        eprintln!("mailprobe: --config FILE is required to run the agent (see --help)");
+        return ExitCode::from(2);
+    };
+    if let Err(reason) = logging::init(cli.log_format, cli.log_filter.as_deref()) {
+        eprintln!("mailprobe: {reason}");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("mailprobe: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run_agent(config_path, cli.listen)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            eprintln!("mailprobe: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check_config(file: &std::path::Path) -> ExitCode {
+    match config::load(file) {
+        Ok(config) => {
+            print!("{}", config::summary(&config));
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("{error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_agent(config_path: PathBuf, listen: Option<SocketAddr>) -> anyhow::Result<()> {
+    let mut config = config::load(&config_path)?;
+    if let Some(listen) = listen {
+        config.listen = listen;
+    }
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    tracing::info!(address = %listener.local_addr()?, "serving /metrics");
+    let (control, handle) = daemon::control();
+
+    let mut hangups = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the configuration");
+            // The outcome is logged and exported by the daemon itself.
+            let _ = handle.reload().await;
+        }
+    });
+    let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = terminate.recv() => tracing::info!("SIGTERM received"),
+            _ = interrupt.recv() => tracing::info!("SIGINT received"),
+        }
+    };
+    daemon::run(config, listener, control, shutdown).await?;
+    Ok(())
+}

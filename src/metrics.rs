@@ -1,0 +1,659 @@
+//! The Prometheus metric families and how a probe result updates them.
+//!
+//! One [`Metrics`] per agent, with its own registry (no global state). Label values
+//! come only from the configuration (target names, resolver addresses) or from closed
+//! enums (phase, reason, domain); the only server-supplied values are the short TLS
+//! facts in `mailprobe_tls_info`.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::config::{Protocol, RecordKind};
+use crate::fault::Fault;
+use crate::probe::{ErrorKind, Phase, ProbeResult, ProtocolFacts};
+
+/// Phase histogram buckets, in seconds: from a LAN round trip (1 ms) to a probe that
+/// used most of a long timeout (30 s).
+const PHASE_BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// The most characters of a server-supplied fact (TLS issuer) that become a label.
+const MAX_FACT_LABEL_LEN: usize = 64;
+
+type FloatGauge = Gauge<f64, AtomicU64>;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TargetLabels {
+    target: String,
+    protocol: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PhaseLabels {
+    target: String,
+    protocol: &'static str,
+    phase: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    target: String,
+    protocol: &'static str,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FailureLabels {
+    target: String,
+    protocol: &'static str,
+    phase: &'static str,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FaultLabels {
+    target: String,
+    protocol: &'static str,
+    domain: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LastFailureLabels {
+    target: String,
+    protocol: &'static str,
+    phase: &'static str,
+    reason: &'static str,
+    domain: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TlsInfoLabels {
+    target: String,
+    protocol: &'static str,
+    version: String,
+    issuer: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DnsResolverLabels {
+    target: String,
+    protocol: &'static str,
+    resolver: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DnsRecordLabels {
+    target: String,
+    protocol: &'static str,
+    resolver: String,
+    r#type: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+    revision: &'static str,
+}
+
+/// Label sets a target created from facts (not closed enums), remembered so they can
+/// be replaced when the fact changes and removed when the target goes away.
+#[derive(Debug, Default)]
+struct FactSeries {
+    last_failure: Option<LastFailureLabels>,
+    tls_info: Option<TlsInfoLabels>,
+    dns_resolvers: BTreeSet<String>,
+    dns_types: BTreeSet<&'static str>,
+}
+
+/// Every metric family the agent exports.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    up: Family<TargetLabels, Gauge>,
+    probe_duration: Family<TargetLabels, FloatGauge>,
+    phase_duration: Family<PhaseLabels, FloatGauge>,
+    phase_seconds: Family<PhaseLabels, Histogram, fn() -> Histogram>,
+    probes: Family<ResultLabels, Counter>,
+    failures: Family<FailureLabels, Counter>,
+    fault: Family<FaultLabels, Gauge>,
+    last_failure_info: Family<LastFailureLabels, Gauge>,
+    last_success: Family<TargetLabels, FloatGauge>,
+    tls_not_after: Family<TargetLabels, Gauge>,
+    tls_info: Family<TlsInfoLabels, Gauge>,
+    dns_records: Family<DnsRecordLabels, Gauge>,
+    dns_expected_match: Family<DnsResolverLabels, Gauge>,
+    dns_consistent: Family<TargetLabels, Gauge>,
+    dns_lookup_duration: Family<DnsResolverLabels, FloatGauge>,
+    reload_successful: Gauge,
+    reload_success_timestamp: FloatGauge,
+    targets: Gauge,
+    overruns: Counter,
+    facts: Mutex<HashMap<String, FactSeries>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn phase_histogram() -> Histogram {
+    Histogram::new(PHASE_BUCKETS)
+}
+
+impl Metrics {
+    /// Registers every family in a fresh registry.
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let m = Metrics {
+            registry: Registry::default(),
+            up: Family::default(),
+            probe_duration: Family::default(),
+            phase_duration: Family::default(),
+            phase_seconds: Family::new_with_constructor(phase_histogram),
+            probes: Family::default(),
+            failures: Family::default(),
+            fault: Family::default(),
+            last_failure_info: Family::default(),
+            last_success: Family::default(),
+            tls_not_after: Family::default(),
+            tls_info: Family::default(),
+            dns_records: Family::default(),
+            dns_expected_match: Family::default(),
+            dns_consistent: Family::default(),
+            dns_lookup_duration: Family::default(),
+            reload_successful: Gauge::default(),
+            reload_success_timestamp: FloatGauge::default(),
+            targets: Gauge::default(),
+            overruns: Counter::default(),
+            facts: Mutex::new(HashMap::new()),
+        };
+        let r = &mut registry;
+        r.register(
+            "mailprobe_up",
+            "1 if the last probe of the target succeeded",
+            m.up.clone(),
+        );
+        r.register(
+            "mailprobe_probe_duration_seconds",
+            "Total time of the last probe",
+            m.probe_duration.clone(),
+        );
+        r.register(
+            "mailprobe_phase_duration_seconds",
+            "Time per phase in the last probe (phases that ran)",
+            m.phase_duration.clone(),
+        );
+        r.register(
+            "mailprobe_phase_seconds",
+            "Histogram of phase times",
+            m.phase_seconds.clone(),
+        );
+        r.register(
+            "mailprobe_probes",
+            "Probes run, by result",
+            m.probes.clone(),
+        );
+        r.register(
+            "mailprobe_failures",
+            "Failed probes, by failing phase and reason",
+            m.failures.clone(),
+        );
+        r.register(
+            "mailprobe_fault",
+            "Fault domain of the last probe (one-hot over every domain)",
+            m.fault.clone(),
+        );
+        r.register(
+            "mailprobe_last_failure_info",
+            "The last failure while the target is failing",
+            m.last_failure_info.clone(),
+        );
+        r.register(
+            "mailprobe_last_success_timestamp_seconds",
+            "When the target last succeeded (Unix time)",
+            m.last_success.clone(),
+        );
+        r.register(
+            "mailprobe_tls_cert_not_after_timestamp_seconds",
+            "notAfter of the leaf certificate the server presented (Unix time)",
+            m.tls_not_after.clone(),
+        );
+        r.register(
+            "mailprobe_tls_info",
+            "TLS version and certificate issuer of the last successful handshake",
+            m.tls_info.clone(),
+        );
+        r.register(
+            "mailprobe_dns_records",
+            "Records of the asked type in each resolver's answer",
+            m.dns_records.clone(),
+        );
+        r.register(
+            "mailprobe_dns_expected_match",
+            "1 if the resolver's answer equals `expect`",
+            m.dns_expected_match.clone(),
+        );
+        r.register(
+            "mailprobe_dns_consistent",
+            "1 if the site resolvers' answer equals a reference resolver's",
+            m.dns_consistent.clone(),
+        );
+        r.register(
+            "mailprobe_dns_lookup_duration_seconds",
+            "Time each resolver took to answer in the last probe",
+            m.dns_lookup_duration.clone(),
+        );
+        r.register(
+            "mailprobe_config_last_reload_successful",
+            "1 if the last configuration (re)load succeeded",
+            m.reload_successful.clone(),
+        );
+        r.register(
+            "mailprobe_config_last_reload_success_timestamp_seconds",
+            "When the configuration was last loaded successfully (Unix time)",
+            m.reload_success_timestamp.clone(),
+        );
+        r.register(
+            "mailprobe_targets",
+            "Targets in the running configuration",
+            m.targets.clone(),
+        );
+        r.register(
+            "mailprobe_probe_overruns",
+            "Scheduled probes skipped because the previous one had not finished",
+            m.overruns.clone(),
+        );
+        let build_info = Family::<BuildLabels, Gauge>::default();
+        build_info
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+                revision: env!("MAILPROBE_REVISION"),
+            })
+            .set(1);
+        r.register(
+            "mailprobe_build_info",
+            "Version and source revision of this build",
+            build_info,
+        );
+        r.register_collector(Box::new(crate::process::ProcessCollector));
+        Metrics { registry, ..m }
+    }
+
+    /// Makes a target's counters exist from the start, so `increase()` sees its
+    /// first failure.
+    pub fn register_target(&self, target: &str, protocol: Protocol) {
+        for result in ["success", "failure"] {
+            let _ = self.probes.get_or_create(&ResultLabels {
+                target: target.to_owned(),
+                protocol: protocol.as_str(),
+                result,
+            });
+        }
+    }
+
+    /// Removes every series of a target that left the configuration.
+    pub fn forget_target(&self, target: &str, protocol: Protocol) {
+        let t = target_labels(target, protocol);
+        self.up.remove(&t);
+        self.probe_duration.remove(&t);
+        self.last_success.remove(&t);
+        self.tls_not_after.remove(&t);
+        self.dns_consistent.remove(&t);
+        for phase in Phase::ALL {
+            let labels = phase_labels(&t, phase);
+            self.phase_duration.remove(&labels);
+            self.phase_seconds.remove(&labels);
+            for kind in ErrorKind::ALL {
+                self.failures.remove(&failure_labels(&t, phase, kind));
+            }
+        }
+        for result in ["success", "failure"] {
+            self.probes.remove(&ResultLabels {
+                target: t.target.clone(),
+                protocol: t.protocol,
+                result,
+            });
+        }
+        for domain in Fault::ALL {
+            self.fault.remove(&fault_labels(&t, domain));
+        }
+        let facts = self.facts_lock().remove(target).unwrap_or_default();
+        if let Some(labels) = facts.last_failure {
+            self.last_failure_info.remove(&labels);
+        }
+        if let Some(labels) = facts.tls_info {
+            self.tls_info.remove(&labels);
+        }
+        for resolver in &facts.dns_resolvers {
+            let labels = dns_resolver_labels(&t, resolver);
+            self.dns_expected_match.remove(&labels);
+            self.dns_lookup_duration.remove(&labels);
+            for record in &facts.dns_types {
+                self.dns_records
+                    .remove(&dns_record_labels(&t, resolver, record));
+            }
+        }
+    }
+
+    /// Updates every family from one probe result and its fault domain.
+    pub fn record(&self, result: &ProbeResult, fault: Fault) {
+        let t = target_labels(&result.target, result.protocol);
+        self.up
+            .get_or_create(&t)
+            .set(i64::from(result.is_success()));
+        self.probe_duration
+            .get_or_create(&t)
+            .set(result.duration.as_secs_f64());
+        for phase in Phase::ALL {
+            let labels = phase_labels(&t, phase);
+            match result.phases.iter().find(|timing| timing.phase == phase) {
+                Some(timing) => {
+                    let seconds = timing.duration.as_secs_f64();
+                    self.phase_duration.get_or_create(&labels).set(seconds);
+                    self.phase_seconds.get_or_create(&labels).observe(seconds);
+                }
+                // A phase that did not run this time must not show an old value.
+                None => {
+                    self.phase_duration.remove(&labels);
+                }
+            }
+        }
+        self.probes
+            .get_or_create(&ResultLabels {
+                target: t.target.clone(),
+                protocol: t.protocol,
+                result: if result.is_success() {
+                    "success"
+                } else {
+                    "failure"
+                },
+            })
+            .inc();
+        for domain in Fault::ALL {
+            self.fault
+                .get_or_create(&fault_labels(&t, domain))
+                .set(i64::from(domain == fault));
+        }
+
+        let mut facts_by_target = self.facts_lock();
+        let facts = facts_by_target.entry(t.target.clone()).or_default();
+        if let Some(old) = facts.last_failure.take() {
+            self.last_failure_info.remove(&old);
+        }
+        match result.failure() {
+            Some(failure) => {
+                self.failures
+                    .get_or_create(&failure_labels(&t, failure.phase, failure.kind))
+                    .inc();
+                let labels = LastFailureLabels {
+                    target: t.target.clone(),
+                    protocol: t.protocol,
+                    phase: failure.phase.as_metrics_label(),
+                    reason: failure.kind.as_metrics_label(),
+                    domain: fault.as_metrics_label(),
+                };
+                self.last_failure_info.get_or_create(&labels).set(1);
+                facts.last_failure = Some(labels);
+            }
+            None => {
+                self.last_success.get_or_create(&t).set(unix_now());
+            }
+        }
+        self.record_tls(&t, result, facts);
+        if let ProtocolFacts::Dns(dns) = &result.facts {
+            self.record_dns(&t, dns, facts);
+        }
+    }
+
+    fn record_tls(&self, t: &TargetLabels, result: &ProbeResult, facts: &mut FactSeries) {
+        let Some(tls) = &result.tls else { return };
+        if let Some(not_after) = tls.not_after {
+            self.tls_not_after.get_or_create(t).set(not_after);
+        }
+        // Version and issuer are only known for sure after a completed handshake.
+        let (Some(version), Some(issuer)) = (&tls.version, &tls.issuer) else {
+            return;
+        };
+        let labels = TlsInfoLabels {
+            target: t.target.clone(),
+            protocol: t.protocol,
+            version: sanitise_fact(version),
+            issuer: sanitise_fact(issuer),
+        };
+        if facts.tls_info.as_ref() != Some(&labels) {
+            if let Some(old) = facts.tls_info.take() {
+                self.tls_info.remove(&old);
+            }
+            self.tls_info.get_or_create(&labels).set(1);
+            facts.tls_info = Some(labels);
+        }
+    }
+
+    fn record_dns(
+        &self,
+        t: &TargetLabels,
+        dns: &crate::probe::dns::DnsFacts,
+        facts: &mut FactSeries,
+    ) {
+        let record = dns.record.map_or("", RecordKind::as_str);
+        facts.dns_types.insert(record);
+        for answer in &dns.answers {
+            facts.dns_resolvers.insert(answer.resolver.clone());
+            let labels = dns_resolver_labels(t, &answer.resolver);
+            self.dns_lookup_duration
+                .get_or_create(&labels)
+                .set(answer.duration.as_secs_f64());
+            let records = dns_record_labels(t, &answer.resolver, record);
+            match &answer.outcome {
+                Ok(found) => {
+                    self.dns_records
+                        .get_or_create(&records)
+                        .set(i64::try_from(found.len()).unwrap_or(i64::MAX));
+                }
+                // A negative answer is an answer: zero records.
+                Err(e) if matches!(e.kind, ErrorKind::DnsNxdomain | ErrorKind::DnsNodata) => {
+                    self.dns_records.get_or_create(&records).set(0);
+                }
+                // No answer at all: the count is unknown, so no series.
+                Err(_) => {
+                    self.dns_records.remove(&records);
+                }
+            }
+            match answer.expected_match {
+                Some(matched) => {
+                    self.dns_expected_match
+                        .get_or_create(&labels)
+                        .set(i64::from(matched));
+                }
+                None => {
+                    self.dns_expected_match.remove(&labels);
+                }
+            }
+        }
+        match dns.consistent {
+            Some(consistent) => {
+                self.dns_consistent
+                    .get_or_create(t)
+                    .set(i64::from(consistent));
+            }
+            None => {
+                self.dns_consistent.remove(t);
+            }
+        }
+    }
+
+    /// Records the outcome of a configuration (re)load.
+    pub fn record_reload(&self, successful: bool, targets: usize) {
+        self.reload_successful.set(i64::from(successful));
+        if successful {
+            self.reload_success_timestamp.set(unix_now());
+            self.targets.set(i64::try_from(targets).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// Counts `skipped` scheduled probes that could not start on time.
+    pub fn record_overruns(&self, skipped: u64) {
+        self.overruns.inc_by(skipped);
+    }
+
+    /// Renders the registry as OpenMetrics text.
+    ///
+    /// # Errors
+    ///
+    /// Only when formatting into a `String` fails, which it does not in practice.
+    pub fn render_openmetrics(&self) -> Result<String, std::fmt::Error> {
+        let mut out = String::with_capacity(16 * 1024);
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+
+    fn facts_lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, FactSeries>> {
+        // The map only holds label sets; a panic elsewhere cannot leave it inconsistent
+        // in a way that matters more than losing the metrics, so recover the guard.
+        self.facts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Converts OpenMetrics text (what prometheus-client writes) into the Prometheus text
+/// format 0.0.4, for scrapers and people that do not ask for OpenMetrics: counter
+/// families are named with their `_total` suffix, `info` families become gauges, and
+/// `# UNIT` / `# EOF` lines are dropped.
+pub fn openmetrics_to_prometheus_text(openmetrics: &str) -> String {
+    let mut out = String::with_capacity(openmetrics.len());
+    let counters: BTreeSet<&str> = openmetrics
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.strip_suffix(" counter"))
+        .collect();
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        if let Some(rest) = line
+            .strip_prefix("# HELP ")
+            .or_else(|| line.strip_prefix("# TYPE "))
+        {
+            let keyword = &line[..7];
+            let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+            let name = if counters.contains(name) {
+                format!("{name}_total")
+            } else {
+                name.to_owned()
+            };
+            let tail = if tail == "info" { "gauge" } else { tail };
+            out.push_str(keyword);
+            out.push_str(&name);
+            out.push(' ');
+            out.push_str(tail);
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn target_labels(target: &str, protocol: Protocol) -> TargetLabels {
+    TargetLabels {
+        target: target.to_owned(),
+        protocol: protocol.as_str(),
+    }
+}
+
+fn phase_labels(t: &TargetLabels, phase: Phase) -> PhaseLabels {
+    PhaseLabels {
+        target: t.target.clone(),
+        protocol: t.protocol,
+        phase: phase.as_metrics_label(),
+    }
+}
+
+fn failure_labels(t: &TargetLabels, phase: Phase, kind: ErrorKind) -> FailureLabels {
+    FailureLabels {
+        target: t.target.clone(),
+        protocol: t.protocol,
+        phase: phase.as_metrics_label(),
+        reason: kind.as_metrics_label(),
+    }
+}
+
+fn fault_labels(t: &TargetLabels, domain: Fault) -> FaultLabels {
+    FaultLabels {
+        target: t.target.clone(),
+        protocol: t.protocol,
+        domain: domain.as_metrics_label(),
+    }
+}
+
+fn dns_resolver_labels(t: &TargetLabels, resolver: &str) -> DnsResolverLabels {
+    DnsResolverLabels {
+        target: t.target.clone(),
+        protocol: t.protocol,
+        resolver: resolver.to_owned(),
+    }
+}
+
+fn dns_record_labels(t: &TargetLabels, resolver: &str, record: &'static str) -> DnsRecordLabels {
+    DnsRecordLabels {
+        target: t.target.clone(),
+        protocol: t.protocol,
+        resolver: resolver.to_owned(),
+        r#type: record,
+    }
+}
+
+/// A server-supplied fact fit for a label: printable ASCII only, bounded length.
+fn sanitise_fact(fact: &str) -> String {
+    fact.chars()
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .take(MAX_FACT_LABEL_LEN)
+        .collect()
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prometheus_text_names_counters_with_total_and_drops_eof() {
+        let om = "# HELP mailprobe_probes Probes run.\n# TYPE mailprobe_probes counter\n\
+                  mailprobe_probes_total{result=\"success\"} 1\n# TYPE x info\nx_info 1\n# EOF\n";
+        let text = openmetrics_to_prometheus_text(om);
+        assert_eq!(
+            text,
+            "# HELP mailprobe_probes_total Probes run.\n# TYPE mailprobe_probes_total counter\n\
+             mailprobe_probes_total{result=\"success\"} 1\n# TYPE x gauge\nx_info 1\n"
+        );
+    }
+
+    #[test]
+    fn server_facts_are_bounded_printable_labels() {
+        let long = "A\u{7}".repeat(100);
+        let clean = sanitise_fact(&long);
+        assert_eq!(clean.len(), MAX_FACT_LABEL_LEN);
+        assert!(clean.chars().all(|c| c == 'A' || c == '?'));
+    }
+}

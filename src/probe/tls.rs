@@ -1,0 +1,269 @@
+//! TLS for probes: trust anchors, a verifier that remembers what the server presented,
+//! the handshake as a typed step, and certificate facts.
+//!
+//! Verification is done by rustls' WebPKI verifier with the system roots plus any
+//! `ca_file`. A probe wraps that shared verifier in a [`RecordingVerifier`] of its own
+//! so that the presented chain is kept even when verification fails: an expired
+//! certificate is then still reported with its notAfter and issuer.
+
+use std::sync::{Arc, Mutex};
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::{Resumption, WebPkiServerVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+
+use super::{ErrorKind, ProbeError, TlsFacts};
+
+/// The one crypto provider mailprobe uses: ring (no aws-lc-rs anywhere in the tree).
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The platform's trusted roots; Mozilla's bundled roots when the platform has none
+/// (a minimal container image without `ca-certificates`).
+pub fn system_roots() -> RootCertStore {
+    let mut roots = RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    let (added, _ignored) = roots.add_parsable_certificates(native.certs);
+    if added == 0 {
+        tracing::warn!(
+            errors = native.errors.len(),
+            "no system CA certificates found; using the bundled Mozilla roots"
+        );
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    }
+    roots
+}
+
+/// Builds the verifier for a target: `base` roots plus the target's extra roots.
+///
+/// # Errors
+///
+/// A message when the roots cannot form a verifier (no usable root at all).
+pub fn verifier(
+    base: &RootCertStore,
+    extra: &[CertificateDer<'static>],
+) -> Result<Arc<WebPkiServerVerifier>, String> {
+    let mut roots = base.clone();
+    for cert in extra {
+        roots
+            .add(cert.clone())
+            .map_err(|error| format!("a CA certificate cannot be used as a root: {error}"))?;
+    }
+    WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
+        .build()
+        .map_err(|error| format!("cannot build the certificate verifier: {error}"))
+}
+
+/// Delegates every decision to the WebPKI verifier, but first keeps a copy of the chain
+/// the server presented. One per handshake, so concurrent probes never mix chains.
+#[derive(Debug)]
+struct RecordingVerifier {
+    inner: Arc<WebPkiServerVerifier>,
+    presented: Mutex<Vec<CertificateDer<'static>>>,
+}
+
+impl ServerCertVerifier for RecordingVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let chain = std::iter::once(end_entity)
+            .chain(intermediates)
+            .map(|cert| cert.clone().into_owned())
+            .collect();
+        // A poisoned lock only means another thread panicked mid-copy; the data is a
+        // plain Vec we overwrite, so taking it over is sound.
+        *self.presented.lock().unwrap_or_else(|p| p.into_inner()) = chain;
+        self.inner
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// Runs a TLS handshake over `stream`, verifying the server as `server_name`.
+///
+/// `facts` is filled in whether or not the handshake succeeds.
+///
+/// # Errors
+///
+/// A [`ProbeError`] whose kind separates certificate problems (expired, not yet valid,
+/// wrong name, untrusted) from a handshake that broke down or a reset.
+pub async fn handshake<S>(
+    stream: S,
+    server_name: &str,
+    verifier: &Arc<WebPkiServerVerifier>,
+    facts: &mut TlsFacts,
+) -> Result<TlsStream<S>, ProbeError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let name = ServerName::try_from(server_name.to_owned()).map_err(|_| {
+        ProbeError::new(
+            ErrorKind::TlsHandshake,
+            format!("`{server_name}` cannot be used as a TLS server name"),
+        )
+    })?;
+    let recording = Arc::new(RecordingVerifier {
+        inner: Arc::clone(verifier),
+        presented: Mutex::new(Vec::new()),
+    });
+    let mut config = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|error| ProbeError::new(ErrorKind::TlsHandshake, error.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::clone(&recording) as Arc<dyn ServerCertVerifier>)
+        .with_no_client_auth();
+    // A resumed session skips certificate verification: a monitor must see the
+    // certificate every time, so every probe does a full handshake.
+    config.resumption = Resumption::disabled();
+    let connector = TlsConnector::from(Arc::new(config));
+    let outcome = connector.connect(name, stream).await;
+
+    let presented = std::mem::take(
+        &mut *recording
+            .presented
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()),
+    );
+    *facts = certificate_facts(&presented);
+    match outcome {
+        Ok(stream) => {
+            facts.version = stream.get_ref().1.protocol_version().map(version_name);
+            Ok(stream)
+        }
+        Err(error) => Err(classify_handshake_error(&error, server_name)),
+    }
+}
+
+/// Maps a failed handshake to a typed error.
+pub fn classify_handshake_error(error: &std::io::Error, server_name: &str) -> ProbeError {
+    if let Some(tls) = error
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<rustls::Error>())
+    {
+        let kind = match tls {
+            rustls::Error::InvalidCertificate(cert) => match cert {
+                CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+                    ErrorKind::CertExpired
+                }
+                CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+                    ErrorKind::CertNotYetValid
+                }
+                CertificateError::NotValidForName
+                | CertificateError::NotValidForNameContext { .. } => ErrorKind::CertNameMismatch,
+                _ => ErrorKind::CertUntrusted,
+            },
+            _ => ErrorKind::TlsHandshake,
+        };
+        let message = match kind {
+            ErrorKind::CertNameMismatch => {
+                format!("the certificate is not valid for `{server_name}`: {tls}")
+            }
+            _ => format!("TLS handshake failed: {tls}"),
+        };
+        return ProbeError::new(kind, message);
+    }
+    match error.kind() {
+        std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe => ProbeError::new(
+            ErrorKind::ConnectionReset,
+            format!("the server reset the connection during the TLS handshake: {error}"),
+        ),
+        std::io::ErrorKind::UnexpectedEof => ProbeError::new(
+            ErrorKind::TlsHandshake,
+            "the server closed the connection during the TLS handshake",
+        ),
+        _ => ProbeError::new(
+            ErrorKind::TlsHandshake,
+            format!("TLS handshake failed: {error}"),
+        ),
+    }
+}
+
+/// Facts about the leaf certificate of `chain` (empty facts when there is none).
+pub fn certificate_facts(chain: &[CertificateDer<'_>]) -> TlsFacts {
+    let mut facts = TlsFacts {
+        chain_len: chain.len(),
+        ..TlsFacts::default()
+    };
+    let Some(leaf) = chain.first() else {
+        return facts;
+    };
+    let Ok((_, cert)) = X509Certificate::from_der(leaf.as_ref()) else {
+        return facts;
+    };
+    facts.not_after = Some(cert.validity().not_after.timestamp());
+    facts.not_before = Some(cert.validity().not_before.timestamp());
+    let issuer_cn = cert
+        .issuer()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .map(str::to_owned);
+    facts.issuer = Some(issuer_cn.unwrap_or_else(|| cert.issuer().to_string()));
+    facts.subject = Some(cert.subject().to_string());
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        for name in &san.value.general_names {
+            match name {
+                GeneralName::DNSName(dns) => facts.sans.push((*dns).to_owned()),
+                GeneralName::IPAddress(bytes) => {
+                    if let Some(ip) = ip_from_bytes(bytes) {
+                        facts.sans.push(ip.to_string());
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    facts
+}
+
+/// `TLSv1.3`, the spelling openssl and most dashboards use.
+fn version_name(version: rustls::ProtocolVersion) -> String {
+    match version {
+        rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2".to_owned(),
+        rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3".to_owned(),
+        other => format!("{other:?}"),
+    }
+}
+
+fn ip_from_bytes(bytes: &[u8]) -> Option<std::net::IpAddr> {
+    match bytes.len() {
+        4 => <[u8; 4]>::try_from(bytes).ok().map(std::net::IpAddr::from),
+        16 => <[u8; 16]>::try_from(bytes).ok().map(std::net::IpAddr::from),
+        _ => None,
+    }
+}

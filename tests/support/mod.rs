@@ -1,0 +1,23 @@
+//! Real peers for integration tests: DNS servers (dnsmasq, unbound, a silent
+//! one), an HTTPS server (nginx), a test CA and nftables drop rules. Every
+//! daemon listens on 127.0.0.1 only and is killed when its handle is dropped.
+//! Use with `mod support;` in a file under tests/.
+#![allow(dead_code, unused_imports)]
+
+pub mod certs;
+pub mod dnsmasq;
+pub mod nft;
+pub mod nginx;
+pub mod ports;
+pub mod process;
+pub mod silent_udp;
+pub mod unbound;
+
+pub use certs::{TestPki, Validity};
+pub use dnsmasq::{Dnsmasq, DnsmasqBuilder};
+pub use nft::DropRule;
+pub use nginx::{Nginx, NginxBuilder};
+pub use ports::free_port;
+pub use process::{ChildGuard, READY_DEADLINE, StartError, wait_tcp_ready};
+pub use silent_udp::SilentDnsServer;
+pub use unbound::{Unbound, UnboundBuilder};

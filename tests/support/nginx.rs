@@ -1,0 +1,134 @@
+//! A real nginx (HTTP or HTTPS) on a loopback port, as a webmail/Exchange stand-in.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::ports::free_port;
+use super::process::{ChildGuard, READY_DEADLINE, StartError, retry_port_race};
+
+/// A running nginx listening on `addr`; killed on drop.
+/// Why: HTTPS probes must be tested against a real TLS server presenting a
+/// chain from [`TestPki`](super::certs::TestPki). Runs with
+/// `master_process off` so that the one process SIGKILLed on drop is the one
+/// holding the socket (with a master, a killed master leaves its worker behind).
+pub struct Nginx {
+    /// Where to connect (127.0.0.1, a free port).
+    pub addr: SocketAddr,
+    child: ChildGuard, // dropped (killed) before `dir` is removed
+    dir: tempfile::TempDir,
+}
+
+/// Describes an [`Nginx`]; call [`start`](Self::start) to run it.
+#[derive(Default)]
+pub struct NginxBuilder {
+    tls: Option<(PathBuf, PathBuf)>,
+    server_extra: String,
+}
+
+impl Nginx {
+    /// Starts describing a plain-HTTP nginx with no locations (every path 404s).
+    pub fn builder() -> NginxBuilder {
+        NginxBuilder::default()
+    }
+
+    /// nginx's error log so far, for assertion messages.
+    pub fn log(&self) -> String {
+        self.child.log_contents()
+    }
+
+    /// The temp dir holding nginx.conf, logs and temp paths; removed on drop.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl NginxBuilder {
+    /// Serve TLS with this certificate (full-chain PEM) and key, e.g. from
+    /// [`TestPki::issue`](super::certs::TestPki::issue).
+    pub fn tls(mut self, cert_pem: impl AsRef<Path>, key_pem: impl AsRef<Path>) -> Self {
+        self.tls = Some((
+            cert_pem.as_ref().to_path_buf(),
+            key_pem.as_ref().to_path_buf(),
+        ));
+        self
+    }
+
+    /// Extra directives inside the `server { }` block, e.g.
+    /// `location / { return 200 'ok'; }`. Call several times to append.
+    pub fn server_block_extra(mut self, directives: &str) -> Self {
+        for line in directives.lines() {
+            self.server_extra.push_str("    ");
+            self.server_extra.push_str(line);
+            self.server_extra.push('\n');
+        }
+        self
+    }
+
+    /// Runs nginx on 127.0.0.1 and a free port; returns once its TCP port accepts.
+    pub fn start(self) -> Result<Nginx, StartError> {
+        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        retry_port_race(
+            || free_port(ip),
+            |port| self.start_on(SocketAddr::new(ip, port)),
+        )
+    }
+
+    fn start_on(&self, addr: SocketAddr) -> Result<Nginx, StartError> {
+        let dir = tempfile::Builder::new()
+            .prefix("nginx-")
+            .tempdir()
+            .map_err(|e| StartError(format!("nginx: tempdir: {e}")))?;
+        let d = dir.path().display();
+        let (ssl, tls_directives) = match &self.tls {
+            Some((cert, key)) => (
+                " ssl",
+                format!(
+                    "    ssl_certificate {};\n    ssl_certificate_key {};\n",
+                    cert.display(),
+                    key.display()
+                ),
+            ),
+            None => ("", String::new()),
+        };
+        let conf = format!(
+            "daemon off;
+master_process off;
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log stderr notice;
+events {{ worker_connections 64; }}
+http {{
+  access_log off;
+  default_type text/plain;
+  client_body_temp_path {d}/client_body;
+  proxy_temp_path {d}/proxy;
+  fastcgi_temp_path {d}/fastcgi;
+  uwsgi_temp_path {d}/uwsgi;
+  scgi_temp_path {d}/scgi;
+  server {{
+    listen {addr}{ssl};
+    server_name _;
+{tls_directives}{extra}  }}
+}}
+",
+            extra = self.server_extra,
+        );
+        let conf_path = dir.path().join("nginx.conf");
+        std::fs::write(&conf_path, conf)
+            .map_err(|e| StartError(format!("nginx: write {}: {e}", conf_path.display())))?;
+        let mut cmd = Command::new("nginx");
+        // -e: log to stderr even before the config is read (else /var/log/nginx).
+        cmd.arg("-e")
+            .arg("stderr")
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-c")
+            .arg(&conf_path);
+        let mut child = ChildGuard::spawn("nginx", cmd, &dir.path().join("nginx.log"))?;
+        child
+            .wait_ready(addr, READY_DEADLINE)
+            .map_err(|e| e.with_config(&conf_path))?;
+        Ok(Nginx { addr, child, dir })
+    }
+}

@@ -1,0 +1,177 @@
+//! A real unbound that gives SERVFAIL / REFUSED / NXDOMAIN / NODATA on demand.
+//!
+//! Measured with unbound 1.17 and this config:
+//! - [`UnboundBuilder::servfail_zone`] (forwarded to a server that REFUSES):
+//!   SERVFAIL, first query ~35 ms, later ones ~1 ms;
+//! - [`UnboundBuilder::refuse_zone`] (`always_refuse`): REFUSED;
+//! - [`UnboundBuilder::nxdomain_zone`] (`always_nxdomain`): NXDOMAIN;
+//! - `local_data` in a `static` zone: NOERROR with answer (AA set); another
+//!   type at that name: NOERROR/NODATA; another name in the zone: NXDOMAIN;
+//! - any name outside the configured zones: REFUSED (a `local-zone: "." refuse`
+//!   catch-all), so unbound never tries to reach root servers. As a second
+//!   guard, `outgoing-interface: 127.0.0.1` makes any upstream query to a
+//!   non-loopback address fail inside the kernel instead of leaving the machine.
+
+use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::process::Command;
+
+use super::ports::free_port;
+use super::process::{ChildGuard, READY_DEADLINE, StartError, retry_port_race};
+
+/// A running unbound listening on `addr` (UDP and TCP); killed on drop.
+/// Why: dnsmasq cannot produce a quick SERVFAIL; unbound can, plus REFUSED
+/// and NXDOMAIN zones, so resolver error classification can be tested for real.
+pub struct Unbound {
+    /// Where to send DNS queries (127.0.0.1, a free port; UDP and TCP).
+    pub addr: SocketAddr,
+    child: ChildGuard, // dropped (killed) before `dir` is removed
+    dir: tempfile::TempDir,
+}
+
+/// Collects zones and data for [`Unbound`]; call [`start`](Self::start) to run it.
+#[derive(Default)]
+pub struct UnboundBuilder {
+    server: String,
+    forwards: String,
+}
+
+impl Unbound {
+    /// Starts describing an unbound that REFUSES everything until zones are added.
+    pub fn builder() -> UnboundBuilder {
+        UnboundBuilder::default()
+    }
+
+    /// The daemon's log so far, for assertion messages.
+    pub fn log(&self) -> String {
+        self.child.log_contents()
+    }
+
+    /// The temp dir holding unbound.conf, the log and the pid file; removed on drop.
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+}
+
+fn zone(name: &str) -> String {
+    if name.ends_with('.') {
+        name.to_string()
+    } else {
+        format!("{name}.")
+    }
+}
+
+impl UnboundBuilder {
+    /// `local-zone: "<zone>" <kind>`; use `"static"` so that names/types without
+    /// `local_data` answer NXDOMAIN/NODATA instead of being resolved upstream.
+    pub fn local_zone(mut self, name: &str, kind: &str) -> Self {
+        let _ = writeln!(self.server, "  local-zone: \"{}\" {kind}", zone(name));
+        self
+    }
+
+    /// `local-data: "<rr>"`, e.g. `"example.test. MX 10 old-mx.example.test."`.
+    /// Needs an enclosing [`local_zone`](Self::local_zone).
+    pub fn local_data(mut self, rr: &str) -> Self {
+        let _ = writeln!(self.server, "  local-data: \"{rr}\"");
+        self
+    }
+
+    /// Every name under `name` answers REFUSED (`always_refuse`).
+    pub fn refuse_zone(self, name: &str) -> Self {
+        self.local_zone(name, "always_refuse")
+    }
+
+    /// Every name under `name` answers NXDOMAIN (`always_nxdomain`).
+    pub fn nxdomain_zone(self, name: &str) -> Self {
+        self.local_zone(name, "always_nxdomain")
+    }
+
+    /// Forwards `name` to `upstream` (on loopback), which must ANSWER with
+    /// REFUSED, e.g. `Dnsmasq::builder().start()` (no records): unbound then
+    /// answers SERVFAIL in ~35 ms (first query), ~1 ms after. Trap (measured):
+    /// with a closed port or a [`SilentDnsServer`](super::silent_udp::SilentDnsServer)
+    /// upstream, unbound keeps retrying with backoff and sends no answer for over 30 s.
+    pub fn servfail_zone(self, name: &str, upstream: SocketAddr) -> Self {
+        self.forward_zone(name, upstream)
+    }
+
+    /// Forwards `name` to `upstream` (must be loopback), e.g. to chain to a dnsmasq.
+    pub fn forward_zone(mut self, name: &str, upstream: SocketAddr) -> Self {
+        assert!(
+            upstream.ip().is_loopback(),
+            "tests may only talk to loopback, got {upstream}"
+        );
+        let z = zone(name);
+        // transparent: lets the query past the "." refuse catch-all to the forwarder.
+        let _ = writeln!(self.server, "  local-zone: \"{z}\" transparent");
+        let _ = write!(
+            self.forwards,
+            "forward-zone:\n  name: \"{z}\"\n  forward-addr: {}@{}\n",
+            upstream.ip(),
+            upstream.port()
+        );
+        self
+    }
+
+    /// Runs unbound on 127.0.0.1 and a free port; returns once its TCP port accepts.
+    pub fn start(self) -> Result<Unbound, StartError> {
+        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        retry_port_race(
+            || free_port(ip),
+            |port| self.start_on(SocketAddr::new(ip, port)),
+        )
+    }
+
+    fn start_on(&self, addr: SocketAddr) -> Result<Unbound, StartError> {
+        let dir = tempfile::Builder::new()
+            .prefix("unbound-")
+            .tempdir()
+            .map_err(|e| StartError(format!("unbound: tempdir: {e}")))?;
+        let d = dir.path().display();
+        let conf = format!(
+            "server:
+  interface: {ip}@{port}
+  port: {port}
+  do-ip4: yes
+  do-ip6: no
+  do-udp: yes
+  do-tcp: yes
+  do-daemonize: no
+  use-syslog: no
+  logfile: \"\"
+  verbosity: 1
+  log-servfail: yes
+  username: \"\"
+  chroot: \"\"
+  directory: \"{d}\"
+  pidfile: \"{d}/unbound.pid\"
+  num-threads: 1
+  so-reuseport: no
+  module-config: \"iterator\"
+  outgoing-interface: 127.0.0.1
+  do-not-query-localhost: no
+  access-control: 127.0.0.0/8 allow
+  local-zone: \"test.\" nodefault
+  local-zone: \".\" refuse
+{server}{forwards}remote-control:
+  control-enable: no
+",
+            ip = addr.ip(),
+            port = addr.port(),
+            server = self.server,
+            forwards = self.forwards,
+        );
+        let conf_path = dir.path().join("unbound.conf");
+        std::fs::write(&conf_path, conf)
+            .map_err(|e| StartError(format!("unbound: write {}: {e}", conf_path.display())))?;
+        // so-reuseport: no, or a second root process on the same port (a port
+        // race) would silently share it and get half of the queries.
+        let mut cmd = Command::new("unbound");
+        cmd.arg("-d").arg("-c").arg(&conf_path);
+        let mut child = ChildGuard::spawn("unbound", cmd, &dir.path().join("unbound.log"))?;
+        child
+            .wait_ready(addr, READY_DEADLINE)
+            .map_err(|e| e.with_config(&conf_path))?;
+        Ok(Unbound { addr, child, dir })
+    }
+}
