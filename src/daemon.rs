@@ -168,6 +168,7 @@ impl Running {
         let scheduler = Scheduler::start(
             &config.targets,
             config.max_concurrent_probes,
+            config.start_jitter,
             probe_job(env, Arc::clone(metrics), results.clone()),
             overrun_hook(Arc::clone(metrics)),
         );

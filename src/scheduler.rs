@@ -33,9 +33,12 @@ pub struct Scheduler {
 
 impl Scheduler {
     /// Starts one task per target.
+    /// `start_jitter` bounds the random delay before each target's first probe; `None`
+    /// spreads first probes over the target's whole interval.
     pub fn start(
         targets: &[Arc<Target>],
         max_concurrent_probes: usize,
+        start_jitter: Option<Duration>,
         job: Job,
         on_overrun: OverrunHook,
     ) -> Scheduler {
@@ -43,8 +46,10 @@ impl Scheduler {
         let tasks = TaskTracker::new();
         let slots = Arc::new(Semaphore::new(max_concurrent_probes));
         for target in targets {
+            let spread = start_jitter.map_or(target.interval, |j| j.min(target.interval));
             tasks.spawn(run_target(
                 Arc::clone(target),
+                spread,
                 Arc::clone(&slots),
                 Arc::clone(&job),
                 Arc::clone(&on_overrun),
@@ -62,11 +67,14 @@ impl Scheduler {
     }
 }
 
-/// The first start: uniformly spread over one interval so that a thousand targets
-/// loaded at once do not all probe in the same millisecond.
-pub fn first_start(now: Instant, interval: Duration) -> Instant {
-    let nanos = u64::try_from(interval.as_nanos()).unwrap_or(u64::MAX);
-    now + Duration::from_nanos(fastrand::u64(0..nanos.max(1)))
+/// The first start: uniformly spread over `spread` (by default one interval) so that
+/// a thousand targets loaded at once do not all probe in the same millisecond.
+pub fn first_start(now: Instant, spread: Duration) -> Instant {
+    let nanos = u64::try_from(spread.as_nanos()).unwrap_or(u64::MAX);
+    if nanos == 0 {
+        return now;
+    }
+    now + Duration::from_nanos(fastrand::u64(0..nanos))
 }
 
 /// Given the slot a probe was scheduled for and the time it finished, the next slot
@@ -85,12 +93,13 @@ pub fn next_slot(scheduled: Instant, now: Instant, interval: Duration) -> (Insta
 
 async fn run_target(
     target: Arc<Target>,
+    spread: Duration,
     slots: Arc<Semaphore>,
     job: Job,
     on_overrun: OverrunHook,
     cancel: CancellationToken,
 ) {
-    let mut slot = first_start(Instant::now(), target.interval);
+    let mut slot = first_start(Instant::now(), spread);
     loop {
         tokio::select! {
             () = cancel.cancelled() => return,
@@ -180,7 +189,7 @@ mod tests {
         let (job, starts) = recording_job(Duration::from_secs(1));
         let (hook, overruns) = counting_overruns();
         let t0 = Instant::now();
-        let scheduler = Scheduler::start(&[target("a", interval)], 4, job, hook);
+        let scheduler = Scheduler::start(&[target("a", interval)], 4, None, job, hook);
         tokio::time::sleep(Duration::from_secs(65)).await;
         scheduler.stop().await;
         let starts: Vec<Instant> = starts.lock().unwrap().iter().map(|(_, at)| *at).collect();
@@ -201,7 +210,7 @@ mod tests {
             .map(|i| target(&format!("t{i}"), interval))
             .collect();
         let t0 = Instant::now();
-        let scheduler = Scheduler::start(&targets, 256, job, hook);
+        let scheduler = Scheduler::start(&targets, 256, None, job, hook);
         // Just under one interval: every target has started exactly once.
         tokio::time::sleep(interval - Duration::from_millis(1)).await;
         scheduler.stop().await;
@@ -223,7 +232,7 @@ mod tests {
         // 25 s per probe: each run misses the two slots that fall inside it.
         let (job, starts) = recording_job(Duration::from_secs(25));
         let (hook, overruns) = counting_overruns();
-        let scheduler = Scheduler::start(&[target("slow", interval)], 4, job, hook);
+        let scheduler = Scheduler::start(&[target("slow", interval)], 4, None, job, hook);
         tokio::time::sleep(Duration::from_secs(100)).await;
         scheduler.stop().await;
         let starts: Vec<Instant> = starts.lock().unwrap().iter().map(|(_, at)| *at).collect();
@@ -242,7 +251,7 @@ mod tests {
         let (job, starts) = recording_job(Duration::from_secs(4));
         let (hook, overruns) = counting_overruns();
         let targets: Vec<_> = (0..3).map(|i| target(&format!("t{i}"), interval)).collect();
-        let scheduler = Scheduler::start(&targets, 1, job, hook);
+        let scheduler = Scheduler::start(&targets, 1, None, job, hook);
         tokio::time::sleep(Duration::from_secs(120)).await;
         scheduler.stop().await;
         let starts = starts.lock().unwrap();
@@ -253,6 +262,26 @@ mod tests {
             assert!(pair[1] - pair[0] >= Duration::from_secs(4));
         }
         assert!(overruns.load(Ordering::SeqCst) > 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn start_jitter_bounds_the_first_start() {
+        let interval = Duration::from_secs(60);
+        let (job, starts) = recording_job(Duration::from_millis(1));
+        let (hook, _) = counting_overruns();
+        let targets: Vec<_> = (0..20)
+            .map(|i| target(&format!("t{i}"), interval))
+            .collect();
+        let t0 = Instant::now();
+        let scheduler = Scheduler::start(&targets, 64, Some(Duration::ZERO), job, hook);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        scheduler.stop().await;
+        let starts = starts.lock().unwrap();
+        assert_eq!(starts.len(), 20);
+        assert!(
+            starts.iter().all(|(_, at)| *at == t0),
+            "all start at once with zero jitter"
+        );
     }
 
     #[test]

@@ -128,6 +128,9 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Global cap on probes running at once.
     pub max_concurrent_probes: usize,
+    /// Longest delay before a target's first probe; `None` spreads first probes over
+    /// each target's whole interval.
+    pub start_jitter: Option<Duration>,
     /// The site's network context.
     pub site: Site,
     /// What to probe; never empty, names unique.
@@ -371,7 +374,7 @@ fn parse(text: &str, path: &Path) -> Result<raw::RawConfig, ConfigError> {
             error.into_inner()
         })
     });
-    parsed.map_err(|error| error::from_parse_error(path, failed_at, &error))
+    parsed.map_err(|error| error::from_parse_error(path, text, failed_at, &error))
 }
 
 /// A one-screen description of a configuration, for `check-config`.

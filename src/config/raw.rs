@@ -45,6 +45,9 @@ pub struct RawDefaults {
     /// Upper bound on one probe.
     #[serde(default)]
     pub timeout: Option<Spanned<DurationText>>,
+    /// Longest delay before a target's first probe (default: its interval).
+    #[serde(default)]
+    pub start_jitter: Option<Spanned<DurationText>>,
 }
 
 /// `tls:` — global TLS settings.
@@ -78,10 +81,13 @@ pub struct RawSite {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTarget {
-    /// Unique name; becomes the `target` label.
-    pub name: Spanned<String>,
-    /// One of the protocol names.
-    pub protocol: Spanned<String>,
+    /// Unique name; becomes the `target` label. Optional here only so that a missing
+    /// name gets the validator's message, pointing at the entry, rather than serde's.
+    #[serde(default)]
+    pub name: Option<Spanned<String>>,
+    /// One of the protocol names (required; optional here for the same reason).
+    #[serde(default)]
+    pub protocol: Option<Spanned<String>>,
     /// Host name or address to connect to.
     #[serde(default)]
     pub host: Option<Spanned<String>>,
@@ -180,8 +186,9 @@ impl RawTarget {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAuth {
-    /// The login name.
-    pub username: Spanned<String>,
+    /// The login name (required; optional here so that the validator reports it).
+    #[serde(default)]
+    pub username: Option<Spanned<String>>,
     /// A file whose first line is the password.
     #[serde(default)]
     pub password_file: Option<Spanned<PathBuf>>,

@@ -4,6 +4,7 @@
 //! Use with `mod support;` in a file under tests/.
 #![allow(dead_code, unused_imports)]
 
+pub mod agent;
 pub mod certs;
 pub mod dnsmasq;
 pub mod nft;

@@ -1,0 +1,315 @@
+//! The agent's life: endpoints, reload (good and bad), graceful shutdown, and the
+//! binary's signal handling (SIGHUP reloads, SIGTERM exits 0).
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use support::agent::{Agent, Metrics, http, within};
+
+const TEST_LIMIT: Duration = Duration::from_secs(60);
+
+fn listener_target(name: &str, addr: SocketAddr) -> String {
+    format!(
+        "  - {{name: {name}, protocol: tcp, host: 127.0.0.1, port: {}}}\n",
+        addr.port()
+    )
+}
+
+fn config(targets: &str) -> String {
+    format!(
+        "listen: \"127.0.0.1:0\"\n\
+         defaults: {{interval: 1s, timeout: 1s, start_jitter: 0s}}\n\
+         site: {{gateway: none, resolvers: [\"127.0.0.1:9\"]}}\n\
+         targets:\n{targets}"
+    )
+}
+
+#[tokio::test]
+async fn health_readiness_and_both_metrics_formats_are_served() {
+    within(TEST_LIMIT, async {
+        let open = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut agent = Agent::start(&config(&listener_target(
+            "open",
+            open.local_addr().unwrap(),
+        )))
+        .await;
+        agent.next_result("open").await;
+        assert_eq!(http(agent.addr, "GET", "/-/healthy", &[]).await.0, 200);
+        assert_eq!(http(agent.addr, "GET", "/-/ready", &[]).await.0, 200);
+
+        let (status, text) = http(agent.addr, "GET", "/metrics", &[]).await;
+        assert_eq!(status, 200);
+        assert!(
+            text.contains("# TYPE mailprobe_probes_total counter\n"),
+            "{text}"
+        );
+        assert!(!text.contains("# EOF"));
+        let m = Metrics::parse(&text);
+        assert_eq!(m.value("mailprobe_targets", &[]), 1.0);
+        assert_eq!(m.value("mailprobe_config_last_reload_successful", &[]), 1.0);
+        assert_eq!(m.value("mailprobe_probe_overruns_total", &[]), 0.0);
+        let version = env!("CARGO_PKG_VERSION");
+        assert_eq!(
+            m.all("mailprobe_build_info", &[("version", version)]).len(),
+            1
+        );
+        assert!(m.value("process_resident_memory_bytes", &[]) > 1e6);
+        assert!(m.value("process_open_fds", &[]) > 0.0);
+        assert!(m.get("process_cpu_seconds_total", &[]).is_some());
+
+        let (status, openmetrics) = http(
+            agent.addr,
+            "GET",
+            "/metrics",
+            &[(
+                "Accept",
+                "application/openmetrics-text;version=1.0.0,text/plain;q=0.5",
+            )],
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert!(
+            openmetrics.ends_with("# EOF\n"),
+            "OpenMetrics when asked for"
+        );
+        assert!(openmetrics.contains("# TYPE mailprobe_probes counter\n"));
+        agent.stop().await.expect("clean stop");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_good_reload_swaps_targets_and_removes_the_old_series() {
+    within(TEST_LIMIT, async {
+        let first = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let second = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut agent = Agent::start(&config(&listener_target(
+            "old",
+            first.local_addr().unwrap(),
+        )))
+        .await;
+        agent.next_result("old").await;
+        assert_eq!(
+            agent
+                .metrics()
+                .await
+                .value("mailprobe_up", &[("target", "old")]),
+            1.0
+        );
+
+        let new_targets = [
+            listener_target("new-a", second.local_addr().unwrap()),
+            listener_target("new-b", second.local_addr().unwrap()),
+        ]
+        .concat();
+        std::fs::write(&agent.config_path, config(&new_targets)).unwrap();
+        let (status, body) = http(agent.addr, "POST", "/-/reload", &[]).await;
+        assert_eq!((status, body.as_str()), (200, "reloaded: 2 targets\n"));
+        agent.next_result("new-a").await;
+        agent.next_result("new-b").await;
+        let m = agent.metrics().await;
+        assert_eq!(m.value("mailprobe_targets", &[]), 2.0);
+        assert_eq!(m.value("mailprobe_config_last_reload_successful", &[]), 1.0);
+        assert_eq!(m.value("mailprobe_up", &[("target", "new-a")]), 1.0);
+        let old_series: Vec<_> = m
+            .samples
+            .keys()
+            .filter(|s| s.labels.get("target").map(String::as_str) == Some("old"))
+            .collect();
+        assert_eq!(
+            old_series,
+            Vec::<&support::agent::Series>::new(),
+            "every series of the removed target is gone"
+        );
+        agent.stop().await.expect("clean stop");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_bad_reload_keeps_the_running_configuration_and_says_why() {
+    within(TEST_LIMIT, async {
+        let open = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut agent = Agent::start(&config(&listener_target(
+            "open",
+            open.local_addr().unwrap(),
+        )))
+        .await;
+        agent.next_result("open").await;
+        let before = agent.metrics().await.value(
+            "mailprobe_config_last_reload_success_timestamp_seconds",
+            &[],
+        );
+
+        std::fs::write(
+            &agent.config_path,
+            "targets:\n  - name: broken\n    protocol: gopher\n",
+        )
+        .unwrap();
+        let (status, body) = http(agent.addr, "POST", "/-/reload", &[]).await;
+        assert_eq!(status, 500);
+        let file = agent.config_path.display().to_string();
+        assert!(
+            body.contains(&format!(
+                "{file}:3:15: targets[0].protocol: unknown protocol `gopher`"
+            )),
+            "{body}"
+        );
+        // The same through the control handle (what SIGHUP uses).
+        assert!(agent.control.reload().await.is_err());
+
+        let m = agent.metrics().await;
+        assert_eq!(m.value("mailprobe_config_last_reload_successful", &[]), 0.0);
+        assert_eq!(
+            m.value(
+                "mailprobe_config_last_reload_success_timestamp_seconds",
+                &[]
+            ),
+            before
+        );
+        assert_eq!(m.value("mailprobe_targets", &[]), 1.0);
+        // The running configuration still probes.
+        let result = agent.next_result("open").await;
+        assert!(result.is_success());
+        agent.stop().await.expect("clean stop");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn shutdown_cancels_in_flight_probes_and_closes_the_listener() {
+    within(TEST_LIMIT, async {
+        // A target that hangs until its 30 s timeout: shutdown must not wait for it.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = silent.local_addr().unwrap();
+        let _drop = support::DropRule::drop_tcp(addr);
+        let yaml = format!(
+            "listen: \"127.0.0.1:0\"\ndefaults: {{interval: 1m, timeout: 30s, start_jitter: 0s}}\n\
+             site: {{gateway: none, resolvers: [\"127.0.0.1:9\"]}}\ntargets:\n{}",
+            listener_target("hanging", addr)
+        );
+        let agent = Agent::start(&yaml).await;
+        let metrics_addr = agent.addr;
+        assert_eq!(http(metrics_addr, "GET", "/-/ready", &[]).await.0, 200);
+        let started = std::time::Instant::now();
+        agent.stop().await.expect("run returns Ok after shutdown");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "did not wait for the hanging probe"
+        );
+        let refused = tokio::net::TcpStream::connect(metrics_addr).await;
+        assert!(refused.is_err(), "the listener is closed");
+    })
+    .await;
+}
+
+/// The real binary, its JSON log read line by line from a pipe (each line arrives as
+/// an event: no polling), killed on drop.
+struct Binary {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Binary {
+    /// Starts `mailprobe --config FILE --listen 127.0.0.1:0` and returns it with the
+    /// address it reports serving on.
+    fn start(config_path: &std::path::Path) -> (Binary, SocketAddr) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mailprobe"))
+            .arg("--config")
+            .arg(config_path)
+            .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("mailprobe starts");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (send, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if send.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let binary = Binary { child, lines };
+        let serving = binary.wait_line("serving /metrics");
+        let address = serving
+            .split("\"address\":\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {serving}"));
+        (binary, address)
+    }
+
+    /// The next log line containing `needle`.
+    fn wait_line(&self, needle: &str) -> String {
+        loop {
+            match self.lines.recv_timeout(Duration::from_secs(15)) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => continue,
+                Err(e) => panic!("no log line with `{needle}`: {e}"),
+            }
+        }
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
+        // SAFETY: kill(2) on a child we spawned and have not reaped; no memory involved.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+    }
+
+    /// Waits for the process to exit: its stderr closes when it does.
+    fn wait_exit(&mut self) -> std::process::ExitStatus {
+        loop {
+            match self.lines.recv_timeout(Duration::from_secs(15)) {
+                Ok(_) => continue,
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => panic!("mailprobe did not exit"),
+            }
+        }
+        self.child.wait().expect("wait for mailprobe")
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_reloads_on_sighup_and_exits_zero_on_sigterm() {
+    within(TEST_LIMIT, async {
+        let dir = tempfile::tempdir().unwrap();
+        let config_path = dir.path().join("mailprobe.yaml");
+        let open = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let open_addr = open.local_addr().unwrap();
+        std::fs::write(&config_path, config(&listener_target("one", open_addr))).unwrap();
+        let (mut binary, addr) = tokio::task::block_in_place(|| Binary::start(&config_path));
+
+        let targets = [
+            listener_target("one", open_addr),
+            listener_target("two", open_addr),
+        ]
+        .concat();
+        std::fs::write(&config_path, config(&targets)).unwrap();
+        binary.signal(libc::SIGHUP);
+        // The start-up line says `"targets":1`; the reload's says 2.
+        let loaded = tokio::task::block_in_place(|| binary.wait_line("\"targets\":2"));
+        assert!(loaded.contains("configuration loaded"), "{loaded}");
+        let (_, text) = http(addr, "GET", "/metrics", &[]).await;
+        assert_eq!(Metrics::parse(&text).value("mailprobe_targets", &[]), 2.0);
+
+        binary.signal(libc::SIGTERM);
+        let status = tokio::task::block_in_place(|| binary.wait_exit());
+        assert_eq!(status.code(), Some(0));
+    })
+    .await;
+}
