@@ -27,6 +27,34 @@ const PHASE_BUCKETS: [f64; 14] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
+/// The capability flags exported as `mailprobe_capability_info`: a closed list, so a
+/// server cannot create label values. SASL mechanisms appear as `AUTH=<MECHANISM>`
+/// for every protocol; POP3's STLS is reported as STARTTLS.
+pub const KNOWN_CAPABILITIES: [&str; 22] = [
+    "STARTTLS",
+    "LOGINDISABLED",
+    "AUTH=PLAIN",
+    "AUTH=LOGIN",
+    "AUTH=CRAM-MD5",
+    "AUTH=XOAUTH2",
+    "AUTH=OAUTHBEARER",
+    "AUTH=GSSAPI",
+    "AUTH=NTLM",
+    "SASL-IR",
+    "IDLE",
+    "IMAP4REV2",
+    "ID",
+    "SIZE",
+    "PIPELINING",
+    "8BITMIME",
+    "SMTPUTF8",
+    "CHUNKING",
+    "ENHANCEDSTATUSCODES",
+    "USER",
+    "UIDL",
+    "TOP",
+];
+
 /// The most characters of a server-supplied fact (TLS issuer) that become a label.
 const MAX_FACT_LABEL_LEN: usize = 64;
 
@@ -100,6 +128,13 @@ struct DnsRecordLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CapabilityLabels {
+    target: String,
+    protocol: &'static str,
+    capability: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: &'static str,
     revision: &'static str,
@@ -113,6 +148,7 @@ struct FactSeries {
     tls_info: Option<TlsInfoLabels>,
     dns_resolvers: BTreeSet<String>,
     dns_types: BTreeSet<&'static str>,
+    capabilities: BTreeSet<&'static str>,
 }
 
 /// Every metric family the agent exports.
@@ -134,6 +170,7 @@ pub struct Metrics {
     dns_expected_match: Family<DnsResolverLabels, Gauge>,
     dns_consistent: Family<TargetLabels, Gauge>,
     dns_lookup_duration: Family<DnsResolverLabels, FloatGauge>,
+    capability_info: Family<CapabilityLabels, Gauge>,
     reload_successful: Gauge,
     reload_success_timestamp: FloatGauge,
     targets: Gauge,
@@ -172,6 +209,7 @@ impl Metrics {
             dns_expected_match: Family::default(),
             dns_consistent: Family::default(),
             dns_lookup_duration: Family::default(),
+            capability_info: Family::default(),
             reload_successful: Gauge::default(),
             reload_success_timestamp: FloatGauge::default(),
             targets: Gauge::default(),
@@ -335,6 +373,10 @@ impl Metrics {
         if let Some(labels) = facts.tls_info {
             self.tls_info.remove(&labels);
         }
+        for capability in &facts.capabilities {
+            self.capability_info
+                .remove(&capability_labels(&t, capability));
+        }
         for resolver in &facts.dns_resolvers {
             let labels = dns_resolver_labels(&t, resolver);
             self.dns_expected_match.remove(&labels);
@@ -411,9 +453,43 @@ impl Metrics {
             }
         }
         self.record_tls(&t, result, facts);
-        if let ProtocolFacts::Dns(dns) = &result.facts {
-            self.record_dns(&t, dns, facts);
+        match &result.facts {
+            ProtocolFacts::Dns(dns) => self.record_dns(&t, dns, facts),
+            ProtocolFacts::Mail(mail) => self.record_capabilities(&t, result, mail, facts),
+            ProtocolFacts::None => {}
         }
+    }
+
+    fn record_capabilities(
+        &self,
+        t: &TargetLabels,
+        result: &ProbeResult,
+        mail: &crate::probe::mail::MailFacts,
+        facts: &mut FactSeries,
+    ) {
+        // Only a session that got its capability answer knows them; a failure before
+        // that leaves the last known list in place.
+        let asked = result.phases.iter().any(|p| p.phase == Phase::Request);
+        let answered = result.failure().is_none_or(|f| f.phase != Phase::Request);
+        if !(asked && answered) {
+            return;
+        }
+        let present: BTreeSet<&'static str> = KNOWN_CAPABILITIES
+            .into_iter()
+            .filter(|known| match known.strip_prefix("AUTH=") {
+                Some(mechanism) => mail.capabilities.offers_auth(mechanism),
+                None => mail.capabilities.has(known),
+            })
+            .collect();
+        for gone in facts.capabilities.difference(&present) {
+            self.capability_info.remove(&capability_labels(t, gone));
+        }
+        for capability in &present {
+            self.capability_info
+                .get_or_create(&capability_labels(t, capability))
+                .set(1);
+        }
+        facts.capabilities = present;
     }
 
     fn record_tls(&self, t: &TargetLabels, result: &ProbeResult, facts: &mut FactSeries) {
@@ -593,6 +669,14 @@ fn fault_labels(t: &TargetLabels, domain: Fault) -> FaultLabels {
         target: t.target.clone(),
         protocol: t.protocol,
         domain: domain.as_metrics_label(),
+    }
+}
+
+fn capability_labels(t: &TargetLabels, capability: &'static str) -> CapabilityLabels {
+    CapabilityLabels {
+        target: t.target.clone(),
+        protocol: t.protocol,
+        capability,
     }
 }
 

@@ -19,7 +19,7 @@ use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use rustls::client::WebPkiServerVerifier;
 use rustls_pki_types::CertificateDer;
 
-use crate::config::{Config, SiteResolvers, TargetSpec, TlsMode};
+use crate::config::{Config, SiteResolvers, TlsMode};
 use crate::probe::tls;
 
 /// Per-query timeout inside hickory. The probe's own deadline bounds the whole lookup;
@@ -124,7 +124,7 @@ impl ProbeEnv {
         let system_verifier = tls::verifier(&system_roots, &[])?;
         let mut extra_verifiers = HashMap::new();
         for target in &config.targets {
-            if let TargetSpec::Tcp(endpoint) = &target.spec
+            if let Some(endpoint) = target.spec.endpoint()
                 && endpoint.tls != TlsMode::None
                 && !endpoint.extra_roots.is_empty()
                 && !extra_verifiers.contains_key(&endpoint.extra_roots)

@@ -78,7 +78,10 @@ impl Protocol {
 
     /// Whether this build can probe the protocol.
     pub fn is_implemented(self) -> bool {
-        matches!(self, Protocol::Dns | Protocol::Tcp)
+        matches!(
+            self,
+            Protocol::Dns | Protocol::Tcp | Protocol::Imap | Protocol::Pop3 | Protocol::Smtp
+        )
     }
 
     /// Whether the protocol has an in-band TLS upgrade (`tls: starttls`).
@@ -209,8 +212,36 @@ pub struct Target {
 pub enum TargetSpec {
     /// `protocol: tcp`.
     Tcp(Endpoint),
+    /// `protocol: imap`.
+    Imap(Endpoint),
+    /// `protocol: pop3`.
+    Pop3(Endpoint),
+    /// `protocol: smtp`.
+    Smtp(SmtpTarget),
     /// `protocol: dns`.
     Dns(DnsQuery),
+}
+
+impl TargetSpec {
+    /// The endpoint dialled, for the protocols that open a connection.
+    pub fn endpoint(&self) -> Option<&Endpoint> {
+        match self {
+            TargetSpec::Tcp(endpoint) | TargetSpec::Imap(endpoint) | TargetSpec::Pop3(endpoint) => {
+                Some(endpoint)
+            }
+            TargetSpec::Smtp(smtp) => Some(&smtp.endpoint),
+            TargetSpec::Dns(_) => None,
+        }
+    }
+}
+
+/// An SMTP target: where to connect and how to introduce ourselves.
+#[derive(Debug, Clone)]
+pub struct SmtpTarget {
+    /// Host, port, TLS mode, credentials.
+    pub endpoint: Endpoint,
+    /// The name sent with EHLO.
+    pub ehlo_name: String,
 }
 
 /// A host and port to dial, with its TLS settings.
@@ -417,14 +448,20 @@ pub fn summary(config: &Config) -> String {
         protocols.join(", ")
     );
     for target in &config.targets {
-        let what = match &target.spec {
-            TargetSpec::Tcp(endpoint) => format!(
-                "{}:{} tls={}",
+        let what = match (&target.spec, target.spec.endpoint()) {
+            (TargetSpec::Dns(query), _) => format!("{} {}", query.domain, query.record.as_str()),
+            (_, Some(endpoint)) => format!(
+                "{}:{} tls={}{}",
                 endpoint.host,
                 endpoint.port,
-                endpoint.tls.as_str()
+                endpoint.tls.as_str(),
+                if endpoint.auth.is_some() {
+                    " login"
+                } else {
+                    ""
+                }
             ),
-            TargetSpec::Dns(query) => format!("{} {}", query.domain, query.record.as_str()),
+            (_, None) => String::new(),
         };
         let _ = writeln!(
             out,

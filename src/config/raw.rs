@@ -112,6 +112,9 @@ pub struct RawTarget {
     /// Overrides `defaults.timeout`.
     #[serde(default)]
     pub timeout: Option<Spanned<DurationText>>,
+    /// SMTP: the name sent with EHLO.
+    #[serde(default)]
+    pub ehlo_name: Option<Spanned<String>>,
     /// DNS: the name to look up.
     #[serde(default)]
     pub domain: Option<Spanned<String>>,
@@ -160,6 +163,7 @@ impl RawTarget {
         );
         note("ca_file", self.ca_file.as_ref().map(|v| v.referenced));
         note("auth", self.auth.as_ref().map(|v| v.referenced));
+        note("ehlo_name", self.ehlo_name.as_ref().map(|v| v.referenced));
         note("domain", self.domain.as_ref().map(|v| v.referenced));
         note("record", self.record.as_ref().map(|v| v.referenced));
         note("expect", self.expect.as_ref().map(|v| v.referenced));

@@ -8,6 +8,11 @@
 
 pub mod dial;
 pub mod dns;
+pub mod imap;
+pub mod lines;
+pub mod mail;
+pub mod pop3;
+pub mod smtp;
 pub mod tcp;
 pub mod tls;
 
@@ -306,6 +311,8 @@ pub enum ProtocolFacts {
     None,
     /// A DNS target's answers, one per resolver asked.
     Dns(dns::DnsFacts),
+    /// A mail session's banner and capabilities.
+    Mail(mail::MailFacts),
 }
 
 /// Everything one run of one probe found out.
@@ -476,6 +483,23 @@ pub async fn run(target: &Target, env: &ProbeEnv) -> ProbeResult {
         let _ = match &target.spec {
             TargetSpec::Tcp(endpoint) => tcp::probe(endpoint, deadline, env, &mut recorder).await,
             TargetSpec::Dns(query) => dns::probe(query, deadline, env, &mut recorder).await,
+            TargetSpec::Imap(endpoint) => {
+                mail::session(
+                    imap::Imap::default(),
+                    endpoint,
+                    deadline,
+                    env,
+                    &mut recorder,
+                )
+                .await
+            }
+            TargetSpec::Pop3(endpoint) => {
+                mail::session(pop3::Pop3, endpoint, deadline, env, &mut recorder).await
+            }
+            TargetSpec::Smtp(smtp) => {
+                let dialogue = smtp::Smtp::new(smtp.ehlo_name.clone());
+                mail::session(dialogue, &smtp.endpoint, deadline, env, &mut recorder).await
+            }
         };
     })
     .await;

@@ -7,6 +7,7 @@
 pub mod agent;
 pub mod certs;
 pub mod dnsmasq;
+pub mod fake;
 pub mod nft;
 pub mod nginx;
 pub mod ports;

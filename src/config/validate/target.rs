@@ -15,7 +15,7 @@ use crate::config::error::ErrorSite;
 use crate::config::raw::{RawAuth, RawTarget};
 use crate::config::{
     ConfigError, Credentials, DEFAULT_INTERVAL, DEFAULT_TIMEOUT, DnsQuery, Endpoint,
-    MAX_TARGET_NAME_LEN, Protocol, RecordKind, Secret, Target, TargetSpec, TlsMode,
+    MAX_TARGET_NAME_LEN, Protocol, RecordKind, Secret, SmtpTarget, Target, TargetSpec, TlsMode,
 };
 
 /// The only scheme an https target's `url` may have: the probe is about TLS webmail.
@@ -162,12 +162,18 @@ impl Validator<'_> {
         let spec = match protocol {
             Protocol::Dns => TargetSpec::Dns(dns_query(errors, &entry)?),
             Protocol::Tcp => TargetSpec::Tcp(self.endpoint(&entry, tls, auth)?),
+            Protocol::Imap => TargetSpec::Imap(self.endpoint(&entry, tls, auth)?),
+            Protocol::Pop3 => TargetSpec::Pop3(self.endpoint(&entry, tls, auth)?),
+            Protocol::Smtp => TargetSpec::Smtp(SmtpTarget {
+                endpoint: self.endpoint(&entry, tls, auth)?,
+                ehlo_name: ehlo_name(errors, &entry)?,
+            }),
             // Checked now, so that the file needs no edit when these protocols land.
             Protocol::Https => {
                 check_url(errors, &entry)?;
                 return Err(not_implemented(errors, protocol_text, &entry));
             }
-            Protocol::Imap | Protocol::Pop3 | Protocol::Smtp | Protocol::Exchange => {
+            Protocol::Exchange => {
                 self.endpoint(&entry, tls, auth)?;
                 return Err(not_implemented(errors, protocol_text, &entry));
             }
@@ -270,6 +276,27 @@ impl Validator<'_> {
     }
 }
 
+/// `ehlo_name`, or this host's name: servers log it, and some check that it looks
+/// like a host name.
+fn ehlo_name(errors: &ErrorSite<'_>, entry: &Entry<'_>) -> Result<String, ConfigError> {
+    match &entry.raw.ehlo_name {
+        Some(name) => {
+            check_host(errors, name, &entry.key("ehlo_name"))?;
+            Ok(name.value.clone())
+        }
+        None => Ok(local_host_name()),
+    }
+}
+
+/// The kernel's host name, or `localhost` when it cannot be read.
+fn local_host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().to_owned())
+        .filter(|name| normalise_name(name).is_some())
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
 fn not_implemented(
     errors: &ErrorSite<'_>,
     protocol_text: &Spanned<String>,
@@ -280,7 +307,7 @@ fn not_implemented(
         entry.key("protocol"),
         format!(
             "protocol `{}` is not implemented in this version of mailprobe yet; \
-             available now: dns, tcp (use `protocol: tcp` with `tls: implicit` to check \
+             available now: dns, tcp, imap, pop3, smtp (use `protocol: tcp` with `tls: implicit` to check \
              that the port answers with a valid certificate)",
             entry.protocol
         ),
@@ -306,9 +333,18 @@ fn default_port(protocol: Protocol, tls: TlsMode) -> Option<u16> {
 fn keys_for(protocol: Protocol) -> &'static [&'static str] {
     match protocol {
         Protocol::Tcp => &["host", "port", "tls", "server_name", "ca_file"],
-        Protocol::Imap | Protocol::Pop3 | Protocol::Smtp => {
+        Protocol::Imap | Protocol::Pop3 => {
             &["host", "port", "tls", "server_name", "ca_file", "auth"]
         }
+        Protocol::Smtp => &[
+            "host",
+            "port",
+            "tls",
+            "server_name",
+            "ca_file",
+            "auth",
+            "ehlo_name",
+        ],
         Protocol::Https => &[
             "url",
             "expect_status",

@@ -1,0 +1,274 @@
+//! A bounded line reader and writer for the text protocols (IMAP, POP3, SMTP).
+//!
+//! Every read is bounded three ways: a line may not exceed [`MAX_LINE_LEN`], a probe may
+//! not read more than [`MAX_PROBE_BYTES`] in total, and the probe's deadline bounds the
+//! time (enforced by the caller). A hostile server therefore cannot make a probe hang,
+//! allocate without bound, or crash the agent.
+
+use std::io;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::{ErrorKind, ProbeError};
+
+/// The longest line accepted from a server. RFC 5321 caps SMTP reply lines at 512
+/// octets; IMAP CAPABILITY lines of large servers run to about 1 KiB. 8 KiB leaves
+/// ample room while keeping what one line can make us buffer small.
+pub const MAX_LINE_LEN: usize = 8 * 1024;
+/// The most bytes one probe reads from a server, across all lines: a real dialogue
+/// is a few KiB; 64 KiB bounds the memory a broken or hostile server can cost us.
+pub const MAX_PROBE_BYTES: usize = 64 * 1024;
+/// The most lines in one multi-line reply (EHLO, CAPA, untagged IMAP responses). Real
+/// servers send fewer than 40; more means a broken or hostile server.
+pub const MAX_REPLY_LINES: usize = 256;
+/// Read granularity: one TCP segment or TLS record usually fits.
+const READ_CHUNK: usize = 4 * 1024;
+
+/// Why reading a line failed.
+#[derive(Debug)]
+pub enum LineError {
+    /// The server closed the connection (clean EOF).
+    Closed,
+    /// A line exceeded [`MAX_LINE_LEN`].
+    TooLong,
+    /// The probe's byte budget ([`MAX_PROBE_BYTES`]) is spent.
+    TooMuchData,
+    /// The connection failed (reset, TLS error, …).
+    Io(io::Error),
+}
+
+impl LineError {
+    /// The typed probe error, `what` saying what we were waiting for.
+    pub fn into_probe_error(self, what: &str) -> ProbeError {
+        match self {
+            LineError::Closed => ProbeError::new(
+                ErrorKind::ProtocolError,
+                format!("the server closed the connection while we waited for {what}"),
+            ),
+            LineError::TooLong => ProbeError::new(
+                ErrorKind::ProtocolError,
+                format!("a line of {what} is longer than {MAX_LINE_LEN} bytes"),
+            ),
+            LineError::TooMuchData => ProbeError::new(
+                ErrorKind::ProtocolError,
+                format!(
+                    "the server sent more than {MAX_PROBE_BYTES} bytes (while we waited for {what})"
+                ),
+            ),
+            LineError::Io(error) => io_error(&error, what),
+        }
+    }
+}
+
+/// Types a failure to read a greeting: a reset stays a reset, anything else the server
+/// sent (or did not send) instead of a greeting is `bad_greeting`.
+pub fn greeting_error(error: LineError) -> ProbeError {
+    match error {
+        LineError::Io(io) => io_error(&io, "the greeting"),
+        LineError::Closed => ProbeError::new(
+            ErrorKind::BadGreeting,
+            "the server closed the connection without a greeting",
+        ),
+        other => {
+            let described = other.into_probe_error("the greeting");
+            ProbeError::new(ErrorKind::BadGreeting, described.message)
+        }
+    }
+}
+
+/// Types an I/O error on an established connection.
+pub fn io_error(error: &io::Error, what: &str) -> ProbeError {
+    match error.kind() {
+        io::ErrorKind::ConnectionReset
+        | io::ErrorKind::BrokenPipe
+        | io::ErrorKind::ConnectionAborted => ProbeError::new(
+            ErrorKind::ConnectionReset,
+            format!("the server reset the connection while we waited for {what}"),
+        ),
+        _ => ProbeError::new(
+            ErrorKind::ProtocolError,
+            format!("reading {what} failed: {error}"),
+        ),
+    }
+}
+
+/// A stream read line by line through a fixed-size buffer.
+#[derive(Debug)]
+pub struct LineStream<S> {
+    stream: S,
+    buffer: Vec<u8>,
+    /// Bytes read from the stream so far, across upgrades.
+    read_total: usize,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> LineStream<S> {
+    /// Wraps a fresh connection.
+    pub fn new(stream: S) -> Self {
+        Self::continuing(stream, 0)
+    }
+
+    /// Wraps an upgraded connection, carrying over the bytes already read so the
+    /// budget covers the whole probe.
+    pub fn continuing(stream: S, read_total: usize) -> Self {
+        LineStream {
+            stream,
+            buffer: Vec::with_capacity(READ_CHUNK),
+            read_total,
+        }
+    }
+
+    /// The next line, without its line ending (CRLF or a bare LF), decoded lossily
+    /// as UTF-8.
+    ///
+    /// # Errors
+    ///
+    /// [`LineError`] when the connection closes or fails, or a bound is exceeded.
+    pub async fn read_line(&mut self) -> Result<String, LineError> {
+        loop {
+            if let Some(end) = self.buffer.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.buffer.drain(..=end).collect();
+                let text = line.strip_suffix(b"\n").unwrap_or(&line);
+                let text = text.strip_suffix(b"\r").unwrap_or(text);
+                return Ok(String::from_utf8_lossy(text).into_owned());
+            }
+            if self.buffer.len() > MAX_LINE_LEN {
+                return Err(LineError::TooLong);
+            }
+            self.fill().await?;
+        }
+    }
+
+    /// Reads more bytes into the buffer.
+    async fn fill(&mut self) -> Result<(), LineError> {
+        let room = MAX_PROBE_BYTES.saturating_sub(self.read_total);
+        if room == 0 {
+            return Err(LineError::TooMuchData);
+        }
+        let mut chunk = [0u8; READ_CHUNK];
+        let want = room.min(READ_CHUNK);
+        let read = self
+            .stream
+            .read(&mut chunk[..want])
+            .await
+            .map_err(LineError::Io)?;
+        if read == 0 {
+            return Err(LineError::Closed);
+        }
+        self.read_total += read;
+        self.buffer.extend_from_slice(&chunk[..read]);
+        Ok(())
+    }
+
+    /// Sends `line` followed by CRLF and flushes.
+    ///
+    /// # Errors
+    ///
+    /// A typed [`ProbeError`] when the write fails.
+    pub async fn write_line(&mut self, line: &str) -> Result<(), ProbeError> {
+        let mut bytes = Vec::with_capacity(line.len() + 2);
+        bytes.extend_from_slice(line.as_bytes());
+        bytes.extend_from_slice(b"\r\n");
+        self.stream
+            .write_all(&bytes)
+            .await
+            .map_err(|e| io_error(&e, "the server to accept our command"))?;
+        self.stream
+            .flush()
+            .await
+            .map_err(|e| io_error(&e, "the server to accept our command"))
+    }
+
+    /// Whether the server sent bytes we have not consumed yet.
+    pub fn has_unread_data(&self) -> bool {
+        !self.buffer.is_empty()
+    }
+
+    /// The stream back, for a TLS upgrade, with the byte count so far.
+    ///
+    /// # Errors
+    ///
+    /// `protocol_error` when the server sent data after its STARTTLS answer: that data
+    /// arrived in plain text and must never be read as if it came over TLS (the
+    /// STARTTLS command-injection attack, CVE-2011-0411 and its kin).
+    pub fn into_upgradable(self) -> Result<(S, usize), ProbeError> {
+        if self.has_unread_data() {
+            return Err(ProbeError::new(
+                ErrorKind::ProtocolError,
+                "the server sent data after accepting STARTTLS and before the TLS handshake \
+                 (possible STARTTLS injection); refusing to upgrade",
+            ));
+        }
+        Ok((self.stream, self.read_total))
+    }
+
+    /// Closes the write side politely (TLS close_notify, then FIN), ignoring errors:
+    /// the dialogue is over either way.
+    pub async fn shutdown(&mut self) {
+        let _ = self.stream.shutdown().await;
+    }
+}
+
+/// Writes a printable, bounded copy of server text for messages and `/debug`:
+/// control characters become `?`, and the text is cut at `max` characters.
+pub fn sanitise(text: &str, max: usize) -> String {
+    let mut out: String = text
+        .chars()
+        .take(max)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    if text.chars().count() > max {
+        out.push('…');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn lines_from(data: &[u8]) -> (Vec<String>, Option<LineError>) {
+        let (mut client, mut server) = tokio::io::duplex(1024);
+        let data = data.to_vec();
+        tokio::spawn(async move {
+            let _ = server.write_all(&data).await;
+        });
+        let mut reader = LineStream::new(&mut client);
+        let mut lines = Vec::new();
+        loop {
+            match reader.read_line().await {
+                Ok(line) => lines.push(line),
+                Err(e) => return (lines, Some(e)),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn lines_end_at_crlf_or_lf_and_eof_is_reported() {
+        let (lines, error) = lines_from(b"* OK ready\r\nsecond\nthird-no-end").await;
+        assert_eq!(lines, ["* OK ready", "second"]);
+        assert!(matches!(error, Some(LineError::Closed)));
+    }
+
+    #[tokio::test]
+    async fn an_overlong_line_is_refused_without_buffering_it() {
+        let mut long = vec![b'A'; MAX_LINE_LEN * 4];
+        long.extend_from_slice(b"\r\n");
+        let (lines, error) = lines_from(&long).await;
+        assert!(lines.is_empty());
+        assert!(matches!(error, Some(LineError::TooLong)), "{error:?}");
+    }
+
+    #[tokio::test]
+    async fn the_probe_byte_budget_ends_an_endless_stream_of_short_lines() {
+        let data = b"250-x\r\n".repeat(MAX_PROBE_BYTES);
+        let (lines, error) = lines_from(&data).await;
+        assert!(matches!(error, Some(LineError::TooMuchData)), "{error:?}");
+        assert!(lines.len() * 7 <= MAX_PROBE_BYTES);
+    }
+
+    #[test]
+    fn sanitised_text_is_printable_and_bounded() {
+        assert_eq!(sanitise("ok\u{1b}[31m", 20), "ok?[31m");
+        assert_eq!(sanitise("abcdef", 3), "abc…");
+    }
+}

@@ -1,0 +1,260 @@
+//! The session every mail protocol runs, written once: connect (with implicit TLS),
+//! greeting, STARTTLS upgrade, capabilities, login, polite goodbye — each a timed phase.
+//!
+//! The protocol files (`imap.rs`, `pop3.rs`, `smtp.rs`) only implement [`Dialogue`]:
+//! what to send and how to read the answers.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::dial::{self, Connection};
+use super::lines::{LineStream, sanitise};
+use super::{ErrorKind, Failed, Phase, ProbeError, ProtocolFacts, Recorder};
+use crate::config::{Credentials, Endpoint, TlsMode};
+use crate::runtime::ProbeEnv;
+
+/// The longest banner kept for `/debug`: enough to identify the server software.
+pub const MAX_BANNER_LEN: usize = 200;
+/// Time allowed for the goodbye (LOGOUT / QUIT) after the probe has its answer.
+const GOODBYE_GRACE: Duration = Duration::from_secs(1);
+/// The goodbye must end this long before the probe's deadline, so that a server slow
+/// to say goodbye never turns a healthy probe into a timeout.
+const GOODBYE_MARGIN: Duration = Duration::from_millis(50);
+
+/// A line-based connection as the dialogues see it.
+pub type Lines = LineStream<Connection>;
+
+/// What a server said it can do, normalised to upper case.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Keywords (`STARTTLS`, `LOGINDISABLED`, `SIZE`, `PIPELINING`, …).
+    pub keywords: BTreeSet<String>,
+    /// SASL mechanisms offered (`PLAIN`, `LOGIN`, `XOAUTH2`, …).
+    pub auth_mechanisms: BTreeSet<String>,
+}
+
+impl Capabilities {
+    /// Whether `keyword` was advertised.
+    pub fn has(&self, keyword: &str) -> bool {
+        self.keywords.contains(keyword)
+    }
+
+    /// Whether SASL `mechanism` was advertised.
+    pub fn offers_auth(&self, mechanism: &str) -> bool {
+        self.auth_mechanisms.contains(mechanism)
+    }
+}
+
+/// Facts from a mail session.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MailFacts {
+    /// The greeting, sanitised and truncated (for `/debug` only, never a label).
+    pub banner: String,
+    /// The capabilities the session ended with (after STARTTLS when it was used).
+    pub capabilities: Capabilities,
+    /// Whether the connection was upgraded with STARTTLS.
+    pub upgraded_with_starttls: bool,
+}
+
+/// One mail protocol's side of the session. Every method reads whole replies (never
+/// pipelining) through the bounded [`LineStream`].
+pub trait Dialogue {
+    /// Reads the greeting; returns its text.
+    fn greeting(
+        &mut self,
+        lines: &mut Lines,
+    ) -> impl Future<Output = Result<String, ProbeError>> + Send;
+
+    /// Asks for and parses the capabilities.
+    fn capabilities(
+        &mut self,
+        lines: &mut Lines,
+    ) -> impl Future<Output = Result<Capabilities, ProbeError>> + Send;
+
+    /// Whether these capabilities offer the protocol's STARTTLS.
+    fn offers_starttls(&self, capabilities: &Capabilities) -> bool;
+
+    /// Sends STARTTLS and reads the go-ahead.
+    fn starttls(
+        &mut self,
+        lines: &mut Lines,
+    ) -> impl Future<Output = Result<(), ProbeError>> + Send;
+
+    /// Logs in. A rejection is `auth_failed`; nothing is retried.
+    fn login(
+        &mut self,
+        lines: &mut Lines,
+        capabilities: &Capabilities,
+        credentials: &Credentials,
+    ) -> impl Future<Output = Result<(), ProbeError>> + Send;
+
+    /// Says goodbye (LOGOUT / QUIT) and reads the answer; errors do not matter.
+    fn goodbye(&mut self, lines: &mut Lines) -> impl Future<Output = ()> + Send;
+}
+
+/// Runs a whole session of `dialogue` against `endpoint`.
+///
+/// # Errors
+///
+/// [`Failed`] when a phase failed; the recorder holds the details.
+pub async fn session<D: Dialogue + Send>(
+    mut dialogue: D,
+    endpoint: &Endpoint,
+    deadline: Instant,
+    env: &ProbeEnv,
+    recorder: &mut Recorder,
+) -> Result<(), Failed> {
+    let verifier = env.verifier(&endpoint.extra_roots);
+    let connection = dial::open(endpoint, &env.dial_resolver, verifier, deadline, recorder).await?;
+    let mut lines = LineStream::new(connection);
+    let mut facts = MailFacts::default();
+
+    let banner = recorder
+        .phase(Phase::Greeting, dialogue.greeting(&mut lines))
+        .await;
+    if let Ok(banner) = &banner {
+        facts.banner = sanitise(banner, MAX_BANNER_LEN);
+    }
+    recorder.facts = ProtocolFacts::Mail(facts.clone());
+    banner?;
+
+    if endpoint.tls == TlsMode::Starttls {
+        lines = starttls(&mut dialogue, lines, endpoint, env, recorder).await?;
+        facts.upgraded_with_starttls = true;
+    }
+    let outcome = async {
+        let capabilities = recorder
+            .phase(Phase::Request, dialogue.capabilities(&mut lines))
+            .await?;
+        facts.capabilities = capabilities.clone();
+        if facts.upgraded_with_starttls {
+            // Servers stop advertising STARTTLS once it is done; keep the fact.
+            facts.capabilities.keywords.insert("STARTTLS".to_owned());
+        }
+        recorder.facts = ProtocolFacts::Mail(facts.clone());
+        if let Some(credentials) = &endpoint.auth {
+            recorder
+                .phase(
+                    Phase::Auth,
+                    dialogue.login(&mut lines, &capabilities, credentials),
+                )
+                .await?;
+        }
+        Ok(())
+    }
+    .await;
+    // A polite goodbye whatever happened, bounded so it never costs the probe.
+    let goodbye_by = (Instant::now() + GOODBYE_GRACE)
+        .min(deadline.checked_sub(GOODBYE_MARGIN).unwrap_or(deadline));
+    let _ = tokio::time::timeout_at(goodbye_by, async {
+        dialogue.goodbye(&mut lines).await;
+        lines.shutdown().await;
+    })
+    .await;
+    outcome
+}
+
+/// STARTTLS: capabilities in plain text, the command, then the TLS handshake. What the
+/// server said before TLS is discarded: the caller asks for capabilities again.
+async fn starttls<D: Dialogue + Send>(
+    dialogue: &mut D,
+    mut lines: Lines,
+    endpoint: &Endpoint,
+    env: &ProbeEnv,
+    recorder: &mut Recorder,
+) -> Result<Lines, Failed> {
+    recorder
+        .phase(Phase::Starttls, async {
+            let plain = dialogue.capabilities(&mut lines).await?;
+            if !dialogue.offers_starttls(&plain) {
+                return Err(ProbeError::new(
+                    ErrorKind::StarttlsUnavailable,
+                    "the server does not offer STARTTLS, so credentials and mail would cross the network in clear text",
+                ));
+            }
+            dialogue.starttls(&mut lines).await
+        })
+        .await?;
+    let (connection, read_so_far) = lines
+        .into_upgradable()
+        .map_err(|error| recorder.fail(Phase::Starttls, error))?;
+    let Connection::Plain(tcp) = connection else {
+        // `open` returns a plain connection for `tls: starttls`; an already encrypted
+        // one here would be a bug, reported rather than panicking.
+        return Err(recorder.fail(
+            Phase::Starttls,
+            ProbeError::new(
+                ErrorKind::ProtocolError,
+                "internal error: STARTTLS on a TLS connection",
+            ),
+        ));
+    };
+    let verifier = env.verifier(&endpoint.extra_roots);
+    let tls = dial::upgrade(tcp, &endpoint.server_name, verifier, recorder, Phase::Tls).await?;
+    Ok(LineStream::continuing(
+        Connection::Tls(Box::new(tls)),
+        read_so_far,
+    ))
+}
+
+/// Removes every appearance of the password (plain and in the base64 forms we sent)
+/// from server text before it goes into a message: some servers echo commands.
+pub fn redact(text: &str, credentials: &Credentials) -> String {
+    let secret = credentials.password.expose();
+    if secret.is_empty() {
+        return text.to_owned();
+    }
+    let mut clean = text.replace(secret, "<redacted>");
+    for encoded in [plain_sasl(credentials), base64_encode(secret.as_bytes())] {
+        clean = clean.replace(&encoded, "<redacted>");
+    }
+    clean
+}
+
+/// The SASL PLAIN initial response: base64 of `\0user\0password` (RFC 4616).
+pub fn plain_sasl(credentials: &Credentials) -> String {
+    let mut message = Vec::new();
+    message.push(0);
+    message.extend_from_slice(credentials.username.as_bytes());
+    message.push(0);
+    message.extend_from_slice(credentials.password.expose().as_bytes());
+    base64_encode(&message)
+}
+
+/// Standard base64 with padding, as SASL uses.
+pub fn base64_encode(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+
+    #[test]
+    fn plain_sasl_follows_rfc_4616() {
+        let credentials = Credentials {
+            username: "tim".into(),
+            password: Secret::new("tanstaaftanstaaf".into()),
+        };
+        assert_eq!(plain_sasl(&credentials), "AHRpbQB0YW5zdGFhZnRhbnN0YWFm");
+    }
+
+    #[test]
+    fn echoed_passwords_are_redacted_in_every_form() {
+        let credentials = Credentials {
+            username: "tim".into(),
+            password: Secret::new("hunter2".into()),
+        };
+        let echoed = format!(
+            "NO bad hunter2 {} {}",
+            plain_sasl(&credentials),
+            base64_encode(b"hunter2")
+        );
+        let clean = redact(&echoed, &credentials);
+        assert_eq!(clean, "NO bad <redacted> <redacted> <redacted>");
+    }
+}
