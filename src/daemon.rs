@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Config, Protocol};
 use crate::fault;
+use crate::history::History;
 use crate::http;
 use crate::metrics::Metrics;
 use crate::probe::{self, ProbeResult};
@@ -118,20 +119,28 @@ pub async fn run(
     mut control: Control,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DaemonError> {
-    let metrics = Arc::new(Metrics::new());
     let env = Arc::new(ProbeEnv::new(&config).map_err(DaemonError::Environment)?);
+    let outputs = Outputs {
+        metrics: Arc::new(Metrics::new()),
+        history: Arc::new(History::default()),
+        results: control.results.clone(),
+    };
     let stop_http = CancellationToken::new();
-    let http_state = http::AppState::new(Arc::clone(&metrics), control.reload_sender.clone());
+    let http_state = http::AppState::new(
+        Arc::clone(&outputs.metrics),
+        Arc::clone(&outputs.history),
+        control.reload_sender.clone(),
+    );
     let server = tokio::spawn(http::serve(listener, http_state.clone(), stop_http.clone()));
 
-    let mut running = Running::start(config, env, &metrics, &control.results);
+    let mut running = Running::start(config, env, &outputs);
     http_state.set_ready(true);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             () = &mut shutdown => break,
             Some(request) = control.reloads.recv() => {
-                let outcome = running.reload(&metrics, &control.results).await;
+                let outcome = running.reload(&outputs).await;
                 // The requester may have gone away (HTTP client disconnected); the
                 // reload happened regardless.
                 let _ = request.reply.send(outcome);
@@ -148,6 +157,14 @@ pub async fn run(
     }
 }
 
+/// Where probe results go: metrics, the `/debug` history, and subscribers.
+#[derive(Clone)]
+struct Outputs {
+    metrics: Arc<Metrics>,
+    history: Arc<History>,
+    results: broadcast::Sender<Arc<ProbeResult>>,
+}
+
 /// The configuration in force and the scheduler running it.
 struct Running {
     config: Config,
@@ -155,12 +172,8 @@ struct Running {
 }
 
 impl Running {
-    fn start(
-        config: Config,
-        env: Arc<ProbeEnv>,
-        metrics: &Arc<Metrics>,
-        results: &broadcast::Sender<Arc<ProbeResult>>,
-    ) -> Running {
+    fn start(config: Config, env: Arc<ProbeEnv>, outputs: &Outputs) -> Running {
+        let metrics = &outputs.metrics;
         for target in &config.targets {
             metrics.register_target(&target.name, target.protocol);
         }
@@ -169,7 +182,7 @@ impl Running {
             &config.targets,
             config.max_concurrent_probes,
             config.start_jitter,
-            probe_job(env, Arc::clone(metrics), results.clone()),
+            probe_job(env, outputs.clone()),
             overrun_hook(Arc::clone(metrics)),
         );
         tracing::info!(
@@ -181,11 +194,8 @@ impl Running {
     }
 
     /// Loads the file again; on any error keeps the running configuration.
-    async fn reload(
-        &mut self,
-        metrics: &Arc<Metrics>,
-        results: &broadcast::Sender<Arc<ProbeResult>>,
-    ) -> Result<usize, String> {
+    async fn reload(&mut self, outputs: &Outputs) -> Result<usize, String> {
+        let metrics = &outputs.metrics;
         let prepared = config::load(&self.config.source)
             .map_err(|e| e.to_string())
             .and_then(|config| {
@@ -215,35 +225,33 @@ impl Running {
         for old in &self.config.targets {
             if !kept.contains(&(&*old.name, old.protocol)) {
                 metrics.forget_target(&old.name, old.protocol);
+                outputs.history.forget(&old.name);
             }
         }
         let count = config.targets.len();
         // Stop first so that the old and new schedules never run side by side and the
         // concurrency cap holds across the switch.
         self.scheduler.stop().await;
-        *self = Running::start(config, Arc::new(env), metrics, results);
+        *self = Running::start(config, Arc::new(env), outputs);
         Ok(count)
     }
 }
 
-fn probe_job(
-    env: Arc<ProbeEnv>,
-    metrics: Arc<Metrics>,
-    results: broadcast::Sender<Arc<ProbeResult>>,
-) -> Job {
+fn probe_job(env: Arc<ProbeEnv>, outputs: Outputs) -> Job {
     let last_state: Arc<Mutex<HashMap<Arc<str>, bool>>> = Arc::default();
     Arc::new(move |target| {
         let env = Arc::clone(&env);
-        let metrics = Arc::clone(&metrics);
-        let results = results.clone();
+        let outputs = outputs.clone();
         let last_state = Arc::clone(&last_state);
         Box::pin(async move {
             let result = probe::run(&target, &env).await;
             let fault = fault::without_site_context(&result);
             log_result(&result, fault, &last_state);
-            metrics.record(&result, fault);
-            // Nobody listening is normal (no test, no /debug client).
-            let _ = results.send(Arc::new(result));
+            outputs.metrics.record(&result, fault);
+            let result = Arc::new(result);
+            outputs.history.push(Arc::clone(&result));
+            // Nobody listening is normal (no test subscribed).
+            let _ = outputs.results.send(result);
         })
     })
 }

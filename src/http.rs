@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::daemon::{ReloadRequest, request_reload};
+use crate::history::History;
 use crate::metrics::{Metrics, openmetrics_to_prometheus_text};
 
 const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -22,15 +23,21 @@ const PROMETHEUS_TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=u
 #[derive(Debug, Clone)]
 pub struct AppState {
     metrics: Arc<Metrics>,
+    history: Arc<History>,
     reloads: mpsc::Sender<ReloadRequest>,
     ready: Arc<AtomicBool>,
 }
 
 impl AppState {
     /// State for the endpoints of one daemon.
-    pub fn new(metrics: Arc<Metrics>, reloads: mpsc::Sender<ReloadRequest>) -> Self {
+    pub fn new(
+        metrics: Arc<Metrics>,
+        history: Arc<History>,
+        reloads: mpsc::Sender<ReloadRequest>,
+    ) -> Self {
         AppState {
             metrics,
+            history,
             reloads,
             ready: Arc::new(AtomicBool::new(false)),
         }
@@ -47,6 +54,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(index))
         .route("/metrics", get(metrics))
+        .route("/debug", get(debug))
         .route("/-/healthy", get(|| async { "OK\n" }))
         .route("/-/ready", get(ready))
         .route("/-/reload", post(reload))
@@ -70,7 +78,7 @@ pub async fn serve(
 }
 
 async fn index() -> &'static str {
-    "mailprobe\n\n/metrics     Prometheus metrics\n/-/healthy   liveness\n/-/ready     readiness\n/-/reload    POST: reload the configuration\n"
+    "mailprobe\n\n/metrics     Prometheus metrics\n/debug?target=NAME  recent results of a target\n/-/healthy   liveness\n/-/ready     readiness\n/-/reload    POST: reload the configuration\n"
 }
 
 async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
@@ -92,6 +100,26 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
             openmetrics_to_prometheus_text(&rendered),
         )
             .into_response()
+    }
+}
+
+/// `/debug?target=NAME`.
+#[derive(Debug, serde::Deserialize)]
+struct DebugQuery {
+    target: Option<String>,
+}
+
+async fn debug(State(state): State<AppState>, Query(query): Query<DebugQuery>) -> Response {
+    let Some(target) = query.target else {
+        return (StatusCode::BAD_REQUEST, "usage: /debug?target=NAME\n").into_response();
+    };
+    match state.history.render(&target) {
+        Some(text) => ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            "no results for that target (unknown, or not probed yet)\n",
+        )
+            .into_response(),
     }
 }
 

@@ -6,7 +6,8 @@
 //! ```text
 //! config (YAML) -> config::Config -> scheduler -> probe::run(target) -> ProbeResult
 //!                                                  metrics::Metrics::record(result)
-//! HTTP server (http): /metrics  /-/healthy  /-/ready  /-/reload
+//!                                                  history::History::push(result)
+//! HTTP server (http): /metrics  /debug  /-/healthy  /-/ready  /-/reload
 //! ```
 //!
 //! Modules, in the order a newcomer should read them:
@@ -19,12 +20,14 @@
 //!   concurrency cap; overruns are counted, never queued.
 //! - [`metrics`] — the Prometheus metric families and how a result updates them.
 //! - [`fault`] — fault domains (the classifier that fills them lands with site context).
+//! - [`history`] — recent results per target for `/debug` (failures kept longer).
 //! - [`daemon`] — wiring, reload and the one shutdown path; [`http`] — the endpoints.
 //! - [`logging`] — text or JSON logs with a `RUST_LOG`-style filter.
 
 pub mod config;
 pub mod daemon;
 pub mod fault;
+pub mod history;
 pub mod http;
 pub mod logging;
 pub mod metrics;

@@ -3,12 +3,11 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use support::agent::{Agent, Metrics, http, within};
+use support::binary::Binary;
 
 const TEST_LIMIT: Duration = Duration::from_secs(60);
 
@@ -205,83 +204,6 @@ async fn shutdown_cancels_in_flight_probes_and_closes_the_listener() {
         assert!(refused.is_err(), "the listener is closed");
     })
     .await;
-}
-
-/// The real binary, its JSON log read line by line from a pipe (each line arrives as
-/// an event: no polling), killed on drop.
-struct Binary {
-    child: std::process::Child,
-    lines: std::sync::mpsc::Receiver<String>,
-}
-
-impl Binary {
-    /// Starts `mailprobe --config FILE --listen 127.0.0.1:0` and returns it with the
-    /// address it reports serving on.
-    fn start(config_path: &std::path::Path) -> (Binary, SocketAddr) {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_mailprobe"))
-            .arg("--config")
-            .arg(config_path)
-            .args(["--listen", "127.0.0.1:0", "--log-format", "json"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("mailprobe starts");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let (send, lines) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if send.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let binary = Binary { child, lines };
-        let serving = binary.wait_line("serving /metrics");
-        let address = serving
-            .split("\"address\":\"")
-            .nth(1)
-            .and_then(|rest| rest.split('"').next())
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("no address in {serving}"));
-        (binary, address)
-    }
-
-    /// The next log line containing `needle`.
-    fn wait_line(&self, needle: &str) -> String {
-        loop {
-            match self.lines.recv_timeout(Duration::from_secs(15)) {
-                Ok(line) if line.contains(needle) => return line,
-                Ok(_) => continue,
-                Err(e) => panic!("no log line with `{needle}`: {e}"),
-            }
-        }
-    }
-
-    fn signal(&self, signal: libc::c_int) {
-        let pid = libc::pid_t::try_from(self.child.id()).unwrap();
-        // SAFETY: kill(2) on a child we spawned and have not reaped; no memory involved.
-        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
-    }
-
-    /// Waits for the process to exit: its stderr closes when it does.
-    fn wait_exit(&mut self) -> std::process::ExitStatus {
-        loop {
-            match self.lines.recv_timeout(Duration::from_secs(15)) {
-                Ok(_) => continue,
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => panic!("mailprobe did not exit"),
-            }
-        }
-        self.child.wait().expect("wait for mailprobe")
-    }
-}
-
-impl Drop for Binary {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

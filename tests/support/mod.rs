@@ -5,6 +5,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod agent;
+pub mod binary;
 pub mod certs;
 pub mod dnsmasq;
 pub mod fake;

@@ -1,0 +1,180 @@
+//! The bounded line reader (`src/probe/lines.rs`): `LineStream` reads a scripted server
+//! until it errors, and every line it returns is checked against a model of the
+//! stream, together with its three bounds.
+//!
+//! Input format (so that a few bytes can describe the long lines and 64 KiB streams
+//! the bounds are about, and a raw transcript stays a valid input):
+//!
+//! - byte 0 configures the stream: bits 0-2 pick the most bytes one read returns
+//!   (`CHUNKS`), bit 3 makes every other read `Pending` first, bit 4 ends the stream
+//!   with a connection reset instead of EOF;
+//! - the rest is what the server sends, byte for byte, except that `0x00 B N` sends
+//!   byte `B` `(N + 1) * 64` times (64 B to 16 KiB). A `0x00` in the last two bytes is
+//!   sent as is.
+#![no_main]
+
+use std::io;
+use std::pin::Pin;
+use std::sync::OnceLock;
+use std::task::{Context, Poll};
+
+use libfuzzer_sys::fuzz_target;
+use mailprobe::probe::lines::{
+    LineError, LineStream, MAX_LINE_LEN, MAX_PROBE_BYTES, sanitise,
+};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// The most bytes one read returns; `usize::MAX`: as many as the reader asks for.
+const CHUNKS: [usize; 8] = [usize::MAX, 1, 2, 3, 7, 1000, 4095, 4097];
+/// Nothing past this is ever read (the byte budget ends the probe first).
+const MAX_STREAM: usize = MAX_PROBE_BYTES + 2 * MAX_LINE_LEN;
+
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a current-thread runtime")
+    })
+}
+
+fn expand(script: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < script.len() && out.len() < MAX_STREAM {
+        if script[i] == 0 && i + 2 < script.len() {
+            let count = (usize::from(script[i + 2]) + 1) * 64;
+            out.extend(std::iter::repeat_n(script[i + 1], count));
+            i += 3;
+        } else {
+            out.push(script[i]);
+            i += 1;
+        }
+    }
+    out.truncate(MAX_STREAM);
+    out
+}
+
+/// A server that sends `data` in reads of at most `chunk` bytes, then EOF or a reset;
+/// what we write to it is discarded.
+struct Scripted<'a> {
+    data: &'a [u8],
+    read: usize,
+    chunk: usize,
+    pending: bool,
+    polls: usize,
+    reset_at_end: bool,
+}
+
+impl AsyncRead for Scripted<'_> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        self.polls += 1;
+        if self.pending && self.polls % 2 == 1 {
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        let left = &self.data[self.read..];
+        if left.is_empty() {
+            if self.reset_at_end {
+                return Poll::Ready(Err(io::ErrorKind::ConnectionReset.into()));
+            }
+            return Poll::Ready(Ok(()));
+        }
+        let n = left.len().min(self.chunk).min(buf.remaining());
+        buf.put_slice(&left[..n]);
+        self.read += n;
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for Scripted<'_> {
+    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Poll::Ready(Ok(buf.len()))
+    }
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+fuzz_target!(|input: &[u8]| {
+    let Some((&flags, script)) = input.split_first() else {
+        return;
+    };
+    let stream = expand(script);
+    let mut server = Scripted {
+        data: &stream,
+        read: 0,
+        chunk: CHUNKS[usize::from(flags & 7)],
+        pending: flags & 8 != 0,
+        polls: 0,
+        reset_at_end: flags & 16 != 0,
+    };
+    let (lines, error) = runtime().block_on(async {
+        let mut reader = LineStream::new(&mut server);
+        let mut lines = Vec::new();
+        loop {
+            match reader.read_line().await {
+                Ok(line) => lines.push(line),
+                Err(error) => break (lines, error),
+            }
+        }
+    });
+    let consumed = server.read;
+
+    // The byte budget.
+    assert!(consumed <= MAX_PROBE_BYTES, "read {consumed} bytes");
+    // Each line is the model's next line, and within the length bound.
+    let mut at = 0;
+    for (index, line) in lines.iter().enumerate() {
+        let end = stream[at..]
+            .iter()
+            .position(|b| *b == b'\n')
+            .map(|p| at + p)
+            .unwrap_or_else(|| panic!("line {index} returned without a line feed"));
+        assert!(end < consumed, "line {index} ends past the {consumed} bytes read");
+        let raw = &stream[at..end];
+        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        assert!(
+            raw.len() <= MAX_LINE_LEN,
+            "line {index} is {} bytes long (MAX_LINE_LEN is {MAX_LINE_LEN}; reads of at most {} bytes)",
+            raw.len(),
+            CHUNKS[usize::from(flags & 7)],
+        );
+        assert_eq!(*line, String::from_utf8_lossy(raw), "line {index}");
+        let shown = sanitise(line, 160);
+        assert!(!shown.chars().any(char::is_control), "sanitise({line:?}) = {shown:?}");
+        assert!(shown.chars().count() <= 161, "sanitise({line:?}) = {shown:?}");
+        at = end + 1;
+    }
+    // Nothing complete is left behind: the error comes with a partial line at most.
+    let pending = &stream[at..consumed];
+    assert!(
+        !pending.contains(&b'\n'),
+        "a complete line was read but not returned before {error:?}"
+    );
+    match error {
+        LineError::Closed => {
+            assert!(!server.reset_at_end && consumed == stream.len(), "early EOF");
+        }
+        LineError::Io(e) => {
+            assert!(server.reset_at_end && consumed == stream.len(), "Io({e}) early");
+        }
+        LineError::TooMuchData => {
+            assert_eq!(consumed, MAX_PROBE_BYTES, "TooMuchData before the budget was spent");
+        }
+        LineError::TooLong => {
+            assert!(
+                pending.len() > MAX_LINE_LEN,
+                "TooLong with {} bytes pending",
+                pending.len()
+            );
+        }
+    }
+});
