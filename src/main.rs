@@ -86,6 +86,12 @@ fn check_config(file: &std::path::Path) -> ExitCode {
 }
 
 async fn run_agent(config_path: PathBuf, listen: Option<SocketAddr>) -> anyhow::Result<()> {
+    // Signal handlers first: a SIGHUP that arrived before them would end the process
+    // (the default action), e.g. a reload sent right after start-up.
+    let mut hangups = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
+    let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+
     let mut config = config::load(&config_path)?;
     if let Some(listen) = listen {
         config.listen = listen;
@@ -93,10 +99,7 @@ async fn run_agent(config_path: PathBuf, listen: Option<SocketAddr>) -> anyhow::
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
-    tracing::info!(address = %listener.local_addr()?, "serving /metrics");
     let (control, handle) = daemon::control();
-
-    let mut hangups = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
     tokio::spawn(async move {
         while hangups.recv().await.is_some() {
             tracing::info!("SIGHUP: reloading the configuration");
@@ -104,14 +107,13 @@ async fn run_agent(config_path: PathBuf, listen: Option<SocketAddr>) -> anyhow::
             let _ = handle.reload().await;
         }
     });
-    let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
-    let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
     let shutdown = async move {
         tokio::select! {
             _ = terminate.recv() => tracing::info!("SIGTERM received"),
             _ = interrupt.recv() => tracing::info!("SIGINT received"),
         }
     };
+    tracing::info!(address = %listener.local_addr()?, "serving /metrics");
     daemon::run(config, listener, control, shutdown).await?;
     Ok(())
 }

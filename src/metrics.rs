@@ -303,6 +303,11 @@ impl Metrics {
             m.reload_success_timestamp.clone(),
         );
         r.register(
+            "mailprobe_capability_info",
+            "Capabilities the mail server advertised (from a fixed list)",
+            m.capability_info.clone(),
+        );
+        r.register(
             "mailprobe_targets",
             "Targets in the running configuration",
             m.targets.clone(),

@@ -27,10 +27,21 @@ fuzz_target!(|data: &[u8]| -> Corpus {
             assert!(!config.targets.is_empty(), "a config without targets");
             let mut names = std::collections::HashSet::new();
             for target in &config.targets {
-                assert!(names.insert(target.name.clone()), "duplicate {}", target.name);
+                assert!(
+                    names.insert(target.name.clone()),
+                    "duplicate {}",
+                    target.name
+                );
                 assert!(!target.name.is_empty(), "empty target name");
-                assert!(target.name.chars().count() <= MAX_TARGET_NAME_LEN, "{}", target.name);
-                assert!(target.timeout <= target.interval, "timeout > interval: {target:?}");
+                assert!(
+                    target.name.chars().count() <= MAX_TARGET_NAME_LEN,
+                    "{}",
+                    target.name
+                );
+                assert!(
+                    target.timeout <= target.interval,
+                    "timeout > interval: {target:?}"
+                );
                 assert!(!target.interval.is_zero(), "zero interval: {target:?}");
             }
             assert!(config.max_concurrent_probes > 0, "no probe may run");
@@ -70,7 +81,9 @@ fn is_unsafe(name: &str) -> bool {
         return true; // FIFO, device, socket, or big
     }
     match std::fs::canonicalize(path) {
-        Ok(real) => ["/proc", "/sys", "/dev"].iter().any(|p| real.starts_with(p)),
+        Ok(real) => ["/proc", "/sys", "/dev"]
+            .iter()
+            .any(|p| real.starts_with(p)),
         Err(_) => true,
     }
 }

@@ -27,14 +27,20 @@ fn check_line(line: &str) {
             check_capabilities(data);
         }
         Ok(Response::Continuation(text)) => {
-            assert!(line == "+" || line.starts_with("+ "), "continuation {line:?}");
+            assert!(
+                line == "+" || line.starts_with("+ "),
+                "continuation {line:?}"
+            );
             assert!(line.ends_with(text), "continuation text of {line:?}");
             assert_eq!(text.len(), line.len().saturating_sub(2), "{line:?}");
         }
         Ok(Response::Tagged { tag, status, text }) => {
             assert!(!tag.is_empty(), "empty tag from {line:?}");
             assert!(!tag.contains(' '), "tag {tag:?} with a space from {line:?}");
-            assert!(line.starts_with(tag), "tag {tag:?} not at the start of {line:?}");
+            assert!(
+                line.starts_with(tag),
+                "tag {tag:?} not at the start of {line:?}"
+            );
             let word = line[tag.len()..]
                 .strip_prefix(' ')
                 .and_then(|rest| rest.split(' ').next())
@@ -44,8 +50,14 @@ fn check_line(line: &str) {
                 Status::No => "NO",
                 Status::Bad => "BAD",
             };
-            assert!(word.eq_ignore_ascii_case(expected), "{status:?} from {line:?}");
-            assert!(line.ends_with(text), "text {text:?} not the end of {line:?}");
+            assert!(
+                word.eq_ignore_ascii_case(expected),
+                "{status:?} from {line:?}"
+            );
+            assert!(
+                line.ends_with(text),
+                "text {text:?} not the end of {line:?}"
+            );
             // The completion text may carry `[CAPABILITY …]`.
             check_capabilities(text);
         }
@@ -76,6 +88,7 @@ fn check_capabilities(data: &str) {
             "capabilities from {data:?}"
         );
         common::assert_capabilities_normalised(&capabilities, data);
+        common::assert_no_auth_keyword(&capabilities, data);
     }
 }
 

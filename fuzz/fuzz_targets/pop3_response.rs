@@ -55,7 +55,11 @@ fn check_capa<'a>(input: impl Iterator<Item = &'a str> + Clone, context: &[Strin
         .map(str::to_ascii_uppercase)
         .collect();
     let starttls = first_words.iter().any(|w| w == "STLS" || w == "STARTTLS");
-    assert_eq!(capabilities.has("STARTTLS"), starttls, "STARTTLS from {context:?}");
+    assert_eq!(
+        capabilities.has("STARTTLS"),
+        starttls,
+        "STARTTLS from {context:?}"
+    );
     // Every keyword is the first word of some line.
     for keyword in &capabilities.keywords {
         assert!(

@@ -8,6 +8,8 @@ pub mod agent;
 pub mod binary;
 pub mod certs;
 pub mod dnsmasq;
+pub mod dovecot;
+pub mod exim;
 pub mod fake;
 pub mod nft;
 pub mod nginx;
@@ -18,6 +20,8 @@ pub mod unbound;
 
 pub use certs::{TestPki, Validity};
 pub use dnsmasq::{Dnsmasq, DnsmasqBuilder};
+pub use dovecot::{Dovecot, DovecotBuilder};
+pub use exim::{Exim, EximBuilder};
 pub use nft::DropRule;
 pub use nginx::{Nginx, NginxBuilder};
 pub use ports::free_port;

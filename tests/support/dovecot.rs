@@ -1,0 +1,401 @@
+//! A real Dovecot (IMAP and POP3, each with STARTTLS and implicit TLS) on loopback ports.
+//!
+//! Measured with Dovecot 2.3.19 and this config (user `probe@example.test`):
+//! - IMAP greeting: `* OK [CAPABILITY IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE
+//!   LITERAL+ STARTTLS AUTH=PLAIN] Dovecot (Debian) ready.`; after STARTTLS (or on imaps)
+//!   the capability list has no STARTTLS. `LOGIN` good: `a OK [CAPABILITY ...] Logged in`;
+//!   bad: `a NO [AUTHENTICATIONFAILED] Authentication failed.`
+//! - POP3 greeting `+OK Dovecot (Debian) ready.`; `CAPA` lists `STLS` and `USER`;
+//!   `PASS` good: `+OK Logged in.`, bad: `-ERR [AUTH] Authentication failed.`
+//! - With `plaintext_auth(false)`: greeting capabilities end `STARTTLS LOGINDISABLED]`,
+//!   LOGIN before TLS gets `* BAD [ALERT] Plaintext authentication not allowed ...` then
+//!   `a NO [PRIVACYREQUIRED] Plaintext authentication disallowed on non-secure (SSL/TLS)
+//!   connections.`; POP3 CAPA shows no `USER` and `USER` gets
+//!   `-ERR [AUTH] Plaintext authentication disallowed on non-secure (SSL/TLS) connections.`
+
+use std::io::{BufRead, BufReader, Write as _};
+use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::ports::free_port;
+use super::process::{ChildGuard, READY_DEADLINE, StartError, retry_port_race};
+
+/// A running Dovecot; every process of it is killed on drop.
+/// Why: IMAP/POP3 probes must meet a real server's greetings, capabilities,
+/// STARTTLS/STLS, implicit TLS and authentication replies.
+pub struct Dovecot {
+    /// IMAP with STARTTLS (143-style).
+    pub imap: SocketAddr,
+    /// IMAP over implicit TLS (993-style).
+    pub imaps: SocketAddr,
+    /// POP3 with STLS (110-style).
+    pub pop3: SocketAddr,
+    /// POP3 over implicit TLS (995-style).
+    pub pop3s: SocketAddr,
+    relays: Vec<ProxyRelay>, // stop accepting before the daemon goes
+    group: ProcessGroup,     // kills every Dovecot process, then `child` reaps the master
+    child: ChildGuard,
+    dir: tempfile::TempDir,
+}
+
+/// Describes a [`Dovecot`]; call [`start`](Self::start) to run it.
+pub struct DovecotBuilder {
+    users: Vec<(String, String)>,
+    tls: Option<(PathBuf, PathBuf)>,
+    plaintext_auth: bool,
+    auth_failure_delay: String,
+    auth_penalty: bool,
+}
+
+impl Dovecot {
+    /// Starts describing a Dovecot with no users, plaintext auth allowed,
+    /// `auth_failure_delay = 0` and no auth penalty. [`DovecotBuilder::tls`] is required.
+    pub fn builder() -> DovecotBuilder {
+        DovecotBuilder {
+            users: Vec::new(),
+            tls: None,
+            plaintext_auth: true,
+            auth_failure_delay: "0".to_string(),
+            auth_penalty: false,
+        }
+    }
+
+    /// Dovecot's log so far (logins and failures are logged), for assertion messages.
+    pub fn log(&self) -> String {
+        self.child.log_contents()
+    }
+
+    /// The temp dir holding dovecot.conf, the log, run/state dirs and mail homes.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl DovecotBuilder {
+    /// Adds a user that can log in with `password` (any mechanism, PLAIN scheme).
+    /// Panics on `:` or a line break, which the passwd-file format cannot hold.
+    pub fn user(mut self, name: &str, password: &str) -> Self {
+        for s in [name, password] {
+            assert!(
+                !s.contains([':', '\n', '\r']),
+                "passwd-file cannot hold {s:?}"
+            );
+        }
+        self.users.push((name.to_string(), password.to_string()));
+        self
+    }
+
+    /// Serve TLS with this certificate (full-chain PEM) and key, e.g. from
+    /// [`TestPki::issue`](super::certs::TestPki::issue). Required.
+    pub fn tls(mut self, cert_pem: impl AsRef<Path>, key_pem: impl AsRef<Path>) -> Self {
+        self.tls = Some((cert_pem.as_ref().into(), key_pem.as_ref().into()));
+        self
+    }
+
+    /// `false` behaves like a real provider: LOGINDISABLED / no POP3 USER before TLS.
+    /// Why the relay: Dovecot deems a connection secure when its remote IP equals its
+    /// local IP, so on 127.0.0.1 `disable_plaintext_auth = yes` (even `ssl = required`)
+    /// would change nothing. So `imap` and `pop3` then lead to an in-process relay
+    /// that tells Dovecot (PROXY protocol v1) the client is 127.0.0.2; the bytes still
+    /// only travel over 127.0.0.1, and Dovecot logs `rip=127.0.0.2`.
+    pub fn plaintext_auth(mut self, allowed: bool) -> Self {
+        self.plaintext_auth = allowed;
+        self
+    }
+
+    /// Dovecot's `auth_failure_delay` value, e.g. `"2 secs"` (Dovecot's own default).
+    /// The builder's default is `"0"` so bad-password tests answer quickly. Measured:
+    /// even with 0 a failure is answered only after ~500 ms (Dovecot flushes
+    /// failures on a 500 ms timer); with `"2 secs"`, after ~2 s.
+    pub fn auth_failure_delay(mut self, value: &str) -> Self {
+        self.auth_failure_delay = value.to_string();
+        self
+    }
+
+    /// `true` keeps Dovecot's auth penalty (off by default). Measured with it:
+    /// after one failure from an IP, every later authentication from that IP,
+    /// good or bad, waits ~4 s more (~6 s with a 2 s failure delay), so a test
+    /// doing a bad login and then a good one would look like a slow server.
+    /// Off = anvil's `anvil-auth-penalty` socket disabled (`mode = 0`).
+    pub fn auth_penalty(mut self, on: bool) -> Self {
+        self.auth_penalty = on;
+        self
+    }
+
+    /// Runs Dovecot on four free ports of 127.0.0.1; returns once all accept and
+    /// the IMAP port has sent its `* OK` greeting (sent only once auth is up).
+    pub fn start(self) -> Result<Dovecot, StartError> {
+        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        retry_port_race(|| free_port(ip), |port| self.start_on(port))
+    }
+
+    fn start_on(&self, imap_port: u16) -> Result<Dovecot, StartError> {
+        let err =
+            |what: &str, e: &dyn std::fmt::Display| StartError(format!("dovecot: {what}: {e}"));
+        let (cert, key) = self.tls.as_ref().ok_or_else(|| {
+            StartError("dovecot: .tls(cert, key) is required (imaps/pop3s need it)".into())
+        })?;
+        let dir = tempfile::Builder::new()
+            .prefix("dovecot-")
+            .tempdir()
+            .map_err(|e| err("tempdir", &e))?;
+        let d = dir.path();
+        let (uid, gid) = system_user("dovecot")?;
+        // 0755: login processes (dovenull) and mail processes (dovecot uid) must traverse it.
+        chmod_755(d).map_err(|e| err("chmod", &e))?;
+        let mut passwd = String::new();
+        for (i, (name, password)) in self.users.iter().enumerate() {
+            let home = d.join(format!("home/{i}"));
+            std::fs::create_dir_all(&home).map_err(|e| err("mkdir home", &e))?;
+            std::os::unix::fs::chown(&home, Some(uid), Some(gid))
+                .map_err(|e| err("chown home", &e))?;
+            passwd.push_str(&format!(
+                "{name}:{{PLAIN}}{password}:{uid}:{gid}::{}::\n",
+                home.display()
+            ));
+        }
+        std::fs::write(d.join("passwd"), passwd).map_err(|e| err("write passwd", &e))?;
+        let ip = Ipv4Addr::LOCALHOST;
+        let ports = [
+            imap_port,
+            free_port(ip.into()),
+            free_port(ip.into()),
+            free_port(ip.into()),
+        ];
+        let haproxy = if self.plaintext_auth {
+            ""
+        } else {
+            "\n    haproxy = yes"
+        };
+        let penalty = match self.auth_penalty {
+            true => "",
+            false => {
+                "service anvil {\n  unix_listener anvil-auth-penalty {\n    mode = 0\n  }\n}\n"
+            }
+        };
+        let conf = format!(
+            "protocols = imap pop3
+listen = {ip}
+base_dir = {d}/run
+state_dir = {d}/state
+log_path = {d}/dovecot.log
+info_log_path = {d}/dovecot.log
+ssl = yes
+ssl_cert = <{cert}
+ssl_key = <{key}
+ssl_min_protocol = TLSv1.2
+disable_plaintext_auth = {disable}
+haproxy_trusted_networks = {ip}
+auth_failure_delay = {delay}
+first_valid_uid = {uid}
+mail_location = maildir:~/Maildir
+passdb {{
+  driver = passwd-file
+  args = {d}/passwd
+}}
+userdb {{
+  driver = passwd-file
+  args = {d}/passwd
+}}
+service imap-login {{
+  inet_listener imap {{
+    address = {ip}
+    port = {p0}{haproxy}
+  }}
+  inet_listener imaps {{
+    address = {ip}
+    port = {p1}
+    ssl = yes
+  }}
+}}
+service pop3-login {{
+  inet_listener pop3 {{
+    address = {ip}
+    port = {p2}{haproxy}
+  }}
+  inet_listener pop3s {{
+    address = {ip}
+    port = {p3}
+    ssl = yes
+  }}
+}}
+{penalty}",
+            d = d.display(),
+            cert = cert.display(),
+            key = key.display(),
+            disable = if self.plaintext_auth { "no" } else { "yes" },
+            delay = self.auth_failure_delay,
+            p0 = ports[0],
+            p1 = ports[1],
+            p2 = ports[2],
+            p3 = ports[3],
+        );
+        let conf_path = d.join("dovecot.conf");
+        std::fs::write(&conf_path, conf).map_err(|e| err("write dovecot.conf", &e))?;
+        let mut cmd = Command::new("dovecot");
+        cmd.arg("-F").arg("-c").arg(&conf_path).process_group(0);
+        // Same file as log_path: startup errors and the daemon's log in one place.
+        let mut child = ChildGuard::spawn("dovecot", cmd, &d.join("dovecot.log"))?;
+        let group = ProcessGroup(child.id());
+        let addrs = ports.map(|p| SocketAddr::new(ip.into(), p));
+        for addr in addrs {
+            child
+                .wait_ready(addr, READY_DEADLINE)
+                .map_err(|e| e.with_config(&conf_path))?;
+        }
+        let mut relays = Vec::new();
+        let [mut imap, imaps, mut pop3, pop3s] = addrs;
+        if !self.plaintext_auth {
+            relays.push(ProxyRelay::start(imap).map_err(|e| err("relay", &e))?);
+            relays.push(ProxyRelay::start(pop3).map_err(|e| err("relay", &e))?);
+            (imap, pop3) = (relays[0].addr, relays[1].addr);
+        }
+        let greeting = first_line(imap, READY_DEADLINE);
+        if !greeting.as_deref().is_ok_and(|l| l.starts_with("* OK")) {
+            let what = format!("no `* OK` greeting on {imap}: {greeting:?}");
+            return Err(child.error(&what).with_config(&conf_path));
+        }
+        Ok(Dovecot {
+            imap,
+            imaps,
+            pop3,
+            pop3s,
+            relays,
+            group,
+            child,
+            dir,
+        })
+    }
+}
+
+/// Reads the first line a server sends on `addr` (without CRLF).
+pub(super) fn first_line(addr: SocketAddr, timeout: Duration) -> std::io::Result<String> {
+    let stream = TcpStream::connect_timeout(&addr, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    let mut line = String::new();
+    BufReader::new(stream).read_line(&mut line)?;
+    Ok(line.trim_end().to_string())
+}
+
+/// `(uid, gid)` of a system user, from /etc/passwd.
+pub(super) fn system_user(name: &str) -> Result<(u32, u32), StartError> {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() > 3 && f[0] == name)
+        .and_then(|f| Some((f[2].parse().ok()?, f[3].parse().ok()?)))
+        .ok_or_else(|| {
+            StartError(format!(
+                "no system user {name:?}: is the package installed? (scripts/test installs it)"
+            ))
+        })
+}
+
+pub(super) fn chmod_755(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+}
+
+/// SIGKILLs a whole process group on drop, then waits (bounded) until none of
+/// its processes is left running. Spawn the daemon with `process_group(0)`.
+/// Why: Dovecot's master forks log/auth/config/login/mail processes and Exim
+/// forks one process per SMTP connection; killing only the master (what
+/// [`ChildGuard`] does) would leave them serving open sessions after the test.
+pub(super) struct ProcessGroup(pub(super) u32);
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        let Ok(pgid) = libc::pid_t::try_from(self.0) else {
+            return;
+        };
+        // SAFETY: kill(2) only sends a signal; a negative pid addresses the group.
+        unsafe { libc::kill(-pgid, libc::SIGKILL) };
+        let start = Instant::now();
+        while group_running(self.0) && start.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+/// Whether any process of group `pgid` is still running (zombies don't count:
+/// they hold no sockets, and orphans are reaped by init when it gets to them).
+fn group_running(pgid: u32) -> bool {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    procs.flatten().any(|p| {
+        let stat = std::fs::read_to_string(p.path().join("stat")).unwrap_or_default();
+        // After the `(comm)` field: state, ppid, pgrp, ...
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        f.len() > 2 && f[2] == pgid.to_string() && f[0] != "Z" && f[0] != "X"
+    })
+}
+
+/// A relay on 127.0.0.1 that prefixes each connection to `upstream` with a
+/// PROXY v1 header claiming the client is 127.0.0.2 (see `plaintext_auth`).
+struct ProxyRelay {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    accept: Option<JoinHandle<()>>,
+}
+
+impl ProxyRelay {
+    fn start(upstream: SocketAddr) -> std::io::Result<ProxyRelay> {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+        let addr = listener.local_addr()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let accept = std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if stopped.load(Ordering::SeqCst) {
+                    break;
+                }
+                if let Ok(client) = client {
+                    std::thread::spawn(move || {
+                        let _ = relay(client, upstream);
+                    });
+                }
+            }
+        });
+        Ok(ProxyRelay {
+            addr,
+            stop,
+            accept: Some(accept),
+        })
+    }
+}
+
+impl Drop for ProxyRelay {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr); // wakes the blocked accept()
+        if let Some(t) = self.accept.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Copies both ways until either side closes; connections end when Dovecot dies.
+fn relay(client: TcpStream, upstream: SocketAddr) -> std::io::Result<()> {
+    let mut up = TcpStream::connect(upstream)?;
+    let client_port = client.peer_addr()?.port();
+    let (ip, port) = (upstream.ip(), upstream.port());
+    write!(up, "PROXY TCP4 127.0.0.2 {ip} {client_port} {port}\r\n")?;
+    let (mut up_w, mut client_r, mut client_w) = (up.try_clone()?, client.try_clone()?, client);
+    let to_up = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut client_r, &mut up_w);
+        let _ = up_w.shutdown(Shutdown::Write);
+    });
+    let _ = std::io::copy(&mut up, &mut client_w);
+    let _ = client_w.shutdown(Shutdown::Both); // also ends the other direction
+    let _ = to_up.join();
+    Ok(())
+}
