@@ -13,14 +13,16 @@ use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use crate::classify::classify;
 use crate::config::{self, Config, Protocol};
-use crate::fault;
+use crate::fault::Fault;
 use crate::history::History;
 use crate::http;
 use crate::metrics::Metrics;
 use crate::probe::{self, ProbeResult};
 use crate::runtime::ProbeEnv;
 use crate::scheduler::{Job, OverrunHook, Scheduler};
+use crate::site::SiteMonitor;
 
 /// Results kept for subscribers that fall behind; a slow subscriber loses the oldest.
 const RESULT_CHANNEL_CAPACITY: usize = 1024;
@@ -149,7 +151,7 @@ pub async fn run(
     }
     tracing::info!("shutting down: cancelling probes and closing the listener");
     http_state.set_ready(false);
-    running.scheduler.stop().await;
+    running.stop().await;
     stop_http.cancel();
     match server.await {
         Ok(outcome) => outcome.map_err(DaemonError::Http),
@@ -165,10 +167,11 @@ struct Outputs {
     results: broadcast::Sender<Arc<ProbeResult>>,
 }
 
-/// The configuration in force and the scheduler running it.
+/// The configuration in force, the scheduler running it, and the site monitor.
 struct Running {
     config: Config,
     scheduler: Scheduler,
+    site_rounds: CancellationToken,
 }
 
 impl Running {
@@ -178,11 +181,27 @@ impl Running {
             metrics.register_target(&target.name, target.protocol);
         }
         metrics.record_reload(true, config.targets.len());
+        let site = Arc::new(SiteMonitor::new(&config, Arc::clone(&env)));
+        // The site is measured once per round: the shortest target interval.
+        let round = config
+            .targets
+            .iter()
+            .map(|t| t.interval)
+            .min()
+            .unwrap_or(config::DEFAULT_INTERVAL);
+        let site_rounds = CancellationToken::new();
+        metrics.clear_site();
+        tokio::spawn(measure_site_every(
+            Arc::clone(&site),
+            round,
+            Arc::clone(metrics),
+            site_rounds.clone(),
+        ));
         let scheduler = Scheduler::start(
             &config.targets,
             config.max_concurrent_probes,
             config.start_jitter,
-            probe_job(env, outputs.clone()),
+            probe_job(env, site, outputs.clone()),
             overrun_hook(Arc::clone(metrics)),
         );
         tracing::info!(
@@ -190,7 +209,17 @@ impl Running {
             targets = config.targets.len(),
             "configuration loaded"
         );
-        Running { config, scheduler }
+        Running {
+            config,
+            scheduler,
+            site_rounds,
+        }
+    }
+
+    /// Stops the probes (cancelling those in flight) and the site measurements.
+    async fn stop(&self) {
+        self.site_rounds.cancel();
+        self.scheduler.stop().await;
     }
 
     /// Loads the file again; on any error keeps the running configuration.
@@ -231,21 +260,52 @@ impl Running {
         let count = config.targets.len();
         // Stop first so that the old and new schedules never run side by side and the
         // concurrency cap holds across the switch.
-        self.scheduler.stop().await;
+        self.stop().await;
         *self = Running::start(config, Arc::new(env), outputs);
         Ok(count)
     }
 }
 
-fn probe_job(env: Arc<ProbeEnv>, outputs: Outputs) -> Job {
+/// Measures the site context every `round` until cancelled.
+async fn measure_site_every(
+    site: Arc<SiteMonitor>,
+    round: std::time::Duration,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+) {
+    let mut ticks = tokio::time::interval(round);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            context = site.measure() => metrics.record_site(&context),
+        }
+    }
+}
+
+fn probe_job(env: Arc<ProbeEnv>, site: Arc<SiteMonitor>, outputs: Outputs) -> Job {
     let last_state: Arc<Mutex<HashMap<Arc<str>, bool>>> = Arc::default();
     Arc::new(move |target| {
         let env = Arc::clone(&env);
+        let site = Arc::clone(&site);
         let outputs = outputs.clone();
         let last_state = Arc::clone(&last_state);
         Box::pin(async move {
+            let started = tokio::time::Instant::now();
             let result = probe::run(&target, &env).await;
-            let fault = fault::without_site_context(&result);
+            // A failure is judged on the site as it is now, not as it was a round ago.
+            let context = if result.is_success() {
+                site.latest()
+            } else {
+                let context = site.fresh_since(started).await;
+                outputs.metrics.record_site(&context);
+                Some(context)
+            };
+            let fault = classify(&result, context.as_deref());
             log_result(&result, fault, &last_state);
             outputs.metrics.record(&result, fault);
             let result = Arc::new(result);
@@ -259,11 +319,7 @@ fn probe_job(env: Arc<ProbeEnv>, outputs: Outputs) -> Job {
 /// Logs every failure at debug, and state changes (up → down, down → up) at warn and
 /// info, so an unattended agent's log says when things changed without repeating
 /// the same failure every interval.
-fn log_result(
-    result: &ProbeResult,
-    fault: fault::Fault,
-    last_state: &Mutex<HashMap<Arc<str>, bool>>,
-) {
+fn log_result(result: &ProbeResult, fault: Fault, last_state: &Mutex<HashMap<Arc<str>, bool>>) {
     let up = result.is_success();
     let changed = {
         // Poisoning cannot corrupt a map of booleans; carry on with it.

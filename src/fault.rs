@@ -1,13 +1,7 @@
-//! Fault domains: whose fault a failure is.
-//!
-//! The full classifier weighs a failure against the site context (gateway, site and
-//! reference resolvers, canaries). Until the site context is measured, the honest
-//! verdict for a failure is [`Fault::Unknown`] — the DESIGN.md table's "not enough
-//! evidence" row — and that is what [`without_site_context`] returns.
+//! Fault domains: whose fault a failure is. [`crate::classify`] decides; this is the
+//! vocabulary.
 
 use std::fmt;
-
-use crate::probe::ProbeResult;
 
 /// Where a failure lies. The label values are part of the metrics contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -49,6 +43,15 @@ impl Fault {
         Fault::Unknown,
     ];
 
+    /// The domains `mailprobe_site_fault` is one-hot over: the site's own faults.
+    pub const SITE: [Fault; 5] = [
+        Fault::None,
+        Fault::LocalNetwork,
+        Fault::LocalDns,
+        Fault::Upstream,
+        Fault::Unknown,
+    ];
+
     /// The `domain` label value.
     pub fn as_metrics_label(self) -> &'static str {
         match self {
@@ -69,15 +72,5 @@ impl Fault {
 impl fmt::Display for Fault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_metrics_label())
-    }
-}
-
-/// The verdict when no site context has been measured: success is `none`, any
-/// failure is `unknown`.
-pub fn without_site_context(result: &ProbeResult) -> Fault {
-    if result.is_success() {
-        Fault::None
-    } else {
-        Fault::Unknown
     }
 }

@@ -5,7 +5,9 @@
 //!
 //! ```text
 //! config (YAML) -> config::Config -> scheduler -> probe::run(target) -> ProbeResult
-//!                                                  metrics::Metrics::record(result)
+//!                                 site context ---^          |
+//!                                 classify::classify(result, context) -> Fault
+//!                                                  metrics::Metrics::record(result, fault)
 //!                                                  history::History::push(result)
 //! HTTP server (http): /metrics  /debug  /-/healthy  /-/ready  /-/reload
 //! ```
@@ -19,11 +21,14 @@
 //! - [`scheduler`] — one task per target, jittered start, fixed interval, a global
 //!   concurrency cap; overruns are counted, never queued.
 //! - [`metrics`] — the Prometheus metric families and how a result updates them.
-//! - [`fault`] — fault domains (the classifier that fills them lands with site context).
+//! - [`site`] — the site context: gateway, site and reference resolvers, canaries.
+//! - [`classify`] — `(ProbeResult, SiteContext) -> Fault`, a pure, table-tested function.
+//! - [`fault`] — the fault domains.
 //! - [`history`] — recent results per target for `/debug` (failures kept longer).
 //! - [`daemon`] — wiring, reload and the one shutdown path; [`http`] — the endpoints.
 //! - [`logging`] — text or JSON logs with a `RUST_LOG`-style filter.
 
+pub mod classify;
 pub mod config;
 pub mod daemon;
 pub mod fault;
@@ -35,3 +40,4 @@ pub mod probe;
 pub mod process;
 pub mod runtime;
 pub mod scheduler;
+pub mod site;

@@ -20,6 +20,7 @@ use prometheus_client::registry::Registry;
 use crate::config::{Protocol, RecordKind};
 use crate::fault::Fault;
 use crate::probe::{ErrorKind, Phase, ProbeResult, ProtocolFacts};
+use crate::site::{GatewayState, SiteContext};
 
 /// Phase histogram buckets, in seconds: from a LAN round trip (1 ms) to a probe that
 /// used most of a long timeout (30 s).
@@ -135,6 +136,31 @@ struct CapabilityLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GatewayLabels {
+    gateway: String,
+    method: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SiteResolverLabels {
+    resolver: String,
+    role: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CanaryLabels {
+    canary: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DomainLabels {
+    domain: &'static str,
+}
+
+/// The label set of a metric without labels, as a family so it can be removed.
+type NoLabels = Vec<(String, String)>;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: &'static str,
     revision: &'static str,
@@ -171,6 +197,12 @@ pub struct Metrics {
     dns_consistent: Family<TargetLabels, Gauge>,
     dns_lookup_duration: Family<DnsResolverLabels, FloatGauge>,
     capability_info: Family<CapabilityLabels, Gauge>,
+    site_gateway_up: Family<NoLabels, Gauge>,
+    site_gateway_info: Family<GatewayLabels, Gauge>,
+    site_resolver_up: Family<SiteResolverLabels, Gauge>,
+    site_resolver_duration: Family<SiteResolverLabels, FloatGauge>,
+    site_canary_up: Family<CanaryLabels, Gauge>,
+    site_fault: Family<DomainLabels, Gauge>,
     reload_successful: Gauge,
     reload_success_timestamp: FloatGauge,
     targets: Gauge,
@@ -210,6 +242,12 @@ impl Metrics {
             dns_consistent: Family::default(),
             dns_lookup_duration: Family::default(),
             capability_info: Family::default(),
+            site_gateway_up: Family::default(),
+            site_gateway_info: Family::default(),
+            site_resolver_up: Family::default(),
+            site_resolver_duration: Family::default(),
+            site_canary_up: Family::default(),
+            site_fault: Family::default(),
             reload_successful: Gauge::default(),
             reload_success_timestamp: FloatGauge::default(),
             targets: Gauge::default(),
@@ -306,6 +344,36 @@ impl Metrics {
             "mailprobe_capability_info",
             "Capabilities the mail server advertised (from a fixed list)",
             m.capability_info.clone(),
+        );
+        r.register(
+            "mailprobe_site_gateway_up",
+            "1 if the default gateway answered (ICMP echo, or TCP where ICMP is not permitted)",
+            m.site_gateway_up.clone(),
+        );
+        r.register(
+            "mailprobe_site_gateway_info",
+            "The gateway checked and how",
+            m.site_gateway_info.clone(),
+        );
+        r.register(
+            "mailprobe_site_resolver_up",
+            "1 if the resolver answered the site check (NOERROR, NXDOMAIN or NODATA)",
+            m.site_resolver_up.clone(),
+        );
+        r.register(
+            "mailprobe_site_resolver_duration_seconds",
+            "Time the resolver took to answer the site check",
+            m.site_resolver_duration.clone(),
+        );
+        r.register(
+            "mailprobe_site_canary_up",
+            "1 if the canary was reachable over TCP",
+            m.site_canary_up.clone(),
+        );
+        r.register(
+            "mailprobe_site_fault",
+            "The site's own fault domain (one-hot)",
+            m.site_fault.clone(),
         );
         r.register(
             "mailprobe_targets",
@@ -571,6 +639,78 @@ impl Metrics {
             None => {
                 self.dns_consistent.remove(t);
             }
+        }
+    }
+
+    /// Forgets every site series (a new configuration may check other resolvers) and
+    /// marks the site fault `unknown` until the first measurement.
+    pub fn clear_site(&self) {
+        self.site_gateway_up.clear();
+        self.site_gateway_info.clear();
+        self.site_resolver_up.clear();
+        self.site_resolver_duration.clear();
+        self.site_canary_up.clear();
+        self.set_site_fault(Fault::Unknown);
+    }
+
+    /// Records one measurement of the site context.
+    pub fn record_site(&self, site: &SiteContext) {
+        match &site.gateway {
+            GatewayState::NotChecked => {
+                self.site_gateway_up.clear();
+                self.site_gateway_info.clear();
+            }
+            GatewayState::NoDefaultRoute => {
+                self.site_gateway_up.get_or_create(&NoLabels::new()).set(0);
+                self.site_gateway_info.clear();
+            }
+            GatewayState::Checked {
+                address,
+                up,
+                method,
+            } => {
+                self.site_gateway_up
+                    .get_or_create(&NoLabels::new())
+                    .set(i64::from(*up));
+                let labels = GatewayLabels {
+                    gateway: address.to_string(),
+                    method: method.as_str(),
+                };
+                if self.site_gateway_info.get(&labels).is_none() {
+                    self.site_gateway_info.clear();
+                    self.site_gateway_info.get_or_create(&labels).set(1);
+                }
+            }
+        }
+        for resolver in &site.resolvers {
+            let labels = SiteResolverLabels {
+                resolver: resolver.resolver.clone(),
+                role: resolver.role.as_str(),
+            };
+            self.site_resolver_up
+                .get_or_create(&labels)
+                .set(i64::from(resolver.up));
+            self.site_resolver_duration
+                .get_or_create(&labels)
+                .set(resolver.duration.as_secs_f64());
+        }
+        for canary in &site.canaries {
+            self.site_canary_up
+                .get_or_create(&CanaryLabels {
+                    canary: canary.canary.clone(),
+                })
+                .set(i64::from(canary.up));
+        }
+        self.set_site_fault(site.fault());
+    }
+
+    fn set_site_fault(&self, fault: Fault) {
+        for domain in Fault::SITE {
+            self.site_fault
+                .get_or_create(&DomainLabels {
+                    domain: domain.as_metrics_label(),
+                })
+                .set(i64::from(domain == fault));
         }
     }
 

@@ -113,9 +113,21 @@ async fn run_target(
                 Err(_) => return,
             },
         };
+        // Each probe in its own task: should a probe ever panic, this target's loop
+        // survives and the next round probes again.
+        let mut probe = tokio::spawn(job(Arc::clone(&target)));
         tokio::select! {
-            () = cancel.cancelled() => return,
-            () = job(Arc::clone(&target)) => {}
+            () = cancel.cancelled() => {
+                probe.abort();
+                return;
+            }
+            outcome = &mut probe => {
+                if let Err(error) = outcome
+                    && error.is_panic()
+                {
+                    tracing::error!(target = %target.name, "the probe panicked; this is a bug, please report it");
+                }
+            }
         }
         drop(permit);
         let (next, missed) = next_slot(slot, Instant::now(), target.interval);
@@ -281,6 +293,31 @@ mod tests {
         assert!(
             starts.iter().all(|(_, at)| *at == t0),
             "all start at once with zero jitter"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_panicking_probe_does_not_stop_its_target() {
+        let interval = Duration::from_secs(10);
+        let runs = Arc::new(AtomicU64::new(0));
+        let seen = Arc::clone(&runs);
+        let job: Job = Arc::new(move |_| {
+            let seen = Arc::clone(&seen);
+            Box::pin(async move {
+                if seen.fetch_add(1, Ordering::SeqCst) == 0 {
+                    panic!("a bug in a probe");
+                }
+            })
+        });
+        let (hook, _) = counting_overruns();
+        let scheduler =
+            Scheduler::start(&[target("t", interval)], 4, Some(Duration::ZERO), job, hook);
+        tokio::time::sleep(Duration::from_secs(25)).await;
+        scheduler.stop().await;
+        assert_eq!(
+            runs.load(Ordering::SeqCst),
+            3,
+            "probed again after the panic"
         );
     }
 

@@ -199,3 +199,24 @@ async fn an_smtp_greeting_on_an_imap_target_is_a_bad_greeting() {
     })
     .await;
 }
+
+/// Regression (found by fuzzing): a multi-byte character in the first bytes of an
+/// untagged IMAP line made the probe panic, and the target was never probed again.
+#[tokio::test]
+async fn a_non_ascii_untagged_imap_line_is_a_protocol_error_not_a_panic() {
+    within(TEST_LIMIT, async {
+        let server = FakeServer::start(|stream| async move {
+            let mut peer = Peer::new(stream);
+            let _ = peer.send(b"* OK ready\r\n").await;
+            while let Some(line) = peer.line().await {
+                let tag = line.split(' ').next().unwrap_or_default().to_owned();
+                let _ = peer.send("* Grüße\r\n".as_bytes()).await;
+                let _ = peer.send(format!("{tag} OK done\r\n").as_bytes()).await;
+            }
+        })
+        .await;
+        let m = probe_once("imap", "none", &server).await;
+        assert_failure(&m, "request", "protocol_error");
+    })
+    .await;
+}

@@ -145,7 +145,8 @@ async fn lookup(
     Ok(records)
 }
 
-fn record_type(kind: RecordKind) -> RecordType {
+/// The hickory record type for a configured record kind.
+pub fn record_type(kind: RecordKind) -> RecordType {
     match kind {
         RecordKind::Mx => RecordType::MX,
         RecordKind::A => RecordType::A,

@@ -110,6 +110,7 @@ pub fn parse_capabilities(data: &str) -> Option<Capabilities> {
     for token in list.split_ascii_whitespace() {
         let token = token.to_ascii_uppercase();
         match token.strip_prefix("AUTH=") {
+            Some("") => {}
             Some(mechanism) => {
                 capabilities.auth_mechanisms.insert(mechanism.to_owned());
             }

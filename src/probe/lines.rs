@@ -97,6 +97,8 @@ pub fn io_error(error: &io::Error, what: &str) -> ProbeError {
 pub struct LineStream<S> {
     stream: S,
     buffer: Vec<u8>,
+    /// How much of `buffer` is known to hold no line end, so each byte is scanned once.
+    scanned: usize,
     /// Bytes read from the stream so far, across upgrades.
     read_total: usize,
 }
@@ -113,6 +115,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LineStream<S> {
         LineStream {
             stream,
             buffer: Vec::with_capacity(READ_CHUNK),
+            scanned: 0,
             read_total,
         }
     }
@@ -125,13 +128,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LineStream<S> {
     /// [`LineError`] when the connection closes or fails, or a bound is exceeded.
     pub async fn read_line(&mut self) -> Result<String, LineError> {
         loop {
-            if let Some(end) = self.buffer.iter().position(|b| *b == b'\n') {
+            let unscanned = &self.buffer[self.scanned..];
+            if let Some(offset) = unscanned.iter().position(|b| *b == b'\n') {
+                let end = self.scanned + offset;
+                self.scanned = 0;
                 let line: Vec<u8> = self.buffer.drain(..=end).collect();
                 let text = line.strip_suffix(b"\n").unwrap_or(&line);
                 let text = text.strip_suffix(b"\r").unwrap_or(text);
+                // The limit is on the line itself, whatever the read sizes were.
+                if text.len() > MAX_LINE_LEN {
+                    return Err(LineError::TooLong);
+                }
                 return Ok(String::from_utf8_lossy(text).into_owned());
             }
-            if self.buffer.len() > MAX_LINE_LEN {
+            self.scanned = self.buffer.len();
+            // Room for the longest line plus its CR LF; beyond that no end can save it.
+            if self.buffer.len() > MAX_LINE_LEN + 1 {
                 return Err(LineError::TooLong);
             }
             self.fill().await?;
@@ -264,6 +276,33 @@ mod tests {
         let (lines, error) = lines_from(&data).await;
         assert!(matches!(error, Some(LineError::TooMuchData)), "{error:?}");
         assert!(lines.len() * 7 <= MAX_PROBE_BYTES);
+    }
+
+    /// Regression (found by the `line_reader` fuzz target): a line just over the limit
+    /// that arrived together with its line end in one read was accepted.
+    #[tokio::test]
+    async fn a_line_over_the_limit_is_refused_however_the_reads_fall() {
+        for length in [
+            MAX_LINE_LEN + 1,
+            MAX_LINE_LEN + 64,
+            MAX_LINE_LEN + READ_CHUNK - 10,
+        ] {
+            let mut line = vec![b'A'; length];
+            line.extend_from_slice(b"\r\n");
+            let (mut client, mut server) = tokio::io::duplex(64 * 1024);
+            server.write_all(&line).await.unwrap();
+            let mut reader = LineStream::new(&mut client);
+            assert!(
+                matches!(reader.read_line().await, Err(LineError::TooLong)),
+                "{length}"
+            );
+        }
+        let mut exact = vec![b'A'; MAX_LINE_LEN];
+        exact.extend_from_slice(b"\r\n");
+        let (mut client, mut server) = tokio::io::duplex(64 * 1024);
+        server.write_all(&exact).await.unwrap();
+        let mut reader = LineStream::new(&mut client);
+        assert_eq!(reader.read_line().await.unwrap().len(), MAX_LINE_LEN);
     }
 
     #[test]

@@ -129,10 +129,12 @@ pub fn parse_ehlo(reply: &Reply) -> Capabilities {
         };
         // `AUTH=PLAIN LOGIN` is the pre-RFC 4954 form some servers still send.
         if let Some(first) = keyword.strip_prefix("AUTH=") {
-            capabilities.auth_mechanisms.insert(first.to_owned());
-            capabilities
-                .auth_mechanisms
-                .extend(words.map(str::to_ascii_uppercase));
+            // A bare `AUTH=` names no mechanism.
+            capabilities.auth_mechanisms.extend(
+                std::iter::once(first.to_owned())
+                    .chain(words.map(str::to_ascii_uppercase))
+                    .filter(|mechanism| !mechanism.is_empty()),
+            );
         } else if keyword == "AUTH" {
             capabilities
                 .auth_mechanisms
