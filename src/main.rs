@@ -40,12 +40,23 @@ enum Command {
         /// The file to check.
         file: PathBuf,
     },
+    /// Probe one configured target once and say whose fault a failure is; exit 0 when
+    /// healthy, 1 on a fault, 2 on a usage or configuration error.
+    Probe {
+        /// Configuration file (YAML).
+        #[arg(long, short = 'c', value_name = "FILE")]
+        config: PathBuf,
+        /// The target's name.
+        target: String,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(Command::CheckConfig { file }) = &cli.command {
-        return check_config(file);
+    match &cli.command {
+        Some(Command::CheckConfig { file }) => return check_config(file),
+        Some(Command::Probe { config, target }) => return probe_once(config, target, &cli),
+        None => {}
     }
     let Some(config_path) = cli.config.clone() else {
         eprintln!("mailprobe: --config FILE is required to run the agent (see --help)");
@@ -68,6 +79,43 @@ fn main() -> ExitCode {
             tracing::error!("{error:#}");
             eprintln!("mailprobe: {error:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+fn probe_once(config_path: &std::path::Path, target: &str, cli: &Cli) -> ExitCode {
+    // Only problems on stderr: the report is the output.
+    let filter = cli.log_filter.as_deref().unwrap_or("warn");
+    if let Err(reason) = logging::init(cli.log_format, Some(filter)) {
+        eprintln!("mailprobe: {reason}");
+        return ExitCode::from(2);
+    }
+    let config = match config::load(config_path) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("{error}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("mailprobe: cannot start the async runtime: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(mailprobe::oneshot::run(&config, target)) {
+        Ok((target, report)) => {
+            print!("{}", mailprobe::oneshot::render(&target, &report));
+            if report.result.is_success() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(reason) => {
+            eprintln!("mailprobe: {reason}");
+            ExitCode::from(2)
         }
     }
 }

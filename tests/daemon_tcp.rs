@@ -129,7 +129,7 @@ async fn a_closed_port_is_refused_in_the_connect_phase() {
         assert_eq!(
             m.value(
                 "mailprobe_fault",
-                &[("target", "closed"), ("domain", "unknown")]
+                &[("target", "closed"), ("domain", "server_service")]
             ),
             1.0
         );
@@ -164,6 +164,14 @@ async fn silently_dropped_packets_are_a_connect_timeout_within_the_probe_timeout
         );
         let m = agent.metrics().await;
         assert_only_failure(&m, "dropped", "connect", "connect_timeout");
+        // No canaries configured: silence is blamed on the server path.
+        assert_eq!(
+            m.value(
+                "mailprobe_fault",
+                &[("target", "dropped"), ("domain", "server_network")]
+            ),
+            1.0
+        );
         agent.stop().await.expect("clean stop");
     })
     .await;
@@ -243,6 +251,13 @@ async fn an_expired_certificate_fails_and_still_reports_its_expiry() {
         );
         let m = agent.metrics().await;
         assert_only_failure(&m, "expired", "tls", "cert_expired");
+        assert_eq!(
+            m.value(
+                "mailprobe_last_failure_info",
+                &[("target", "expired"), ("domain", "server_tls")]
+            ),
+            1.0
+        );
         let not_after = m.value(
             "mailprobe_tls_cert_not_after_timestamp_seconds",
             &[("target", "expired")],
