@@ -199,8 +199,12 @@ impl Imap {
                         text: text.to_owned(),
                     });
                 }
+                // `get`, not slicing: byte 3 may fall inside a multi-byte character
+                // (a panic found by fuzzing).
                 Response::Untagged(data)
-                    if data.len() >= 3 && data[..3].eq_ignore_ascii_case("BYE") =>
+                    if data
+                        .get(..3)
+                        .is_some_and(|word| word.eq_ignore_ascii_case("BYE")) =>
                 {
                     return Err(ProbeError::new(
                         ErrorKind::ServiceUnavailable,
