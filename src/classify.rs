@@ -145,9 +145,12 @@ fn host_lookup_fault(kind: ErrorKind, site: &SiteContext) -> Fault {
     match kind {
         // The resolvers work and say the name does not exist: the domain's DNS.
         ErrorKind::DnsNxdomain | ErrorKind::DnsNodata => Fault::RemoteDns,
-        _ if site_up == Some(false) && reference_up != Some(false) => Fault::LocalDns,
+        // The site fails where the world succeeds.
+        _ if site_up == Some(false) && reference_up == Some(true) => Fault::LocalDns,
         _ if site.canaries_up() == Some(false) => Fault::Upstream,
-        _ if site_up == Some(false) => Fault::LocalDns,
+        // No reference to compare with: the site's resolver is all the evidence.
+        _ if site_up == Some(false) && reference_up.is_none() => Fault::LocalDns,
+        // Site and reference resolvers fail alike: the domain's DNS.
         _ => Fault::RemoteDns,
     }
 }

@@ -374,4 +374,17 @@ fn a_host_lookup_before_connecting_uses_the_site_context() {
         classify(&lookup(ErrorKind::DnsTimeout), Some(&uplink_down)),
         Fault::Upstream
     );
+    // Site and reference resolvers both fail while the uplink works: the domain's DNS
+    // (its authoritative servers drop queries, say).
+    let all_resolvers_down = site(Some(true), &[false], &[false], &[true]);
+    assert_eq!(
+        classify(&lookup(ErrorKind::DnsTimeout), Some(&all_resolvers_down)),
+        Fault::RemoteDns
+    );
+    // Without reference resolvers, a failing site resolver is all the evidence there is.
+    let no_reference = site(Some(true), &[false], &[], &[true]);
+    assert_eq!(
+        classify(&lookup(ErrorKind::DnsServfail), Some(&no_reference)),
+        Fault::LocalDns
+    );
 }
