@@ -7,8 +7,8 @@
 //!    status, a rejected login — so the path works whatever the site context says:
 //!    - certificate and handshake failures, STARTTLS not offered → `server_tls`;
 //!    - rejected credentials → `server_auth`;
-//!    - refused, reset, bad or refused greeting, protocol errors, HTTP status/body,
-//!      a silent greeting, a stall later in the session → `server_service`.
+//!    - refused, reset, bad or refused greeting, protocol errors, HTTP status/body
+//!      → `server_service`.
 //! 3. This host cannot send at all (ENETUNREACH, a blackhole route, no default
 //!    route), or the gateway does not answer → `local_network`.
 //! 4. DNS failures (phase `resolve`), using the per-resolver answers a DNS target
@@ -22,6 +22,9 @@
 //!    - otherwise (NXDOMAIN/NODATA everywhere, every resolver failing) → `remote_dns`.
 //! 5. Silence on the path (connect timeout, host unreachable):
 //!    the gateway answers but no canary does → `upstream`; otherwise → `server_network`.
+//! 6. A stall after the connection was made (no greeting, a timeout later in the
+//!    session): no canary answers → `upstream` (the uplink died mid-session);
+//!    otherwise → `server_service` (the server is reachable but slow or hung).
 //!
 //! Tie-breaks, written down because they are choices:
 //! - Evidence from the server beats the site context (rule 2 before 3): a RST or a TLS
@@ -31,7 +34,7 @@
 //!   without canaries the agent cannot tell the uplink from the provider; the
 //!   cross-site alert rules can.
 //! - A timeout while logging in is `server_service`, not `server_auth`: a rejection is an
-//!   answer; silence is a slow or broken authentication backend.
+//!   answer; silence is a slow or broken authentication backend (rule 6).
 //! - STARTTLS not offered is `server_tls` even though a middlebox that strips STARTTLS
 //!   (an "SMTP inspection" firewall) would be local; the agent cannot tell them apart.
 
@@ -61,7 +64,20 @@ pub fn classify(result: &ProbeResult, site: Option<&SiteContext>) -> Fault {
             _ => host_lookup_fault(failure.kind, site),
         };
     }
-    path_fault(site)
+    match failure.kind {
+        ErrorKind::GreetingTimeout | ErrorKind::Timeout => stall_fault(site),
+        _ => path_fault(site),
+    }
+}
+
+/// Rule 6: the session stalled after the connection was made. The server was
+/// reachable, so the service is slow or hung, unless the uplink died meanwhile.
+fn stall_fault(site: &SiteContext) -> Fault {
+    if site.canaries_up() == Some(false) {
+        Fault::Upstream
+    } else {
+        Fault::ServerService
+    }
 }
 
 /// Rule 2: the kinds that are an answer from the server.
@@ -76,14 +92,11 @@ fn server_answered(kind: ErrorKind) -> Option<Fault> {
         ErrorKind::AuthFailed => Fault::ServerAuth,
         ErrorKind::ConnectRefused
         | ErrorKind::ConnectionReset
-        | ErrorKind::GreetingTimeout
         | ErrorKind::BadGreeting
         | ErrorKind::ServiceUnavailable
         | ErrorKind::ProtocolError
         | ErrorKind::HttpStatus
-        | ErrorKind::BodyMismatch
-        // A stall after the connection was made (the server is reachable).
-        | ErrorKind::Timeout => Fault::ServerService,
+        | ErrorKind::BodyMismatch => Fault::ServerService,
         _ => return None,
     })
 }

@@ -288,7 +288,7 @@ async fn measure_site_every(
 }
 
 fn probe_job(env: Arc<ProbeEnv>, site: Arc<SiteMonitor>, outputs: Outputs) -> Job {
-    let last_state: Arc<Mutex<HashMap<Arc<str>, bool>>> = Arc::default();
+    let last_state: Arc<Mutex<HashMap<Arc<str>, Fault>>> = Arc::default();
     Arc::new(move |target| {
         let env = Arc::clone(&env);
         let site = Arc::clone(&site);
@@ -306,8 +306,9 @@ fn probe_job(env: Arc<ProbeEnv>, site: Arc<SiteMonitor>, outputs: Outputs) -> Jo
                 Some(context)
             };
             let fault = classify(&result, context.as_deref());
-            log_result(&result, fault, &last_state);
+            // Metrics first: whoever reads the log line finds /metrics agreeing.
             outputs.metrics.record(&result, fault);
+            log_result(&result, fault, &last_state);
             let result = Arc::new(result);
             outputs.history.push(Arc::clone(&result));
             // Nobody listening is normal (no test subscribed).
@@ -316,15 +317,16 @@ fn probe_job(env: Arc<ProbeEnv>, site: Arc<SiteMonitor>, outputs: Outputs) -> Jo
     })
 }
 
-/// Logs every failure at debug, and state changes (up → down, down → up) at warn and
-/// info, so an unattended agent's log says when things changed without repeating
-/// the same failure every interval.
-fn log_result(result: &ProbeResult, fault: Fault, last_state: &Mutex<HashMap<Arc<str>, bool>>) {
-    let up = result.is_success();
+/// Logs every result at debug, and changes (a new failure or a new fault domain at
+/// warn, recovery at info), so an unattended agent's log says when things changed
+/// without repeating the same failure every interval.
+fn log_result(result: &ProbeResult, fault: Fault, last_state: &Mutex<HashMap<Arc<str>, Fault>>) {
+    // A change is up → down, down → up, or a failing target whose verdict moved
+    // (the uplink came back but the server is still down, say).
     let changed = {
-        // Poisoning cannot corrupt a map of booleans; carry on with it.
+        // Poisoning cannot corrupt a map of plain values; carry on with it.
         let mut states = last_state.lock().unwrap_or_else(|p| p.into_inner());
-        states.insert(Arc::clone(&result.target), up) != Some(up)
+        states.insert(Arc::clone(&result.target), fault) != Some(fault)
     };
     match result.failure() {
         Some(failure) if changed => tracing::warn!(

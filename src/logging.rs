@@ -37,7 +37,13 @@ pub fn init(format: LogFormat, filter: Option<&str>) -> Result<(), String> {
         .with_writer(std::io::stderr);
     let installed = match format {
         LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        // Without the module path: our events carry a `target` field (the probe
+        // target's name), and a JSON object must not have the key twice.
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_target(false)
+            .try_init(),
     };
     installed.map_err(|e| format!("cannot install the logger: {e}"))
 }

@@ -388,3 +388,24 @@ fn a_host_lookup_before_connecting_uses_the_site_context() {
         Fault::LocalDns
     );
 }
+
+#[test]
+fn a_stall_after_connecting_is_the_service_unless_the_uplink_died() {
+    let uplink_down = site(Some(true), &[true], &[false], &[false]);
+    for (phase, kind) in [
+        (Phase::Greeting, ErrorKind::GreetingTimeout),
+        (Phase::Auth, ErrorKind::Timeout),
+    ] {
+        // Tie-break: a stall while logging in is the backend, not the credentials.
+        assert_eq!(
+            classify(&failed(phase, kind), Some(&healthy())),
+            Fault::ServerService,
+            "{kind}"
+        );
+        assert_eq!(
+            classify(&failed(phase, kind), Some(&uplink_down)),
+            Fault::Upstream,
+            "{kind}"
+        );
+    }
+}

@@ -24,12 +24,28 @@ impl Binary {
 
     /// Like [`start`](Self::start) with a log filter (`RUST_LOG` syntax).
     pub fn start_with(config_path: &std::path::Path, log_filter: &str) -> (Binary, SocketAddr) {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_mailprobe"))
+        Self::start_via(
+            Command::new(env!("CARGO_BIN_EXE_mailprobe")),
+            config_path,
+            "127.0.0.1:0",
+            log_filter,
+        )
+    }
+
+    /// Starts the agent through `command` (the binary itself, or a wrapper such as
+    /// `ip netns exec NS …` whose last argument is the binary), listening on `listen`.
+    pub fn start_via(
+        mut command: Command,
+        config_path: &std::path::Path,
+        listen: &str,
+        log_filter: &str,
+    ) -> (Binary, SocketAddr) {
+        let mut child = command
             .arg("--config")
             .arg(config_path)
             .args([
                 "--listen",
-                "127.0.0.1:0",
+                listen,
                 "--log-format",
                 "json",
                 "--log-filter",
@@ -62,6 +78,23 @@ impl Binary {
             .and_then(|a| a.parse().ok())
             .unwrap_or_else(|| panic!("no address in {serving}"));
         (binary, address)
+    }
+
+    /// The next log line containing `needle`, or `None` after `patience` without one.
+    pub fn next_line_with(&mut self, needle: &str, patience: Duration) -> Option<String> {
+        let deadline = std::time::Instant::now() + patience;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.log.push(line.clone());
+                    if line.contains(needle) {
+                        return Some(line);
+                    }
+                }
+                Err(_) => return None,
+            }
+        }
     }
 
     /// The next log line containing `needle`.

@@ -17,14 +17,17 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::Command;
 
 use super::ports::free_port;
-use super::process::{ChildGuard, READY_DEADLINE, StartError, retry_port_race};
+use super::process::{ChildGuard, READY_DEADLINE, StartError, command, retry_port_race};
 
 /// A running dnsmasq listening on `addr` (UDP and TCP); killed on drop.
 /// Why: tests of MX/SRV/autodiscover lookups need a real DNS server whose
 /// answers the test controls, without touching the machine's resolver.
 pub struct Dnsmasq {
-    /// Where to send DNS queries (127.0.0.1, a free port; UDP and TCP).
+    /// Where to send DNS queries (127.0.0.1 and a free port unless
+    /// [`DnsmasqBuilder::listen`] chose it; UDP and TCP).
     pub addr: SocketAddr,
+    /// The network namespace it runs in ([`DnsmasqBuilder::in_netns`]).
+    pub netns: Option<String>,
     child: ChildGuard, // dropped (killed) before `dir` is removed
     dir: tempfile::TempDir,
 }
@@ -36,6 +39,8 @@ pub struct Dnsmasq {
 pub struct DnsmasqBuilder {
     lines: Vec<String>,
     owners: BTreeSet<String>,
+    listen: Option<SocketAddr>,
+    netns: Option<String>,
 }
 
 impl Dnsmasq {
@@ -115,8 +120,31 @@ impl DnsmasqBuilder {
         self
     }
 
-    /// Runs dnsmasq on 127.0.0.1 and a free port; returns once its TCP port accepts.
+    /// Listens on exactly `addr` (UDP and TCP) instead of 127.0.0.1 and a free
+    /// port, e.g. `10.213.0.53:53` inside a test bed namespace. No retry on
+    /// "address in use": a fixed address is the caller's to keep free.
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.listen = Some(addr);
+        self
+    }
+
+    /// Runs dnsmasq inside network namespace `netns` (`ip netns exec`), and
+    /// polls readiness from inside it. Needs [`listen`](Self::listen): a free
+    /// port cannot be picked from the host for an address of another namespace.
+    pub fn in_netns(mut self, netns: &str) -> Self {
+        self.netns = Some(netns.to_string());
+        self
+    }
+
+    /// Runs dnsmasq on 127.0.0.1 and a free port (or on [`listen`](Self::listen)'s
+    /// address); returns once its TCP port accepts.
     pub fn start(self) -> Result<Dnsmasq, StartError> {
+        if let Some(addr) = self.listen {
+            return self.start_on(addr);
+        }
+        if self.netns.is_some() {
+            return Err(StartError("dnsmasq: in_netns() needs listen(addr)".into()));
+        }
         let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
         retry_port_race(
             || free_port(ip),
@@ -140,7 +168,8 @@ impl DnsmasqBuilder {
         let conf_path = dir.path().join("dnsmasq.conf");
         std::fs::write(&conf_path, conf)
             .map_err(|e| StartError(format!("dnsmasq: write {}: {e}", conf_path.display())))?;
-        let mut cmd = Command::new("dnsmasq");
+        let netns = self.netns.as_deref();
+        let mut cmd: Command = command("dnsmasq", netns);
         cmd.arg("--keep-in-foreground")
             .arg("--log-facility=-") // stderr, which goes to the log file
             .arg("--log-queries")
@@ -157,8 +186,13 @@ impl DnsmasqBuilder {
             ));
         let mut child = ChildGuard::spawn("dnsmasq", cmd, &dir.path().join("dnsmasq.log"))?;
         child
-            .wait_ready(addr, READY_DEADLINE)
+            .wait_ready_in(netns, addr, READY_DEADLINE)
             .map_err(|e| e.with_config(&conf_path))?;
-        Ok(Dnsmasq { addr, child, dir })
+        Ok(Dnsmasq {
+            addr,
+            netns: self.netns.clone(),
+            child,
+            dir,
+        })
     }
 }

@@ -12,19 +12,21 @@
 //!   `a NO [PRIVACYREQUIRED] Plaintext authentication disallowed on non-secure (SSL/TLS)
 //!   connections.`; POP3 CAPA shows no `USER` and `USER` gets
 //!   `-ERR [AUTH] Plaintext authentication disallowed on non-secure (SSL/TLS) connections.`
+//!
+//! [`DovecotBuilder::listen`] and [`DovecotBuilder::in_netns`] run it on fixed
+//! ports of an address inside a test bed namespace instead.
 
 use std::io::{BufRead, BufReader, Write as _};
 use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::ports::free_port;
-use super::process::{ChildGuard, READY_DEADLINE, StartError, retry_port_race};
+use super::process::{ChildGuard, READY_DEADLINE, StartError, command, retry_port_race};
 
 /// A running Dovecot; every process of it is killed on drop.
 /// Why: IMAP/POP3 probes must meet a real server's greetings, capabilities,
@@ -38,6 +40,8 @@ pub struct Dovecot {
     pub pop3: SocketAddr,
     /// POP3 over implicit TLS (995-style).
     pub pop3s: SocketAddr,
+    /// The network namespace it runs in ([`DovecotBuilder::in_netns`]).
+    pub netns: Option<String>,
     relays: Vec<ProxyRelay>, // stop accepting before the daemon goes
     group: ProcessGroup,     // kills every Dovecot process, then `child` reaps the master
     child: ChildGuard,
@@ -51,6 +55,8 @@ pub struct DovecotBuilder {
     plaintext_auth: bool,
     auth_failure_delay: String,
     auth_penalty: bool,
+    listen: Option<(IpAddr, [u16; 4])>,
+    netns: Option<String>,
 }
 
 impl Dovecot {
@@ -63,6 +69,8 @@ impl Dovecot {
             plaintext_auth: true,
             auth_failure_delay: "0".to_string(),
             auth_penalty: false,
+            listen: None,
+            netns: None,
         }
     }
 
@@ -128,14 +136,44 @@ impl DovecotBuilder {
         self
     }
 
-    /// Runs Dovecot on four free ports of 127.0.0.1; returns once all accept and
-    /// the IMAP port has sent its `* OK` greeting (sent only once auth is up).
-    pub fn start(self) -> Result<Dovecot, StartError> {
-        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
-        retry_port_race(|| free_port(ip), |port| self.start_on(port))
+    /// Listens on `ip` with ports `[imap, imaps, pop3, pop3s]` instead of four
+    /// free ports of 127.0.0.1, e.g. a test bed's provider address with 143, 993,
+    /// 110, 995 (Dovecot's master runs as root, so low ports are fine). No retry
+    /// on "in use". Off loopback, clients have another IP than the server, so
+    /// `plaintext_auth(false)` works as on a real server and needs no relay.
+    pub fn listen(mut self, ip: IpAddr, ports: [u16; 4]) -> Self {
+        self.listen = Some((ip, ports));
+        self
     }
 
-    fn start_on(&self, imap_port: u16) -> Result<Dovecot, StartError> {
+    /// Runs Dovecot inside network namespace `netns` (`ip netns exec`), polling
+    /// readiness and the greeting from inside it. Needs [`listen`](Self::listen).
+    pub fn in_netns(mut self, netns: &str) -> Self {
+        self.netns = Some(netns.to_string());
+        self
+    }
+
+    /// Runs Dovecot on four free ports of 127.0.0.1 (or [`listen`](Self::listen)'s);
+    /// returns once all accept and the IMAP port has sent its `* OK` greeting
+    /// (sent only once auth is up).
+    pub fn start(self) -> Result<Dovecot, StartError> {
+        if let Some((ip, ports)) = self.listen {
+            return self.start_on(ip, Some(ports));
+        }
+        if self.netns.is_some() {
+            return Err(StartError(
+                "dovecot: in_netns() needs listen(ip, ports)".into(),
+            ));
+        }
+        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        retry_port_race(
+            || free_port(ip),
+            |port| self.start_on(ip, Some([port, 0, 0, 0])),
+        )
+    }
+
+    /// `ports`: fixed, except that 0 (after the first) means "a free port of `ip`".
+    fn start_on(&self, ip: IpAddr, ports: Option<[u16; 4]>) -> Result<Dovecot, StartError> {
         let err =
             |what: &str, e: &dyn std::fmt::Display| StartError(format!("dovecot: {what}: {e}"));
         let (cert, key) = self.tls.as_ref().ok_or_else(|| {
@@ -161,18 +199,13 @@ impl DovecotBuilder {
             ));
         }
         std::fs::write(d.join("passwd"), passwd).map_err(|e| err("write passwd", &e))?;
-        let ip = Ipv4Addr::LOCALHOST;
-        let ports = [
-            imap_port,
-            free_port(ip.into()),
-            free_port(ip.into()),
-            free_port(ip.into()),
-        ];
-        let haproxy = if self.plaintext_auth {
-            ""
-        } else {
-            "\n    haproxy = yes"
-        };
+        let ports = ports
+            .unwrap_or_default()
+            .map(|p| if p == 0 { free_port(ip) } else { p });
+        // The relay exists for loopback only (see `plaintext_auth`); inside a
+        // namespace clients already come from another address.
+        let relay = !self.plaintext_auth && self.netns.is_none();
+        let haproxy = if !relay { "" } else { "\n    haproxy = yes" };
         let penalty = match self.auth_penalty {
             true => "",
             false => {
@@ -238,25 +271,26 @@ service pop3-login {{
         );
         let conf_path = d.join("dovecot.conf");
         std::fs::write(&conf_path, conf).map_err(|e| err("write dovecot.conf", &e))?;
-        let mut cmd = Command::new("dovecot");
+        let netns = self.netns.as_deref();
+        let mut cmd = command("dovecot", netns);
         cmd.arg("-F").arg("-c").arg(&conf_path).process_group(0);
         // Same file as log_path: startup errors and the daemon's log in one place.
         let mut child = ChildGuard::spawn("dovecot", cmd, &d.join("dovecot.log"))?;
         let group = ProcessGroup(child.id());
-        let addrs = ports.map(|p| SocketAddr::new(ip.into(), p));
+        let addrs = ports.map(|p| SocketAddr::new(ip, p));
         for addr in addrs {
             child
-                .wait_ready(addr, READY_DEADLINE)
+                .wait_ready_in(netns, addr, READY_DEADLINE)
                 .map_err(|e| e.with_config(&conf_path))?;
         }
         let mut relays = Vec::new();
         let [mut imap, imaps, mut pop3, pop3s] = addrs;
-        if !self.plaintext_auth {
+        if relay {
             relays.push(ProxyRelay::start(imap).map_err(|e| err("relay", &e))?);
             relays.push(ProxyRelay::start(pop3).map_err(|e| err("relay", &e))?);
             (imap, pop3) = (relays[0].addr, relays[1].addr);
         }
-        let greeting = first_line(imap, READY_DEADLINE);
+        let greeting = first_line_in(netns, imap, READY_DEADLINE);
         if !greeting.as_deref().is_ok_and(|l| l.starts_with("* OK")) {
             let what = format!("no `* OK` greeting on {imap}: {greeting:?}");
             return Err(child.error(&what).with_config(&conf_path));
@@ -266,6 +300,7 @@ service pop3-login {{
             imaps,
             pop3,
             pop3s,
+            netns: self.netns.clone(),
             relays,
             group,
             child,
@@ -281,6 +316,18 @@ pub(super) fn first_line(addr: SocketAddr, timeout: Duration) -> std::io::Result
     let mut line = String::new();
     BufReader::new(stream).read_line(&mut line)?;
     Ok(line.trim_end().to_string())
+}
+
+/// [`first_line`], connecting from inside network namespace `netns` when `Some`.
+pub(super) fn first_line_in(
+    netns: Option<&str>,
+    addr: SocketAddr,
+    timeout: Duration,
+) -> std::io::Result<String> {
+    match netns {
+        None => first_line(addr, timeout),
+        Some(ns) => super::netns::run_in(ns, || first_line(addr, timeout))?,
+    }
 }
 
 /// `(uid, gid)` of a system user, from /etc/passwd.

@@ -11,16 +11,18 @@
 //!   bad: `535 Incorrect authentication data`; AUTH when not offered:
 //!   `503 AUTH command used when not advertised`; `QUIT`: `221 mail.example.test closing connection`;
 //! - every RCPT is refused (`550 Administrative prohibition`): nothing is ever queued.
+//!
+//! [`EximBuilder::listen`] and [`EximBuilder::in_netns`] run it on fixed ports of
+//! an address inside a test bed namespace instead.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
-use super::dovecot::{ProcessGroup, chmod_755, first_line, system_user};
+use super::dovecot::{ProcessGroup, chmod_755, first_line_in, system_user};
 use super::ports::free_port;
-use super::process::{ChildGuard, READY_DEADLINE, StartError, retry_port_race};
+use super::process::{ChildGuard, READY_DEADLINE, StartError, command, retry_port_race};
 
 /// Exim's Debian location; also its `exim_path` (it re-executes itself).
 const EXIM: &str = "/usr/sbin/exim4";
@@ -38,6 +40,8 @@ pub struct Exim {
     pub smtp: SocketAddr,
     /// SMTP over implicit TLS (465-style, `tls_on_connect_ports`).
     pub submissions: SocketAddr,
+    /// The network namespace it runs in ([`EximBuilder::in_netns`]).
+    pub netns: Option<String>,
     group: ProcessGroup, // kills the daemon and its children, then `child` reaps it
     child: ChildGuard,
     dir: tempfile::TempDir,
@@ -51,6 +55,8 @@ pub struct EximBuilder {
     banner_delay: Duration,
     refuse_at_connect: bool,
     starttls: bool,
+    listen: Option<(IpAddr, [u16; 2])>,
+    netns: Option<String>,
 }
 
 impl Exim {
@@ -64,6 +70,8 @@ impl Exim {
             banner_delay: Duration::ZERO,
             refuse_at_connect: false,
             starttls: true,
+            listen: None,
+            netns: None,
         }
     }
 
@@ -137,11 +145,37 @@ impl EximBuilder {
         self
     }
 
-    /// Runs Exim on two free ports of 127.0.0.1; returns once both accept and
-    /// (without a banner delay) the plain port has sent its 220 or 554.
+    /// Listens on `ip` with ports `[smtp, submissions]` instead of two free ports
+    /// of 127.0.0.1. No retry on "in use". Trap: Exim gives up root for a `-C`
+    /// config before it binds, so ports below 1024 (25, 465) need
+    /// `net.ipv4.ip_unprivileged_port_start` lowered in its network namespace
+    /// (the test bed does that in its provider namespace).
+    pub fn listen(mut self, ip: IpAddr, ports: [u16; 2]) -> Self {
+        self.listen = Some((ip, ports));
+        self
+    }
+
+    /// Runs Exim inside network namespace `netns` (`ip netns exec`), polling
+    /// readiness and the greeting from inside it. Needs [`listen`](Self::listen).
+    pub fn in_netns(mut self, netns: &str) -> Self {
+        self.netns = Some(netns.to_string());
+        self
+    }
+
+    /// Runs Exim on two free ports of 127.0.0.1 (or [`listen`](Self::listen)'s);
+    /// returns once both accept and (without a banner delay) the plain port has
+    /// sent its 220 or 554.
     pub fn start(self) -> Result<Exim, StartError> {
+        if let Some((ip, [smtp, submissions])) = self.listen {
+            return self.start_on(ip, smtp, Some(submissions));
+        }
+        if self.netns.is_some() {
+            return Err(StartError(
+                "exim: in_netns() needs listen(ip, ports)".into(),
+            ));
+        }
         let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
-        retry_port_race(|| free_port(ip), |port| self.start_on(port))
+        retry_port_race(|| free_port(ip), |port| self.start_on(ip, port, None))
     }
 
     fn connect_acl(&self) -> String {
@@ -210,7 +244,13 @@ login:
         )
     }
 
-    fn start_on(&self, smtp_port: u16) -> Result<Exim, StartError> {
+    /// `submissions_port`: `None` picks a free port of `ip`.
+    fn start_on(
+        &self,
+        ip: IpAddr,
+        smtp_port: u16,
+        submissions_port: Option<u16>,
+    ) -> Result<Exim, StartError> {
         let err = |what: &str, e: &dyn std::fmt::Display| StartError(format!("exim: {what}: {e}"));
         let (cert, key) = self.tls.as_ref().ok_or_else(|| {
             StartError("exim: .tls(cert, key) is required (submissions needs it)".into())
@@ -238,7 +278,7 @@ login:
             std::os::unix::fs::chown(d.join(f), Some(uid), Some(gid))
                 .map_err(|e| err("chown", &e))?;
         }
-        let submissions_port = free_port(Ipv4Addr::LOCALHOST.into());
+        let submissions_port = submissions_port.unwrap_or_else(|| free_port(ip));
         let conf = format!(
             "primary_hostname = mail.example.test
 exim_path = {EXIM}
@@ -246,7 +286,7 @@ keep_environment =
 spool_directory = {d}/spool
 log_file_path = {d}/log/%slog
 pid_file_path = {d}/exim.pid
-local_interfaces = 127.0.0.1
+local_interfaces = {ip}
 daemon_smtp_ports = {smtp_port} : {submissions_port}
 tls_on_connect_ports = {submissions_port}
 daemon_startup_retries = 0
@@ -274,15 +314,16 @@ begin authenticators
         // -bdf: daemon in the foreground. daemon_startup_retries = 0: a busy port
         // fails at once ("... Address already in use: daemon abandoned") instead of
         // retrying 9 times 30 s apart. pid_file_path: else /run/exim4/exim.pid.
-        let mut cmd = Command::new(EXIM);
+        let netns = self.netns.as_deref();
+        let mut cmd = command(EXIM, netns);
         cmd.arg("-C").arg(&conf_path).arg("-bdf").process_group(0);
         let mut child = ChildGuard::spawn("exim", cmd, &log)?;
         let group = ProcessGroup(child.id());
-        let smtp = SocketAddr::new(Ipv4Addr::LOCALHOST.into(), smtp_port);
-        let submissions = SocketAddr::new(Ipv4Addr::LOCALHOST.into(), submissions_port);
+        let smtp = SocketAddr::new(ip, smtp_port);
+        let submissions = SocketAddr::new(ip, submissions_port);
         for addr in [smtp, submissions] {
             child
-                .wait_ready(addr, READY_DEADLINE)
+                .wait_ready_in(netns, addr, READY_DEADLINE)
                 .map_err(|e| e.with_config(&conf_path))?;
         }
         if self.banner_delay.is_zero() {
@@ -291,7 +332,7 @@ begin authenticators
             } else {
                 "220 "
             };
-            let greeting = first_line(smtp, READY_DEADLINE);
+            let greeting = first_line_in(netns, smtp, READY_DEADLINE);
             if !greeting.as_deref().is_ok_and(|l| l.starts_with(want)) {
                 let what = format!("no `{want}` greeting on {smtp}: {greeting:?}");
                 return Err(child.error(&what).with_config(&conf_path));
@@ -300,6 +341,7 @@ begin authenticators
         Ok(Exim {
             smtp,
             submissions,
+            netns: self.netns.clone(),
             group,
             child,
             dir,

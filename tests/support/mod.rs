@@ -1,6 +1,8 @@
 //! Real peers for integration tests: DNS servers (dnsmasq, unbound, a silent
 //! one), an HTTPS server (nginx), a test CA and nftables drop rules. Every
-//! daemon listens on 127.0.0.1 only and is killed when its handle is dropped.
+//! daemon listens on 127.0.0.1 only and is killed when its handle is dropped,
+//! except inside a [`netns::TestBed`], a set of network namespaces with their
+//! own private addresses.
 //! Use with `mod support;` in a file under tests/.
 #![allow(dead_code, unused_imports)]
 
@@ -11,6 +13,7 @@ pub mod dnsmasq;
 pub mod dovecot;
 pub mod exim;
 pub mod fake;
+pub mod netns;
 pub mod nft;
 pub mod nginx;
 pub mod ports;
@@ -22,6 +25,7 @@ pub use certs::{TestPki, Validity};
 pub use dnsmasq::{Dnsmasq, DnsmasqBuilder};
 pub use dovecot::{Dovecot, DovecotBuilder};
 pub use exim::{Exim, EximBuilder};
+pub use netns::TestBed;
 pub use nft::DropRule;
 pub use nginx::{Nginx, NginxBuilder};
 pub use ports::free_port;

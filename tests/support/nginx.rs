@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::ports::free_port;
-use super::process::{ChildGuard, READY_DEADLINE, StartError, retry_port_race};
+use super::process::{ChildGuard, READY_DEADLINE, StartError, command, retry_port_race};
 
 /// A running nginx listening on `addr`; killed on drop.
 /// Why: HTTPS probes must be tested against a real TLS server presenting a
@@ -13,8 +13,10 @@ use super::process::{ChildGuard, READY_DEADLINE, StartError, retry_port_race};
 /// `master_process off` so that the one process SIGKILLed on drop is the one
 /// holding the socket (with a master, a killed master leaves its worker behind).
 pub struct Nginx {
-    /// Where to connect (127.0.0.1, a free port).
+    /// Where to connect (127.0.0.1 and a free port unless [`NginxBuilder::listen`] chose it).
     pub addr: SocketAddr,
+    /// The network namespace it runs in ([`NginxBuilder::in_netns`]).
+    pub netns: Option<String>,
     child: ChildGuard, // dropped (killed) before `dir` is removed
     dir: tempfile::TempDir,
 }
@@ -24,6 +26,8 @@ pub struct Nginx {
 pub struct NginxBuilder {
     tls: Option<(PathBuf, PathBuf)>,
     server_extra: String,
+    listen: Option<SocketAddr>,
+    netns: Option<String>,
 }
 
 impl Nginx {
@@ -65,8 +69,29 @@ impl NginxBuilder {
         self
     }
 
-    /// Runs nginx on 127.0.0.1 and a free port; returns once its TCP port accepts.
+    /// Listens on exactly `addr` instead of 127.0.0.1 and a free port, e.g.
+    /// `10.213.2.25:443` inside a test bed namespace (no retry on "in use").
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.listen = Some(addr);
+        self
+    }
+
+    /// Runs nginx inside network namespace `netns` (`ip netns exec`), polling
+    /// readiness from inside it. Needs [`listen`](Self::listen).
+    pub fn in_netns(mut self, netns: &str) -> Self {
+        self.netns = Some(netns.to_string());
+        self
+    }
+
+    /// Runs nginx on 127.0.0.1 and a free port (or on [`listen`](Self::listen)'s
+    /// address); returns once its TCP port accepts.
     pub fn start(self) -> Result<Nginx, StartError> {
+        if let Some(addr) = self.listen {
+            return self.start_on(addr);
+        }
+        if self.netns.is_some() {
+            return Err(StartError("nginx: in_netns() needs listen(addr)".into()));
+        }
         let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
         retry_port_race(
             || free_port(ip),
@@ -117,7 +142,8 @@ http {{
         let conf_path = dir.path().join("nginx.conf");
         std::fs::write(&conf_path, conf)
             .map_err(|e| StartError(format!("nginx: write {}: {e}", conf_path.display())))?;
-        let mut cmd = Command::new("nginx");
+        let netns = self.netns.as_deref();
+        let mut cmd: Command = command("nginx", netns);
         // -e: log to stderr even before the config is read (else /var/log/nginx).
         cmd.arg("-e")
             .arg("stderr")
@@ -127,8 +153,13 @@ http {{
             .arg(&conf_path);
         let mut child = ChildGuard::spawn("nginx", cmd, &dir.path().join("nginx.log"))?;
         child
-            .wait_ready(addr, READY_DEADLINE)
+            .wait_ready_in(netns, addr, READY_DEADLINE)
             .map_err(|e| e.with_config(&conf_path))?;
-        Ok(Nginx { addr, child, dir })
+        Ok(Nginx {
+            addr,
+            netns: self.netns.clone(),
+            child,
+            dir,
+        })
     }
 }

@@ -1,5 +1,6 @@
 //! Daemon processes owned by a test: killed on drop, output kept in a log file.
 
+use std::ffi::OsStr;
 use std::fmt;
 use std::fs::{self, File};
 use std::net::{SocketAddr, TcpStream};
@@ -103,6 +104,34 @@ impl ChildGuard {
         .map_err(|e| self.error(&e))
     }
 
+    /// [`wait_ready`](Self::wait_ready), but the TCP connects are made from inside
+    /// network namespace `netns` when it is `Some`. Why: an address inside a test
+    /// bed namespace is not reachable from the host (the bed's `prohibit` route
+    /// makes such a connect fail at once), so readiness must be polled from within.
+    pub fn wait_ready_in(
+        &mut self,
+        netns: Option<&str>,
+        addr: SocketAddr,
+        deadline: Duration,
+    ) -> Result<(), StartError> {
+        let Some(ns) = netns else {
+            return self.wait_ready(addr, deadline);
+        };
+        let child = &mut self.child;
+        let polled = super::netns::run_in(ns, || {
+            poll_tcp(addr, deadline, || match child.try_wait() {
+                Ok(Some(status)) => Some(format!("exited early with {status}")),
+                Ok(None) => None,
+                Err(e) => Some(format!("try_wait failed: {e}")),
+            })
+        });
+        match polled {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(self.error(&e)),
+            Err(e) => Err(self.error(&format!("cannot enter netns {ns}: {e}"))),
+        }
+    }
+
     /// Builds a `StartError` for this daemon that quotes its log.
     pub fn error(&self, what: &str) -> StartError {
         StartError(format!(
@@ -121,6 +150,22 @@ impl Drop for ChildGuard {
         // its listening sockets are closed before the temp dir is removed.
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// `program` as a [`Command`], run inside network namespace `netns` when it is
+/// `Some` (as `ip netns exec NETNS program`). `ip` execs the program, so the
+/// child's pid (and process group) is the daemon's own and [`ChildGuard`] and
+/// process-group kills reach it. `ip netns exec` also bind-mounts the files of
+/// `/etc/netns/NETNS/` (e.g. `resolv.conf`) over `/etc` for that process.
+pub fn command(program: impl AsRef<OsStr>, netns: Option<&str>) -> Command {
+    match netns {
+        None => Command::new(program),
+        Some(ns) => {
+            let mut cmd = Command::new("ip");
+            cmd.args(["netns", "exec", ns]).arg(program);
+            cmd
+        }
     }
 }
 

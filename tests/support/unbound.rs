@@ -11,20 +11,29 @@
 //!   catch-all), so unbound never tries to reach root servers. As a second
 //!   guard, `outgoing-interface: 127.0.0.1` makes any upstream query to a
 //!   non-loopback address fail inside the kernel instead of leaving the machine.
+//!
+//! Inside a test bed namespace ([`UnboundBuilder::in_netns`]) the guards are the
+//! namespace's: it may forward to addresses of the bed's range
+//! ([`netns::BED_NET`](super::netns::BED_NET)) only, sends from its listen address,
+//! and answers any client (the namespace has no link to anything else).
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::Command;
 
+use super::netns::in_bed_range;
 use super::ports::free_port;
-use super::process::{ChildGuard, READY_DEADLINE, StartError, retry_port_race};
+use super::process::{ChildGuard, READY_DEADLINE, StartError, command, retry_port_race};
 
 /// A running unbound listening on `addr` (UDP and TCP); killed on drop.
 /// Why: dnsmasq cannot produce a quick SERVFAIL; unbound can, plus REFUSED
 /// and NXDOMAIN zones, so resolver error classification can be tested for real.
 pub struct Unbound {
-    /// Where to send DNS queries (127.0.0.1, a free port; UDP and TCP).
+    /// Where to send DNS queries (127.0.0.1 and a free port unless
+    /// [`UnboundBuilder::listen`] chose it; UDP and TCP).
     pub addr: SocketAddr,
+    /// The network namespace it runs in ([`UnboundBuilder::in_netns`]).
+    pub netns: Option<String>,
     child: ChildGuard, // dropped (killed) before `dir` is removed
     dir: tempfile::TempDir,
 }
@@ -34,6 +43,9 @@ pub struct Unbound {
 pub struct UnboundBuilder {
     server: String,
     forwards: String,
+    upstreams: Vec<SocketAddr>,
+    listen: Option<SocketAddr>,
+    netns: Option<String>,
 }
 
 impl Unbound {
@@ -95,12 +107,11 @@ impl UnboundBuilder {
         self.forward_zone(name, upstream)
     }
 
-    /// Forwards `name` to `upstream` (must be loopback), e.g. to chain to a dnsmasq.
+    /// Forwards `name` to `upstream`, e.g. to chain to a dnsmasq. `upstream` must
+    /// be loopback, or (with [`in_netns`](Self::in_netns)) in the test bed range;
+    /// checked by [`start`](Self::start), which panics otherwise.
     pub fn forward_zone(mut self, name: &str, upstream: SocketAddr) -> Self {
-        assert!(
-            upstream.ip().is_loopback(),
-            "tests may only talk to loopback, got {upstream}"
-        );
+        self.upstreams.push(upstream);
         let z = zone(name);
         // transparent: lets the query past the "." refuse catch-all to the forwarder.
         let _ = writeln!(self.server, "  local-zone: \"{z}\" transparent");
@@ -113,8 +124,39 @@ impl UnboundBuilder {
         self
     }
 
-    /// Runs unbound on 127.0.0.1 and a free port; returns once its TCP port accepts.
+    /// Listens on exactly `addr` instead of 127.0.0.1 and a free port, e.g.
+    /// `10.213.1.53:53` inside a test bed namespace (no retry on "in use").
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.listen = Some(addr);
+        self
+    }
+
+    /// Runs unbound inside network namespace `netns` (`ip netns exec`), polling
+    /// readiness from inside it. Needs [`listen`](Self::listen).
+    pub fn in_netns(mut self, netns: &str) -> Self {
+        self.netns = Some(netns.to_string());
+        self
+    }
+
+    /// Runs unbound on 127.0.0.1 and a free port (or on [`listen`](Self::listen)'s
+    /// address); returns once its TCP port accepts.
     pub fn start(self) -> Result<Unbound, StartError> {
+        for upstream in &self.upstreams {
+            let ok = match self.netns {
+                None => upstream.ip().is_loopback(),
+                Some(_) => upstream.ip().is_loopback() || in_bed_range(upstream.ip()),
+            };
+            assert!(
+                ok,
+                "unbound may not forward to {upstream}: not loopback/bed range"
+            );
+        }
+        if let Some(addr) = self.listen {
+            return self.start_on(addr);
+        }
+        if self.netns.is_some() {
+            return Err(StartError("unbound: in_netns() needs listen(addr)".into()));
+        }
         let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
         retry_port_race(
             || free_port(ip),
@@ -128,6 +170,12 @@ impl UnboundBuilder {
             .tempdir()
             .map_err(|e| StartError(format!("unbound: tempdir: {e}")))?;
         let d = dir.path().display();
+        // Loopback: send only from 127.0.0.1 (see the module docs). In a bed
+        // namespace: send from the listen address, answer every client.
+        let (outgoing, clients) = match self.netns {
+            None => ("127.0.0.1".to_string(), "127.0.0.0/8"),
+            Some(_) => (addr.ip().to_string(), "0.0.0.0/0"),
+        };
         let conf = format!(
             "server:
   interface: {ip}@{port}
@@ -148,9 +196,9 @@ impl UnboundBuilder {
   num-threads: 1
   so-reuseport: no
   module-config: \"iterator\"
-  outgoing-interface: 127.0.0.1
+  outgoing-interface: {outgoing}
   do-not-query-localhost: no
-  access-control: 127.0.0.0/8 allow
+  access-control: {clients} allow
   local-zone: \"test.\" nodefault
   local-zone: \".\" refuse
 {server}{forwards}remote-control:
@@ -166,12 +214,18 @@ impl UnboundBuilder {
             .map_err(|e| StartError(format!("unbound: write {}: {e}", conf_path.display())))?;
         // so-reuseport: no, or a second root process on the same port (a port
         // race) would silently share it and get half of the queries.
-        let mut cmd = Command::new("unbound");
+        let netns = self.netns.as_deref();
+        let mut cmd: Command = command("unbound", netns);
         cmd.arg("-d").arg("-c").arg(&conf_path);
         let mut child = ChildGuard::spawn("unbound", cmd, &dir.path().join("unbound.log"))?;
         child
-            .wait_ready(addr, READY_DEADLINE)
+            .wait_ready_in(netns, addr, READY_DEADLINE)
             .map_err(|e| e.with_config(&conf_path))?;
-        Ok(Unbound { addr, child, dir })
+        Ok(Unbound {
+            addr,
+            netns: self.netns.clone(),
+            child,
+            dir,
+        })
     }
 }
