@@ -19,6 +19,7 @@
 //!    - an answer other than `expect` that the reference resolvers give too → `remote_dns`
 //!      (public DNS not cut over yet); one only the site gives → `local_dns`;
 //!    - every resolver fails and no canary answers → `upstream`;
+//!    - the site resolver fails and no reference resolver is configured → `local_dns`;
 //!    - otherwise (NXDOMAIN/NODATA everywhere, every resolver failing) → `remote_dns`.
 //! 5. Silence on the path (connect timeout, host unreachable):
 //!    the gateway answers but no canary does → `upstream`; otherwise → `server_network`.
@@ -143,6 +144,10 @@ fn dns_target_fault(kind: ErrorKind, dns: &DnsFacts, site: &SiteContext) -> Faul
                 Fault::LocalDns
             } else if site.canaries_up() == Some(false) {
                 Fault::Upstream
+            } else if answers(ResolverRole::Reference).next().is_none() {
+                // No reference resolver to compare with: the failing site resolver is
+                // all the evidence (as in the site context's own verdict).
+                Fault::LocalDns
             } else {
                 Fault::RemoteDns
             }

@@ -235,3 +235,53 @@ async fn the_binary_reloads_on_sighup_and_exits_zero_on_sigterm() {
     })
     .await;
 }
+
+/// Prometheus' own checker accepts what the agent serves (`promtool check metrics`
+/// reads the text format from standard input).
+#[tokio::test]
+async fn promtool_accepts_a_real_scrape() {
+    within(TEST_LIMIT, async {
+        let open = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let closed_addr = closed.local_addr().unwrap();
+        drop(closed);
+        let targets = [
+            listener_target("open", open.local_addr().unwrap()),
+            listener_target("closed", closed_addr),
+        ]
+        .concat();
+        let mut agent = Agent::start(&config(&targets)).await;
+        agent.next_result("open").await;
+        agent.next_result("closed").await;
+        let (status, text) = http(agent.addr, "GET", "/metrics", &[]).await;
+        assert_eq!(status, 200);
+        agent.stop().await.expect("clean stop");
+
+        let checked = tokio::task::spawn_blocking(move || {
+            use std::io::Write as _;
+            let mut promtool = std::process::Command::new("promtool")
+                .args(["check", "metrics"])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("promtool is installed (scripts/test installs Debian's prometheus)");
+            promtool
+                .stdin
+                .take()
+                .expect("piped stdin")
+                .write_all(text.as_bytes())
+                .expect("feed promtool");
+            promtool.wait_with_output().expect("promtool runs")
+        })
+        .await
+        .unwrap();
+        assert!(
+            checked.status.success(),
+            "promtool check metrics: {}{}",
+            String::from_utf8_lossy(&checked.stdout),
+            String::from_utf8_lossy(&checked.stderr)
+        );
+    })
+    .await;
+}

@@ -409,3 +409,14 @@ fn a_stall_after_connecting_is_the_service_unless_the_uplink_died() {
         );
     }
 }
+
+#[test]
+fn a_failing_site_resolver_without_references_is_local_like_the_site_verdict() {
+    let ctx = site(Some(true), &[false], &[], &[true]);
+    let result = dns(
+        ErrorKind::DnsTimeout,
+        &[(Site, Err(ErrorKind::DnsTimeout), None)],
+    );
+    assert_eq!(classify(&result, Some(&ctx)), Fault::LocalDns);
+    assert_eq!(ctx.fault(), Fault::LocalDns);
+}
