@@ -6,7 +6,7 @@ mod support;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use support::agent::{Agent, Metrics, within};
+use support::agent::{Agent, within};
 use support::{Dnsmasq, SilentDnsServer, Unbound};
 
 const TEST_LIMIT: Duration = Duration::from_secs(60);
@@ -45,30 +45,6 @@ fn provider_zone() -> Dnsmasq {
         .txt("example.test", "v=spf1 include:spf.example.net -all")
         .start()
         .expect("dnsmasq starts")
-}
-
-/// The failure series of a target: exactly one, with this phase and reason.
-fn assert_only_failure(m: &Metrics, target: &str, phase: &str, reason: &str) {
-    let failures = m.all("mailprobe_failures_total", &[("target", target)]);
-    assert_eq!(failures.len(), 1, "{failures:?}");
-    assert_eq!(failures[0].0["phase"], phase);
-    assert_eq!(failures[0].0["reason"], reason);
-    assert_eq!(failures[0].1, 1.0);
-    assert_eq!(m.value("mailprobe_up", &[("target", target)]), 0.0);
-    assert_eq!(
-        m.value(
-            "mailprobe_last_failure_info",
-            &[("target", target), ("phase", phase), ("reason", reason)]
-        ),
-        1.0
-    );
-    assert_eq!(
-        m.value(
-            "mailprobe_probes_total",
-            &[("target", target), ("result", "failure")]
-        ),
-        1.0
-    );
 }
 
 #[tokio::test]
@@ -173,7 +149,7 @@ async fn an_answer_other_than_expected_fails_with_dns_unexpected_answer() {
         let failure = result.failure().expect("the probe fails");
         assert!(failure.message.contains("10 mx1.example.test."), "{}", failure.message);
         let m = agent.metrics().await;
-        assert_only_failure(&m, "cutover", "resolve", "dns_unexpected_answer");
+        m.assert_only_failure("cutover", "resolve", "dns_unexpected_answer");
         let site_label = label(site.addr);
         let r = [("target", "cutover"), ("resolver", site_label.as_str())];
         assert_eq!(m.value("mailprobe_dns_expected_match", &r), 0.0);
@@ -195,8 +171,8 @@ async fn a_name_that_does_not_exist_is_nxdomain_and_a_missing_type_is_nodata() {
         agent.next_result("missing").await;
         agent.next_result("no-aaaa").await;
         let m = agent.metrics().await;
-        assert_only_failure(&m, "missing", "resolve", "dns_nxdomain");
-        assert_only_failure(&m, "no-aaaa", "resolve", "dns_nodata");
+        m.assert_only_failure("missing", "resolve", "dns_nxdomain");
+        m.assert_only_failure("no-aaaa", "resolve", "dns_nodata");
         let site_label = label(site.addr);
         // A negative answer is an answer: zero records, not a missing series.
         assert_eq!(
@@ -227,8 +203,8 @@ async fn servfail_and_refused_from_unbound_are_told_apart() {
         agent.next_result("servfail").await;
         agent.next_result("refused").await;
         let m = agent.metrics().await;
-        assert_only_failure(&m, "servfail", "resolve", "dns_servfail");
-        assert_only_failure(&m, "refused", "resolve", "dns_refused");
+        m.assert_only_failure("servfail", "resolve", "dns_servfail");
+        m.assert_only_failure("refused", "resolve", "dns_refused");
         // No answer at all: the record count is unknown, so there is no series.
         assert_eq!(m.all("mailprobe_dns_records", &[("target", "servfail")]), vec![]);
         agent.stop().await.expect("clean stop");
@@ -253,7 +229,7 @@ async fn a_silent_resolver_times_out_within_the_probe_timeout() {
             result.duration
         );
         let m = agent.metrics().await;
-        assert_only_failure(&m, "mx", "resolve", "dns_timeout");
+        m.assert_only_failure("mx", "resolve", "dns_timeout");
         assert_eq!(m.all("mailprobe_dns_records", &[("target", "mx")]), vec![]);
         assert!(
             silent.drain_udp_queries() >= 1,
@@ -286,7 +262,7 @@ async fn a_stale_internal_zone_disagreeing_with_the_reference_is_a_mismatch() {
         agent.next_result("mx-relaxed").await;
         let m = agent.metrics().await;
         // With `expect`, the stale answer is first of all not the expected one.
-        assert_only_failure(&m, "mx", "resolve", "dns_unexpected_answer");
+        m.assert_only_failure("mx", "resolve", "dns_unexpected_answer");
         let (site_label, reference_label) = (label(site.addr), label(reference.addr));
         assert_eq!(m.value("mailprobe_dns_expected_match", &[("target", "mx"), ("resolver", site_label.as_str())]), 0.0);
         assert_eq!(m.value("mailprobe_dns_expected_match", &[("target", "mx"), ("resolver", reference_label.as_str())]), 1.0);
@@ -322,7 +298,7 @@ async fn site_and_reference_disagreeing_without_expect_fails_with_dns_mismatch()
             "{message}"
         );
         let m = agent.metrics().await;
-        assert_only_failure(&m, "mx", "resolve", "dns_mismatch");
+        m.assert_only_failure("mx", "resolve", "dns_mismatch");
         assert_eq!(
             m.value("mailprobe_dns_consistent", &[("target", "mx")]),
             0.0

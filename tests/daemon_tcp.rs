@@ -54,27 +54,6 @@ fn not_after_of(cert_pem: &Path) -> f64 {
     pem.parse_x509().unwrap().validity().not_after.timestamp() as f64
 }
 
-fn assert_only_failure(m: &Metrics, target: &str, phase: &str, reason: &str) {
-    let failures = m.all("mailprobe_failures_total", &[("target", target)]);
-    assert_eq!(failures.len(), 1, "{failures:?}");
-    assert_eq!(
-        (
-            failures[0].0["phase"].as_str(),
-            failures[0].0["reason"].as_str()
-        ),
-        (phase, reason)
-    );
-    assert_eq!(failures[0].1, 1.0);
-    assert_eq!(m.value("mailprobe_up", &[("target", target)]), 0.0);
-    assert_eq!(
-        m.value(
-            "mailprobe_last_failure_info",
-            &[("target", target), ("phase", phase), ("reason", reason)]
-        ),
-        1.0
-    );
-}
-
 fn phases(m: &Metrics, target: &str) -> Vec<String> {
     m.all("mailprobe_phase_duration_seconds", &[("target", target)])
         .into_iter()
@@ -125,7 +104,7 @@ async fn a_closed_port_is_refused_in_the_connect_phase() {
         .await;
         agent.next_result("closed").await;
         let m = agent.metrics().await;
-        assert_only_failure(&m, "closed", "connect", "connect_refused");
+        m.assert_only_failure("closed", "connect", "connect_refused");
         assert_eq!(
             m.value(
                 "mailprobe_fault",
@@ -163,7 +142,7 @@ async fn silently_dropped_packets_are_a_connect_timeout_within_the_probe_timeout
             result.duration
         );
         let m = agent.metrics().await;
-        assert_only_failure(&m, "dropped", "connect", "connect_timeout");
+        m.assert_only_failure("dropped", "connect", "connect_timeout");
         // No canaries configured: silence is blamed on the server path.
         assert_eq!(
             m.value(
@@ -250,7 +229,7 @@ async fn an_expired_certificate_fails_and_still_reports_its_expiry() {
             Some("mailprobe test CA")
         );
         let m = agent.metrics().await;
-        assert_only_failure(&m, "expired", "tls", "cert_expired");
+        m.assert_only_failure("expired", "tls", "cert_expired");
         assert_eq!(
             m.value(
                 "mailprobe_last_failure_info",
@@ -323,9 +302,9 @@ async fn wrong_name_not_yet_valid_and_untrusted_certificates_have_their_own_reas
             agent.next_result(name).await;
         }
         let m = agent.metrics().await;
-        assert_only_failure(&m, "wrong-name", "tls", "cert_name_mismatch");
-        assert_only_failure(&m, "not-yet-valid", "tls", "cert_not_yet_valid");
-        assert_only_failure(&m, "untrusted", "tls", "cert_untrusted");
+        m.assert_only_failure("wrong-name", "tls", "cert_name_mismatch");
+        m.assert_only_failure("not-yet-valid", "tls", "cert_not_yet_valid");
+        m.assert_only_failure("untrusted", "tls", "cert_untrusted");
         agent.stop().await.expect("clean stop");
     })
     .await;
@@ -347,7 +326,7 @@ async fn a_plain_text_server_on_a_tls_target_is_a_handshake_failure() {
         .await;
         agent.next_result("not-tls").await;
         let m = agent.metrics().await;
-        assert_only_failure(&m, "not-tls", "tls", "tls_handshake");
+        m.assert_only_failure("not-tls", "tls", "tls_handshake");
         agent.stop().await.expect("clean stop");
     })
     .await;

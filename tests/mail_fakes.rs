@@ -38,19 +38,6 @@ async fn probe_once(protocol: &str, tls: &str, server: &FakeServer) -> Metrics {
     metrics
 }
 
-fn assert_failure(m: &Metrics, phase: &str, reason: &str) {
-    let failures = m.all("mailprobe_failures_total", &[("target", "fake")]);
-    assert_eq!(failures.len(), 1, "{failures:?}");
-    assert_eq!(
-        (
-            failures[0].0["phase"].as_str(),
-            failures[0].0["reason"].as_str()
-        ),
-        (phase, reason)
-    );
-    assert_eq!(m.value("mailprobe_up", &[("target", "fake")]), 0.0);
-}
-
 #[tokio::test]
 async fn a_ten_megabyte_greeting_line_is_a_bad_greeting_not_a_memory_leak() {
     within(TEST_LIMIT, async {
@@ -64,7 +51,7 @@ async fn a_ten_megabyte_greeting_line_is_a_bad_greeting_not_a_memory_leak() {
         })
         .await;
         let m = probe_once("smtp", "none", &server).await;
-        assert_failure(&m, "greeting", "bad_greeting");
+        m.assert_only_failure("fake", "greeting", "bad_greeting");
     })
     .await;
 }
@@ -82,7 +69,7 @@ async fn an_endless_multi_line_ehlo_reply_is_cut_off_as_a_protocol_error() {
         })
         .await;
         let m = probe_once("smtp", "none", &server).await;
-        assert_failure(&m, "request", "protocol_error");
+        m.assert_only_failure("fake", "request", "protocol_error");
     })
     .await;
 }
@@ -95,7 +82,7 @@ async fn a_greeting_never_sent_is_a_greeting_timeout() {
         })
         .await;
         let m = probe_once("imap", "none", &server).await;
-        assert_failure(&m, "greeting", "greeting_timeout");
+        m.assert_only_failure("fake", "greeting", "greeting_timeout");
     })
     .await;
 }
@@ -112,7 +99,7 @@ async fn a_reset_in_the_middle_of_the_tls_handshake_is_connection_reset() {
         })
         .await;
         let m = probe_once("imap", "implicit", &server).await;
-        assert_failure(&m, "tls", "connection_reset");
+        m.assert_only_failure("fake", "tls", "connection_reset");
     })
     .await;
 }
@@ -127,7 +114,7 @@ async fn garbage_instead_of_a_tls_handshake_is_tls_handshake() {
         })
         .await;
         let m = probe_once("imap", "implicit", &server).await;
-        assert_failure(&m, "tls", "tls_handshake");
+        m.assert_only_failure("fake", "tls", "tls_handshake");
     })
     .await;
 }
@@ -152,7 +139,7 @@ async fn starttls_not_advertised_is_starttls_unavailable() {
         })
         .await;
         let m = probe_once("smtp", "starttls", &server).await;
-        assert_failure(&m, "starttls", "starttls_unavailable");
+        m.assert_only_failure("fake", "starttls", "starttls_unavailable");
     })
     .await;
 }
@@ -179,7 +166,7 @@ async fn data_injected_before_the_tls_handshake_is_refused() {
         })
         .await;
         let m = probe_once("smtp", "starttls", &server).await;
-        assert_failure(&m, "starttls", "protocol_error");
+        m.assert_only_failure("fake", "starttls", "protocol_error");
     })
     .await;
 }
@@ -195,7 +182,7 @@ async fn an_smtp_greeting_on_an_imap_target_is_a_bad_greeting() {
         })
         .await;
         let m = probe_once("imap", "none", &server).await;
-        assert_failure(&m, "greeting", "bad_greeting");
+        m.assert_only_failure("fake", "greeting", "bad_greeting");
     })
     .await;
 }
@@ -216,7 +203,7 @@ async fn a_non_ascii_untagged_imap_line_is_a_protocol_error_not_a_panic() {
         })
         .await;
         let m = probe_once("imap", "none", &server).await;
-        assert_failure(&m, "request", "protocol_error");
+        m.assert_only_failure("fake", "request", "protocol_error");
     })
     .await;
 }

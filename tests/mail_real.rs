@@ -136,27 +136,6 @@ fn assert_up(m: &Metrics, target: &str) {
     );
 }
 
-fn assert_only_failure(m: &Metrics, target: &str, phase: &str, reason: &str) {
-    let failures = m.all("mailprobe_failures_total", &[("target", target)]);
-    assert_eq!(failures.len(), 1, "{target}: {failures:?}");
-    assert_eq!(
-        (
-            failures[0].0["phase"].as_str(),
-            failures[0].0["reason"].as_str()
-        ),
-        (phase, reason),
-        "{target}"
-    );
-    assert_eq!(m.value("mailprobe_up", &[("target", target)]), 0.0);
-    assert_eq!(
-        m.value(
-            "mailprobe_last_failure_info",
-            &[("target", target), ("phase", phase), ("reason", reason)]
-        ),
-        1.0
-    );
-}
-
 async fn run_once(config: &str, targets: &[&str]) -> Metrics {
     let mut agent = Agent::start(config).await;
     for target in targets {
@@ -218,7 +197,7 @@ async fn imap_over_starttls_and_implicit_tls_logs_in_or_is_rejected() {
             ),
             1.0
         );
-        assert_only_failure(&m, "starttls-bad", "auth", "auth_failed");
+        m.assert_only_failure("starttls-bad", "auth", "auth_failed");
 
         assert_up(&m, "implicit");
         assert_eq!(
@@ -231,11 +210,11 @@ async fn imap_over_starttls_and_implicit_tls_logs_in_or_is_rejected() {
                 &[("target", "implicit")]
             ) > 1.7e9
         );
-        assert_only_failure(&m, "implicit-bad", "auth", "auth_failed");
+        m.assert_only_failure("implicit-bad", "auth", "auth_failed");
 
         // No TLS: the server disables plain-text login, so the probe cannot log in.
         assert_eq!(capability(&m, "plain-text", "LOGINDISABLED"), Some(1.0));
-        assert_only_failure(&m, "plain-text", "auth", "protocol_error");
+        m.assert_only_failure("plain-text", "auth", "protocol_error");
         // Without credentials a plain-text session is healthy.
         assert_up(&m, "no-login");
         assert_eq!(
@@ -277,9 +256,9 @@ async fn pop3_over_stls_and_implicit_tls_logs_in_or_is_rejected() {
         );
         assert_eq!(capability(&m, "stls", "STARTTLS"), Some(1.0));
         assert_eq!(capability(&m, "stls", "USER"), Some(1.0));
-        assert_only_failure(&m, "stls-bad", "auth", "auth_failed");
+        m.assert_only_failure("stls-bad", "auth", "auth_failed");
         assert_up(&m, "implicit");
-        assert_only_failure(&m, "implicit-bad", "auth", "auth_failed");
+        m.assert_only_failure("implicit-bad", "auth", "auth_failed");
         drop(dovecot);
     })
     .await;
@@ -322,14 +301,14 @@ async fn smtp_submission_offers_auth_only_after_starttls() {
         // The EHLO after STARTTLS is the one that counts: it offers AUTH.
         assert_eq!(capability(&m, "starttls", "AUTH=PLAIN"), Some(1.0));
         assert_eq!(capability(&m, "starttls", "STARTTLS"), Some(1.0));
-        assert_only_failure(&m, "starttls-bad", "auth", "auth_failed");
+        m.assert_only_failure("starttls-bad", "auth", "auth_failed");
         assert_up(&m, "implicit");
         assert_eq!(
             phases(&m, "implicit"),
             sorted(&["connect", "tls", "greeting", "request", "auth"])
         );
         // Before TLS the server offers no AUTH at all.
-        assert_only_failure(&m, "plain-text", "auth", "auth_failed");
+        m.assert_only_failure("plain-text", "auth", "auth_failed");
         assert_eq!(capability(&m, "plain-text", "AUTH=PLAIN"), None);
         assert_eq!(capability(&m, "plain-text", "STARTTLS"), Some(1.0));
         drop(exim);
@@ -365,7 +344,7 @@ async fn a_slow_banner_is_timed_and_one_slower_than_the_timeout_is_a_greeting_ti
             (0.5..2.0).contains(&greeting),
             "greeting phase {greeting} s for a 500 ms banner delay"
         );
-        assert_only_failure(&m, "too-slow", "greeting", "greeting_timeout");
+        m.assert_only_failure("too-slow", "greeting", "greeting_timeout");
         drop((slow, too_slow));
     })
     .await;
@@ -378,7 +357,7 @@ async fn a_554_at_connect_is_service_unavailable() {
         let exim = f.exim().refuse_at_connect().start().expect("exim starts");
         let targets = [f.target("refused", "smtp", exim.smtp, "starttls", None)];
         let m = run_once(&f.config("5s", &targets), &["refused"]).await;
-        assert_only_failure(&m, "refused", "greeting", "service_unavailable");
+        m.assert_only_failure("refused", "greeting", "service_unavailable");
         drop(exim);
     })
     .await;

@@ -20,6 +20,7 @@ use tokio_rustls::client::TlsStream;
 
 use super::{ErrorKind, Failed, Phase, ProbeError, Recorder, TlsFacts, tls};
 use crate::config::{Endpoint, TlsMode};
+use crate::runtime::ProbeEnv;
 
 /// A connection a probe talks over: plain TCP or TCP wrapped in TLS.
 #[derive(Debug)]
@@ -77,11 +78,12 @@ impl AsyncWrite for Connection {
 /// [`Failed`] when a phase failed; the recorder holds the phase and reason.
 pub async fn open(
     endpoint: &Endpoint,
-    resolver: &TokioResolver,
-    verifier: &Arc<WebPkiServerVerifier>,
+    env: &ProbeEnv,
     deadline: Instant,
     recorder: &mut Recorder,
 ) -> Result<Connection, Failed> {
+    let resolver = &env.dial_resolver;
+    let verifier = env.verifier(&endpoint.extra_roots);
     let addresses = match endpoint.host.parse::<IpAddr>() {
         // An address literal needs no lookup, so no resolve phase is recorded.
         Ok(ip) => vec![ip],

@@ -106,8 +106,7 @@ pub async fn session<D: Dialogue + Send>(
     env: &ProbeEnv,
     recorder: &mut Recorder,
 ) -> Result<(), Failed> {
-    let verifier = env.verifier(&endpoint.extra_roots);
-    let connection = dial::open(endpoint, &env.dial_resolver, verifier, deadline, recorder).await?;
+    let connection = dial::open(endpoint, env, deadline, recorder).await?;
     let mut lines = LineStream::new(connection);
     let mut facts = MailFacts::default();
 

@@ -20,9 +20,7 @@ pub async fn probe(
     env: &ProbeEnv,
     recorder: &mut Recorder,
 ) -> Result<(), Failed> {
-    let verifier = env.verifier(&endpoint.extra_roots);
-    let mut connection =
-        dial::open(endpoint, &env.dial_resolver, verifier, deadline, recorder).await?;
+    let mut connection = dial::open(endpoint, env, deadline, recorder).await?;
     // Close politely (TLS close_notify, then FIN). The endpoint already proved itself;
     // a peer that mishandles the close is not a failure of this probe.
     let _ = connection.shutdown().await;

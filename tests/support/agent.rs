@@ -255,6 +255,44 @@ impl Metrics {
         found.first().map(|(_, v)| *v)
     }
 
+    /// `target` failed, every time, in `phase` with `reason`: exactly one failure
+    /// series, counting every failed probe; `mailprobe_up` 0; and
+    /// `mailprobe_last_failure_info` naming the phase and reason.
+    pub fn assert_only_failure(&self, target: &str, phase: &str, reason: &str) {
+        let failures = self.all("mailprobe_failures_total", &[("target", target)]);
+        assert_eq!(failures.len(), 1, "{target}: {failures:?}");
+        assert_eq!(
+            (
+                failures[0].0["phase"].as_str(),
+                failures[0].0["reason"].as_str()
+            ),
+            (phase, reason),
+            "{target}"
+        );
+        assert!(failures[0].1 >= 1.0, "{target}");
+        assert_eq!(
+            self.value(
+                "mailprobe_probes_total",
+                &[("target", target), ("result", "failure")]
+            ),
+            failures[0].1,
+            "{target}: every failed probe is counted under this phase and reason"
+        );
+        assert_eq!(
+            self.value("mailprobe_up", &[("target", target)]),
+            0.0,
+            "{target}"
+        );
+        assert_eq!(
+            self.value(
+                "mailprobe_last_failure_info",
+                &[("target", target), ("phase", phase), ("reason", reason)]
+            ),
+            1.0,
+            "{target}"
+        );
+    }
+
     /// Like [`get`](Self::get) but the series must exist.
     pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         self.get(name, labels)
