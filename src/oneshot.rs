@@ -112,13 +112,9 @@ fn site_summary(site: &SiteContext) -> String {
     let resolvers = site
         .resolvers
         .iter()
-        .map(|r| {
-            format!(
-                "{} resolver {} {}",
-                r.role.as_str(),
-                r.resolver,
-                if r.up { "up" } else { "DOWN" }
-            )
+        .map(|r| match r.error {
+            None => format!("{} resolver {} up", r.role.as_str(), r.resolver),
+            Some(kind) => format!("{} resolver {} DOWN ({kind})", r.role.as_str(), r.resolver),
         })
         .collect::<Vec<_>>();
     let canaries = match site.canaries_up() {

@@ -185,12 +185,16 @@ fuzz_target!(|input: &[u8]| {
         );
         at = end + 1;
     }
-    // Nothing complete is left behind: the error comes with a partial line at most.
+    // Nothing complete is left behind: the error comes with a partial line at most,
+    // or with a complete line refused for being longer than MAX_LINE_LEN.
     let pending = &stream[at..consumed];
-    assert!(
-        !pending.contains(&b'\n'),
-        "a complete line was read but not returned before {error:?}"
-    );
+    if let Some(end) = pending.iter().position(|b| *b == b'\n') {
+        let line = pending[..end].strip_suffix(b"\r").unwrap_or(&pending[..end]);
+        assert!(
+            matches!(error, LineError::TooLong) && line.len() > MAX_LINE_LEN,
+            "a complete line was read but not returned before {error:?}"
+        );
+    }
     match error {
         LineError::Closed => {
             assert!(
