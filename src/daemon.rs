@@ -13,12 +13,12 @@ use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::classify::classify;
 use crate::config::{self, Config, Protocol};
 use crate::fault::Fault;
 use crate::history::History;
 use crate::http;
 use crate::metrics::Metrics;
+use crate::on_demand::{OnDemand, ProbeContext};
 use crate::probe::{self, ProbeResult};
 use crate::runtime::ProbeEnv;
 use crate::scheduler::{Job, OverrunHook, Scheduler};
@@ -125,12 +125,14 @@ pub async fn run(
     let outputs = Outputs {
         metrics: Arc::new(Metrics::new()),
         history: Arc::new(History::default()),
+        on_demand: Arc::new(OnDemand::default()),
         results: control.results.clone(),
     };
     let stop_http = CancellationToken::new();
     let http_state = http::AppState::new(
         Arc::clone(&outputs.metrics),
         Arc::clone(&outputs.history),
+        Arc::clone(&outputs.on_demand),
         control.reload_sender.clone(),
     );
     let server = tokio::spawn(http::serve(listener, http_state.clone(), stop_http.clone()));
@@ -164,6 +166,7 @@ pub async fn run(
 struct Outputs {
     metrics: Arc<Metrics>,
     history: Arc<History>,
+    on_demand: Arc<OnDemand>,
     results: broadcast::Sender<Arc<ProbeResult>>,
 }
 
@@ -189,6 +192,15 @@ impl Running {
             .map(|t| t.interval)
             .min()
             .unwrap_or(config::DEFAULT_INTERVAL);
+        outputs.on_demand.publish(ProbeContext {
+            targets: config
+                .targets
+                .iter()
+                .map(|t| (t.name.to_string(), Arc::clone(t)))
+                .collect(),
+            env: Arc::clone(&env),
+            site: Arc::clone(&site),
+        });
         let site_rounds = CancellationToken::new();
         metrics.clear_site();
         tokio::spawn(measure_site_every(
@@ -297,15 +309,10 @@ fn probe_job(env: Arc<ProbeEnv>, site: Arc<SiteMonitor>, outputs: Outputs) -> Jo
         Box::pin(async move {
             let started = tokio::time::Instant::now();
             let result = probe::run(&target, &env).await;
-            // A failure is judged on the site as it is now, not as it was a round ago.
-            let context = if result.is_success() {
-                site.latest()
-            } else {
-                let context = site.fresh_since(started).await;
+            let (fault, fresh_site) = site.judge(&result, started).await;
+            if let Some(context) = fresh_site {
                 outputs.metrics.record_site(&context);
-                Some(context)
-            };
-            let fault = classify(&result, context.as_deref());
+            }
             // Metrics first: whoever reads the log line finds /metrics agreeing.
             outputs.metrics.record(&result, fault);
             log_result(&result, fault, &last_state);

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::daemon::{ReloadRequest, request_reload};
 use crate::history::History;
 use crate::metrics::{Metrics, openmetrics_to_prometheus_text};
+use crate::on_demand::{OnDemand, Refusal};
 
 const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 const PROMETHEUS_TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -24,6 +25,7 @@ const PROMETHEUS_TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=u
 pub struct AppState {
     metrics: Arc<Metrics>,
     history: Arc<History>,
+    on_demand: Arc<OnDemand>,
     reloads: mpsc::Sender<ReloadRequest>,
     ready: Arc<AtomicBool>,
 }
@@ -33,11 +35,13 @@ impl AppState {
     pub fn new(
         metrics: Arc<Metrics>,
         history: Arc<History>,
+        on_demand: Arc<OnDemand>,
         reloads: mpsc::Sender<ReloadRequest>,
     ) -> Self {
         AppState {
             metrics,
             history,
+            on_demand,
             reloads,
             ready: Arc::new(AtomicBool::new(false)),
         }
@@ -55,6 +59,7 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(index))
         .route("/metrics", get(metrics))
         .route("/debug", get(debug))
+        .route("/probe", get(probe))
         .route("/-/healthy", get(|| async { "OK\n" }))
         .route("/-/ready", get(ready))
         .route("/-/reload", post(reload))
@@ -82,7 +87,45 @@ async fn index() -> &'static str {
 }
 
 async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let rendered = match state.metrics.render_openmetrics() {
+    exposition(&state.metrics, &headers)
+}
+
+/// `/probe?target=NAME`.
+#[derive(Debug, serde::Deserialize)]
+struct ProbeQuery {
+    target: Option<String>,
+}
+
+async fn probe(
+    State(state): State<AppState>,
+    Query(query): Query<ProbeQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(target) = query.target else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "usage: /probe?target=NAME (a configured target)\n",
+        )
+            .into_response();
+    };
+    match state.on_demand.probe(&target).await {
+        Ok(metrics) => exposition(&metrics, &headers),
+        Err(Refusal::UnknownTarget) => {
+            (StatusCode::NOT_FOUND, "no configured target of that name\n").into_response()
+        }
+        Err(Refusal::NotReady) => (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response(),
+        Err(Refusal::Busy) => (
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many /probe requests at once; try again\n",
+        )
+            .into_response(),
+    }
+}
+
+/// `metrics` in the format the client asked for: OpenMetrics when its `Accept`
+/// says so (Prometheus does), else the Prometheus text format.
+fn exposition(metrics: &Metrics, headers: &HeaderMap) -> Response {
+    let rendered = match metrics.render_openmetrics() {
         Ok(text) => text,
         Err(_) => {
             return (StatusCode::INTERNAL_SERVER_ERROR, "cannot render metrics\n").into_response();

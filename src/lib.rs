@@ -26,6 +26,7 @@
 //! - [`fault`] — the fault domains.
 //! - [`history`] — recent results per target for `/debug` (failures kept longer).
 //! - [`daemon`] — wiring, reload and the one shutdown path; [`http`] — the endpoints.
+//! - [`on_demand`] — `/probe?target=NAME`: one configured target now, its metrics alone.
 //! - [`oneshot`] — `mailprobe probe`: one target now, with a help-desk verdict.
 //! - [`logging`] — text or JSON logs with a `RUST_LOG`-style filter.
 
@@ -37,6 +38,7 @@ pub mod history;
 pub mod http;
 pub mod logging;
 pub mod metrics;
+pub mod on_demand;
 pub mod oneshot;
 pub mod probe;
 pub mod process;

@@ -223,6 +223,15 @@ fn phase_histogram() -> Histogram {
 impl Metrics {
     /// Registers every family in a fresh registry.
     pub fn new() -> Self {
+        Self::build(true)
+    }
+
+    /// Only the per-target families: the answer to one `/probe` request.
+    pub fn probe_only() -> Self {
+        Self::build(false)
+    }
+
+    fn build(agent_wide: bool) -> Self {
         let mut registry = Registry::default();
         let m = Metrics {
             registry: Registry::default(),
@@ -331,73 +340,76 @@ impl Metrics {
             m.dns_lookup_duration.clone(),
         );
         r.register(
-            "mailprobe_config_last_reload_successful",
-            "1 if the last configuration (re)load succeeded",
-            m.reload_successful.clone(),
-        );
-        r.register(
-            "mailprobe_config_last_reload_success_timestamp_seconds",
-            "When the configuration was last loaded successfully (Unix time)",
-            m.reload_success_timestamp.clone(),
-        );
-        r.register(
             "mailprobe_capability_info",
             "Capabilities the mail server advertised (from a fixed list)",
             m.capability_info.clone(),
         );
-        r.register(
-            "mailprobe_site_gateway_up",
-            "1 if the default gateway answered (ICMP echo, or TCP where ICMP is not permitted)",
-            m.site_gateway_up.clone(),
-        );
-        r.register(
-            "mailprobe_site_gateway_info",
-            "The gateway checked and how",
-            m.site_gateway_info.clone(),
-        );
-        r.register(
-            "mailprobe_site_resolver_up",
-            "1 if the resolver answered the site check (NOERROR, NXDOMAIN or NODATA)",
-            m.site_resolver_up.clone(),
-        );
-        r.register(
-            "mailprobe_site_resolver_duration_seconds",
-            "Time the resolver took to answer the site check",
-            m.site_resolver_duration.clone(),
-        );
-        r.register(
-            "mailprobe_site_canary_up",
-            "1 if the canary was reachable over TCP",
-            m.site_canary_up.clone(),
-        );
-        r.register(
-            "mailprobe_site_fault",
-            "The site's own fault domain (one-hot)",
-            m.site_fault.clone(),
-        );
-        r.register(
-            "mailprobe_targets",
-            "Targets in the running configuration",
-            m.targets.clone(),
-        );
-        r.register(
-            "mailprobe_probe_overruns",
-            "Scheduled probes skipped because the previous one had not finished",
-            m.overruns.clone(),
-        );
-        let build_info = Family::<BuildLabels, Gauge>::default();
-        build_info
-            .get_or_create(&BuildLabels {
-                version: env!("CARGO_PKG_VERSION"),
-                revision: env!("MAILPROBE_REVISION"),
-            })
-            .set(1);
-        r.register(
-            "mailprobe_build_info",
-            "Version and source revision of this build",
-            build_info,
-        );
-        r.register_collector(Box::new(crate::process::ProcessCollector));
+        // Agent-wide families: not in a `/probe` answer, which describes one probe.
+        if agent_wide {
+            r.register(
+                "mailprobe_config_last_reload_successful",
+                "1 if the last configuration (re)load succeeded",
+                m.reload_successful.clone(),
+            );
+            r.register(
+                "mailprobe_config_last_reload_success_timestamp_seconds",
+                "When the configuration was last loaded successfully (Unix time)",
+                m.reload_success_timestamp.clone(),
+            );
+            r.register(
+                "mailprobe_site_gateway_up",
+                "1 if the default gateway answered (ICMP echo, or TCP where ICMP is not permitted)",
+                m.site_gateway_up.clone(),
+            );
+            r.register(
+                "mailprobe_site_gateway_info",
+                "The gateway checked and how",
+                m.site_gateway_info.clone(),
+            );
+            r.register(
+                "mailprobe_site_resolver_up",
+                "1 if the resolver answered the site check (NOERROR, NXDOMAIN or NODATA)",
+                m.site_resolver_up.clone(),
+            );
+            r.register(
+                "mailprobe_site_resolver_duration_seconds",
+                "Time the resolver took to answer the site check",
+                m.site_resolver_duration.clone(),
+            );
+            r.register(
+                "mailprobe_site_canary_up",
+                "1 if the canary was reachable over TCP",
+                m.site_canary_up.clone(),
+            );
+            r.register(
+                "mailprobe_site_fault",
+                "The site's own fault domain (one-hot)",
+                m.site_fault.clone(),
+            );
+            r.register(
+                "mailprobe_targets",
+                "Targets in the running configuration",
+                m.targets.clone(),
+            );
+            r.register(
+                "mailprobe_probe_overruns",
+                "Scheduled probes skipped because the previous one had not finished",
+                m.overruns.clone(),
+            );
+            let build_info = Family::<BuildLabels, Gauge>::default();
+            build_info
+                .get_or_create(&BuildLabels {
+                    version: env!("CARGO_PKG_VERSION"),
+                    revision: env!("MAILPROBE_REVISION"),
+                })
+                .set(1);
+            r.register(
+                "mailprobe_build_info",
+                "Version and source revision of this build",
+                build_info,
+            );
+            r.register_collector(Box::new(crate::process::ProcessCollector));
+        }
         Metrics { registry, ..m }
     }
 

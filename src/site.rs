@@ -9,10 +9,11 @@ use std::time::{Duration, SystemTime};
 use hickory_resolver::proto::rr::RecordType;
 use tokio::time::Instant;
 
+use crate::classify::classify;
 use crate::config::{Config, Gateway, HostPort, TargetSpec};
 use crate::fault::Fault;
 use crate::probe::dial::{connect, dns_error};
-use crate::probe::{ErrorKind, dns};
+use crate::probe::{ErrorKind, ProbeResult, dns};
 use crate::runtime::{DnsServer, ProbeEnv, ResolverRole};
 
 /// Each check of the site context gets this long: a LAN gateway answers in
@@ -234,6 +235,21 @@ impl SiteMonitor {
             return Arc::clone(context);
         }
         self.measure_now().await
+    }
+
+    /// Whose fault `result` is, for a probe that started at `started`: a success
+    /// needs no new evidence; a failure is judged on the site as it is now, not as
+    /// it was a round ago. Returns the context used when a new one was measured.
+    pub async fn judge(
+        &self,
+        result: &ProbeResult,
+        started: Instant,
+    ) -> (Fault, Option<Arc<SiteContext>>) {
+        if result.is_success() {
+            return (Fault::None, None);
+        }
+        let context = self.fresh_since(started).await;
+        (classify(result, Some(&context)), Some(context))
     }
 
     /// Measures now (all checks in parallel, each bounded by [`SITE_CHECK_TIMEOUT`]).

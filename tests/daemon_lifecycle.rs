@@ -285,3 +285,43 @@ async fn promtool_accepts_a_real_scrape() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn probe_endpoint_runs_a_configured_target_now_and_answers_with_its_metrics_alone() {
+    within(TEST_LIMIT, async {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let closed_addr = closed.local_addr().unwrap();
+        drop(closed);
+        // A long interval: only /probe can make this target's probe happen in time.
+        let yaml = format!(
+            "listen: \"127.0.0.1:0\"\ndefaults: {{interval: 1h, timeout: 1s}}\n\
+             site: {{gateway: none, resolvers: [\"127.0.0.1:9\"]}}\ntargets:\n{}",
+            listener_target("closed", closed_addr)
+        );
+        let agent = Agent::start(&yaml).await;
+        assert_eq!(http(agent.addr, "GET", "/-/ready", &[]).await.0, 200);
+
+        let (status, text) = http(agent.addr, "GET", "/probe?target=closed", &[]).await;
+        assert_eq!(status, 200, "{text}");
+        let m = Metrics::parse(&text);
+        m.assert_only_failure("closed", "connect", "connect_refused");
+        assert_eq!(
+            m.value(
+                "mailprobe_fault",
+                &[("target", "closed"), ("domain", "server_service")]
+            ),
+            1.0
+        );
+        // One probe's answer: no agent-wide series.
+        assert_eq!(m.get("mailprobe_targets", &[]), None);
+        assert_eq!(m.get("mailprobe_config_last_reload_successful", &[]), None);
+
+        assert_eq!(
+            http(agent.addr, "GET", "/probe?target=nope", &[]).await.0,
+            404
+        );
+        assert_eq!(http(agent.addr, "GET", "/probe", &[]).await.0, 400);
+        agent.stop().await.expect("clean stop");
+    })
+    .await;
+}

@@ -1,0 +1,96 @@
+//! `/probe?target=NAME`: probe a configured target now and answer with that probe's
+//! metrics alone (the multi-target pattern Prometheus users know from
+//! blackbox_exporter), classified against the site context like a scheduled probe.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+use crate::config::Target;
+use crate::metrics::Metrics;
+use crate::probe;
+use crate::runtime::ProbeEnv;
+use crate::site::SiteMonitor;
+
+/// At most this many `/probe` requests run at once: each may hold a socket for its
+/// target's timeout, and a scraper misconfigured to hammer the endpoint must not
+/// exhaust the agent.
+pub const MAX_CONCURRENT_REQUESTS: usize = 16;
+
+/// What a `/probe` request needs from the running configuration.
+#[derive(Debug)]
+pub struct ProbeContext {
+    /// Configured targets by name.
+    pub targets: HashMap<String, Arc<Target>>,
+    /// Resolvers and verifiers.
+    pub env: Arc<ProbeEnv>,
+    /// The site monitor, to classify failures.
+    pub site: Arc<SiteMonitor>,
+}
+
+/// Why a `/probe` request got no probe.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The agent has no configuration loaded yet.
+    NotReady,
+    /// No target of that name.
+    UnknownTarget,
+    /// Too many `/probe` requests at once.
+    Busy,
+}
+
+/// The running configuration as `/probe` sees it; replaced on every (re)load.
+#[derive(Debug)]
+pub struct OnDemand {
+    current: RwLock<Option<Arc<ProbeContext>>>,
+    slots: Arc<Semaphore>,
+}
+
+impl Default for OnDemand {
+    fn default() -> Self {
+        OnDemand {
+            current: RwLock::new(None),
+            slots: Arc::new(Semaphore::new(MAX_CONCURRENT_REQUESTS)),
+        }
+    }
+}
+
+impl OnDemand {
+    /// Makes `context` the one `/probe` uses.
+    pub fn publish(&self, context: ProbeContext) {
+        // Replacing an Arc cannot be left half-done by a panic.
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(context));
+    }
+
+    /// Probes the configured target `name` now and returns a registry with only that
+    /// probe's series.
+    ///
+    /// # Errors
+    ///
+    /// A [`Refusal`] when there is no such target, no configuration yet, or too many
+    /// requests at once.
+    pub async fn probe(&self, name: &str) -> Result<Metrics, Refusal> {
+        let context = self
+            .current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or(Refusal::NotReady)?;
+        let target = context
+            .targets
+            .get(name)
+            .cloned()
+            .ok_or(Refusal::UnknownTarget)?;
+        let _slot = Arc::clone(&self.slots)
+            .try_acquire_owned()
+            .map_err(|_| Refusal::Busy)?;
+        let started = Instant::now();
+        let result = probe::run(&target, &context.env).await;
+        let (fault, _) = context.site.judge(&result, started).await;
+        let metrics = Metrics::probe_only();
+        metrics.record(&result, fault);
+        Ok(metrics)
+    }
+}
