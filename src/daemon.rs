@@ -193,6 +193,7 @@ impl Running {
             .min()
             .unwrap_or(config::DEFAULT_INTERVAL);
         outputs.on_demand.publish(ProbeContext {
+            config: config.clone(),
             targets: config
                 .targets
                 .iter()

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::daemon::{ReloadRequest, request_reload};
 use crate::history::History;
 use crate::metrics::{Metrics, openmetrics_to_prometheus_text};
-use crate::on_demand::{OnDemand, Refusal};
+use crate::on_demand::{OnDemand, ProbeRequest, Refusal};
 
 const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 const PROMETHEUS_TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -90,10 +90,11 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
     exposition(&state.metrics, &headers)
 }
 
-/// `/probe?target=NAME`.
+/// `/probe?target=NAME`, or `/probe?module=M&target=HOST:PORT`.
 #[derive(Debug, serde::Deserialize)]
 struct ProbeQuery {
     target: Option<String>,
+    module: Option<String>,
 }
 
 async fn probe(
@@ -101,14 +102,18 @@ async fn probe(
     Query(query): Query<ProbeQuery>,
     headers: HeaderMap,
 ) -> Response {
-    let Some(target) = query.target else {
-        return (
-            StatusCode::BAD_REQUEST,
-            "usage: /probe?target=NAME (a configured target)\n",
-        )
-            .into_response();
+    let request = match (query.module, query.target) {
+        (None, Some(name)) => ProbeRequest::Configured(name),
+        (Some(module), Some(target)) => ProbeRequest::Adhoc { module, target },
+        (_, None) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                "usage: /probe?target=NAME (a configured target) or /probe?module=M&target=HOST:PORT\n",
+            )
+                .into_response();
+        }
     };
-    match state.on_demand.probe(&target).await {
+    match state.on_demand.probe(&request).await {
         Ok(metrics) => exposition(&metrics, &headers),
         Err(Refusal::UnknownTarget) => {
             (StatusCode::NOT_FOUND, "no configured target of that name\n").into_response()
@@ -117,6 +122,15 @@ async fn probe(
         Err(Refusal::Busy) => (
             StatusCode::TOO_MANY_REQUESTS,
             "too many /probe requests at once; try again\n",
+        )
+            .into_response(),
+        Err(Refusal::BadRequest(reason)) => {
+            (StatusCode::BAD_REQUEST, format!("{reason}\n")).into_response()
+        }
+        // The agent is never an open proxy: only hosts the configuration allows.
+        Err(Refusal::NotAllowed) => (
+            StatusCode::FORBIDDEN,
+            "that host is not in probe_endpoint.allow\n",
         )
             .into_response(),
     }

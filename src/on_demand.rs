@@ -8,7 +8,7 @@ use std::sync::{Arc, RwLock};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-use crate::config::Target;
+use crate::config::{self, AdhocError, Config, Target};
 use crate::metrics::Metrics;
 use crate::probe;
 use crate::runtime::ProbeEnv;
@@ -22,6 +22,8 @@ pub const MAX_CONCURRENT_REQUESTS: usize = 16;
 /// What a `/probe` request needs from the running configuration.
 #[derive(Debug)]
 pub struct ProbeContext {
+    /// The running configuration (for ad-hoc targets and `probe_endpoint.allow`).
+    pub config: Config,
     /// Configured targets by name.
     pub targets: HashMap<String, Arc<Target>>,
     /// Resolvers and verifiers.
@@ -39,6 +41,24 @@ pub enum Refusal {
     UnknownTarget,
     /// Too many `/probe` requests at once.
     Busy,
+    /// An ad-hoc request with an unknown module or a target that is not `host:port`.
+    BadRequest(String),
+    /// An ad-hoc target whose host `probe_endpoint.allow` does not permit.
+    NotAllowed,
+}
+
+/// What to probe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProbeRequest {
+    /// A configured target, by name.
+    Configured(String),
+    /// `module` against `host:port`, if `probe_endpoint.allow` permits the host.
+    Adhoc {
+        /// One of [`config::adhoc_modules`].
+        module: String,
+        /// `host:port`.
+        target: String,
+    },
 }
 
 /// The running configuration as `/probe` sees it; replaced on every (re)load.
@@ -71,18 +91,34 @@ impl OnDemand {
     ///
     /// A [`Refusal`] when there is no such target, no configuration yet, or too many
     /// requests at once.
-    pub async fn probe(&self, name: &str) -> Result<Metrics, Refusal> {
+    pub async fn probe(&self, request: &ProbeRequest) -> Result<Metrics, Refusal> {
         let context = self
             .current
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
             .ok_or(Refusal::NotReady)?;
-        let target = context
-            .targets
-            .get(name)
-            .cloned()
-            .ok_or(Refusal::UnknownTarget)?;
+        let target = match request {
+            ProbeRequest::Configured(name) => context
+                .targets
+                .get(name)
+                .cloned()
+                .ok_or(Refusal::UnknownTarget)?,
+            ProbeRequest::Adhoc { module, target } => Arc::new(
+                config::adhoc_target(&context.config, module, target).map_err(
+                    |error| match error {
+                        AdhocError::NotAllowed => Refusal::NotAllowed,
+                        AdhocError::UnknownModule => Refusal::BadRequest(format!(
+                            "unknown module; expected one of {}",
+                            config::adhoc_modules().join(", ")
+                        )),
+                        AdhocError::BadTarget => {
+                            Refusal::BadRequest("target must be host:port".to_owned())
+                        }
+                    },
+                )?,
+            ),
+        };
         let _slot = Arc::clone(&self.slots)
             .try_acquire_owned()
             .map_err(|_| Refusal::Busy)?;

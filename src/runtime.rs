@@ -134,6 +134,11 @@ impl ProbeEnv {
                 extra_verifiers.insert(Arc::clone(&endpoint.extra_roots), verifier);
             }
         }
+        // Ad-hoc `/probe` targets trust the roots of `tls.ca_file`.
+        if !config.tls_roots.is_empty() && !extra_verifiers.contains_key(&config.tls_roots) {
+            let verifier = tls::verifier(&system_roots, &config.tls_roots)?;
+            extra_verifiers.insert(Arc::clone(&config.tls_roots), verifier);
+        }
         Ok(ProbeEnv {
             dial_resolver,
             site_dns,

@@ -295,7 +295,8 @@ async fn probe_endpoint_runs_a_configured_target_now_and_answers_with_its_metric
         // A long interval: only /probe can make this target's probe happen in time.
         let yaml = format!(
             "listen: \"127.0.0.1:0\"\ndefaults: {{interval: 1h, timeout: 1s}}\n\
-             site: {{gateway: none, resolvers: [\"127.0.0.1:9\"]}}\ntargets:\n{}",
+             site: {{gateway: none, resolvers: [\"127.0.0.1:9\"]}}\n\
+             probe_endpoint: {{allow: [\"127.0.0.1\"]}}\ntargets:\n{}",
             listener_target("closed", closed_addr)
         );
         let agent = Agent::start(&yaml).await;
@@ -316,6 +317,38 @@ async fn probe_endpoint_runs_a_configured_target_now_and_answers_with_its_metric
         assert_eq!(m.get("mailprobe_targets", &[]), None);
         assert_eq!(m.get("mailprobe_config_last_reload_successful", &[]), None);
 
+        // Ad hoc: only hosts probe_endpoint.allow lists; never an open proxy.
+        let open = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let target = format!("127.0.0.1:{}", open.local_addr().unwrap().port());
+        let (status, text) = http(
+            agent.addr,
+            "GET",
+            &format!("/probe?module=tcp&target={target}"),
+            &[],
+        )
+        .await;
+        assert_eq!(status, 200, "{text}");
+        assert_eq!(
+            Metrics::parse(&text).value("mailprobe_up", &[("target", target.as_str())]),
+            1.0
+        );
+        let (status, _) = http(
+            agent.addr,
+            "GET",
+            "/probe?module=imap&target=127.0.0.2:993",
+            &[],
+        )
+        .await;
+        assert_eq!(status, 403);
+        let (status, body) = http(
+            agent.addr,
+            "GET",
+            "/probe?module=gopher&target=127.0.0.1:70",
+            &[],
+        )
+        .await;
+        assert_eq!(status, 400);
+        assert!(body.contains("imap_starttls"), "{body}");
         assert_eq!(
             http(agent.addr, "GET", "/probe?target=nope", &[]).await.0,
             404

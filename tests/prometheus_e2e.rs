@@ -229,7 +229,6 @@ async fn prometheus_fires_mail_endpoint_down_for_a_refused_target_only() {
         // scrape's job and instance, so this also checks those labels line up.
         assert_eq!(endpoint_down(&body, "open"), None, "{body}");
         let alert = endpoint_down(&body, "closed").unwrap();
-        eprintln!("TMPDEBUG {body}");
         for expected in [
             format!("\"site\":\"{SITE}\""),
             "\"severity\":\"critical\"".to_owned(),

@@ -17,6 +17,22 @@ use std::time::Duration;
 use rustls_pki_types::CertificateDer;
 
 pub use error::{ConfigError, Invalid};
+pub use validate::AdhocError;
+
+/// The names of the ad-hoc `/probe` modules, for messages.
+pub fn adhoc_modules() -> Vec<&'static str> {
+    validate::MODULES.iter().map(|(name, _, _)| *name).collect()
+}
+
+/// A target for an ad-hoc `/probe?module=…&target=HOST:PORT`, allowed only for hosts
+/// `probe_endpoint.allow` permits.
+///
+/// # Errors
+///
+/// [`AdhocError`] for an unknown module, a malformed target or a host not allowed.
+pub fn adhoc_target(config: &Config, module: &str, host_port: &str) -> Result<Target, AdhocError> {
+    validate::adhoc_target(config, module, host_port)
+}
 
 /// Where the agent listens when the file does not say.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:9925";
@@ -136,6 +152,12 @@ pub struct Config {
     pub start_jitter: Option<Duration>,
     /// The site's network context.
     pub site: Site,
+    /// Which hosts ad-hoc `/probe` requests may reach.
+    pub probe_endpoint: ProbeEndpoint,
+    /// Trust anchors from `tls.ca_file`, for probes that are not configured targets.
+    pub tls_roots: Arc<[CertificateDer<'static>]>,
+    /// `defaults.timeout`, for probes that are not configured targets.
+    pub default_timeout: Duration,
     /// What to probe; never empty, names unique.
     pub targets: Vec<Arc<Target>>,
 }
@@ -151,6 +173,56 @@ pub struct Site {
     pub reference_resolvers: Vec<SocketAddr>,
     /// `host:port` pairs reachable from any healthy uplink.
     pub canaries: Vec<HostPort>,
+}
+
+/// `probe_endpoint`: the hosts ad-hoc `/probe` requests may reach. Empty: none, so
+/// the agent is never an open proxy by default.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProbeEndpoint {
+    /// The rules; a host is allowed when any rule matches.
+    pub allow: Vec<AllowRule>,
+}
+
+impl ProbeEndpoint {
+    /// Whether `host` (a name or an address) may be probed ad hoc.
+    pub fn permits(&self, host: &str) -> bool {
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        let ip = host.parse::<IpAddr>().ok();
+        self.allow.iter().any(|rule| match rule {
+            AllowRule::Host(name) => *name == host,
+            AllowRule::Subdomains(suffix) => {
+                ip.is_none() && host.len() > suffix.len() && host.ends_with(suffix.as_str())
+            }
+            AllowRule::Network(network, prefix) => {
+                ip.is_some_and(|ip| in_network(ip, *network, *prefix))
+            }
+        })
+    }
+}
+
+/// One `probe_endpoint.allow` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AllowRule {
+    /// Exactly this host name or address (lower case, no trailing dot).
+    Host(String),
+    /// Any name below this suffix (`*.example.com` is stored as `.example.com`).
+    Subdomains(String),
+    /// Any address in this network.
+    Network(IpAddr, u8),
+}
+
+fn in_network(ip: IpAddr, network: IpAddr, prefix: u8) -> bool {
+    match (ip, network) {
+        (IpAddr::V4(ip), IpAddr::V4(net)) => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+            u32::from(ip) & mask == u32::from(net) & mask
+        }
+        (IpAddr::V6(ip), IpAddr::V6(net)) => {
+            let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+            u128::from(ip) & mask == u128::from(net) & mask
+        }
+        _ => false,
+    }
 }
 
 /// `site.gateway`.
@@ -482,4 +554,46 @@ fn join<T: fmt::Display>(items: &[T]) -> String {
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_endpoint_allows_only_what_it_lists() {
+        let allow = ProbeEndpoint {
+            allow: vec![
+                AllowRule::Host("mail.example.net".into()),
+                AllowRule::Subdomains(".example.com".into()),
+                AllowRule::Network("192.0.2.0".parse().unwrap(), 24),
+                AllowRule::Network("2001:db8::".parse().unwrap(), 32),
+            ],
+        };
+        for host in [
+            "mail.example.net",
+            "MAIL.example.net.",
+            "imap.example.com",
+            "a.b.example.com",
+            "192.0.2.77",
+            "2001:db8::25",
+        ] {
+            assert!(allow.permits(host), "{host}");
+        }
+        for host in [
+            "example.com",
+            "evil-example.com",
+            "example.net",
+            "192.0.3.1",
+            "10.0.0.1",
+            "2001:db9::1",
+            "127.0.0.1",
+        ] {
+            assert!(!allow.permits(host), "{host}");
+        }
+        assert!(
+            !ProbeEndpoint::default().permits("mail.example.net"),
+            "nothing by default"
+        );
+    }
 }

@@ -30,9 +30,22 @@ pub struct RawConfig {
     /// Where the agent stands: gateway, resolvers, canaries.
     #[serde(default)]
     pub site: Option<RawSite>,
+    /// What `/probe?module=…&target=…` may probe.
+    #[serde(default)]
+    pub probe_endpoint: Option<RawProbeEndpoint>,
     /// What to probe.
     #[serde(default)]
     pub targets: Option<Spanned<Vec<Spanned<RawTarget>>>>,
+}
+
+/// `probe_endpoint:` — ad-hoc probes through `/probe`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProbeEndpoint {
+    /// Host names (`mail.example.com`), wildcards (`*.example.com`), addresses or
+    /// networks (`192.0.2.0/24`) that ad-hoc probes may reach.
+    #[serde(default)]
+    pub allow: Vec<Spanned<String>>,
 }
 
 /// `defaults:` — values inherited by every target.

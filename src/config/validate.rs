@@ -14,10 +14,11 @@ use serde_saphyr::{Location, Spanned};
 mod target;
 
 use super::error::{ErrorSite, Position};
-use super::raw::{DurationText, RawConfig, RawSite, ResolverList};
+use super::raw::{DurationText, RawConfig, RawProbeEndpoint, RawSite, ResolverList};
 use super::{
-    Config, ConfigError, DEFAULT_INTERVAL, DEFAULT_LISTEN, DEFAULT_MAX_CONCURRENT_PROBES,
-    DEFAULT_TIMEOUT, Gateway, HostPort, Site, SiteResolvers,
+    AllowRule, Config, ConfigError, DEFAULT_INTERVAL, DEFAULT_LISTEN,
+    DEFAULT_MAX_CONCURRENT_PROBES, DEFAULT_TIMEOUT, Endpoint, Gateway, HostPort, ProbeEndpoint,
+    Protocol, Site, SiteResolvers, SmtpTarget, Target, TargetSpec, TlsMode,
 };
 
 /// The standard DNS port, used when a resolver is written without one.
@@ -96,6 +97,9 @@ pub(super) fn validate(raw: RawConfig, file: &Path) -> Result<Config, ConfigErro
         None => Vec::new(),
     };
     let site = validate_site(&errors, &raw.site.unwrap_or_default())?;
+    let probe_endpoint = validate_probe_endpoint(&errors, &raw.probe_endpoint.unwrap_or_default())?;
+    let tls_roots: Arc<[CertificateDer<'static>]> = global_roots.clone().into();
+    let default_timeout = timeout.value;
     let validator = Validator {
         site: errors,
         global_roots,
@@ -143,8 +147,121 @@ pub(super) fn validate(raw: RawConfig, file: &Path) -> Result<Config, ConfigErro
         max_concurrent_probes,
         start_jitter,
         site,
+        probe_endpoint,
+        tls_roots,
+        default_timeout,
         targets: validated,
     })
+}
+
+/// The ad-hoc `/probe` modules: a protocol and how it uses TLS. The port comes with
+/// the target.
+pub(crate) const MODULES: [(&str, Protocol, TlsMode); 9] = [
+    ("tcp", Protocol::Tcp, TlsMode::None),
+    ("tcp_tls", Protocol::Tcp, TlsMode::Implicit),
+    ("imap", Protocol::Imap, TlsMode::Implicit),
+    ("imap_starttls", Protocol::Imap, TlsMode::Starttls),
+    ("pop3", Protocol::Pop3, TlsMode::Implicit),
+    ("pop3_starttls", Protocol::Pop3, TlsMode::Starttls),
+    ("smtp", Protocol::Smtp, TlsMode::Implicit),
+    ("smtp_starttls", Protocol::Smtp, TlsMode::Starttls),
+    ("smtp_plain", Protocol::Smtp, TlsMode::None),
+];
+
+/// A target for an ad-hoc probe of `host_port` with `module`, checked against
+/// `probe_endpoint.allow`. It never logs in: ad-hoc probes have no credentials.
+pub(crate) fn adhoc_target(
+    config: &Config,
+    module: &str,
+    host_port: &str,
+) -> Result<Target, AdhocError> {
+    let (_, protocol, tls) = MODULES
+        .iter()
+        .find(|(name, _, _)| *name == module)
+        .ok_or(AdhocError::UnknownModule)?;
+    let target = parse_host_port(host_port).ok_or(AdhocError::BadTarget)?;
+    if !config.probe_endpoint.permits(&target.host) {
+        return Err(AdhocError::NotAllowed);
+    }
+    let endpoint = Endpoint {
+        host: target.host.clone(),
+        port: target.port,
+        tls: *tls,
+        server_name: target.host.clone(),
+        extra_roots: Arc::clone(&config.tls_roots),
+        auth: None,
+    };
+    let spec = match protocol {
+        Protocol::Imap => TargetSpec::Imap(endpoint),
+        Protocol::Pop3 => TargetSpec::Pop3(endpoint),
+        Protocol::Smtp => TargetSpec::Smtp(SmtpTarget {
+            endpoint,
+            ehlo_name: target::local_host_name(),
+        }),
+        _ => TargetSpec::Tcp(endpoint),
+    };
+    Ok(Target {
+        name: Arc::from(target.to_string()),
+        protocol: *protocol,
+        interval: config.default_timeout,
+        timeout: config.default_timeout,
+        spec,
+    })
+}
+
+/// Why an ad-hoc probe was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdhocError {
+    /// `module` is not one of the ad-hoc modules.
+    UnknownModule,
+    /// `target` is not `host:port`.
+    BadTarget,
+    /// The host is not in `probe_endpoint.allow`.
+    NotAllowed,
+}
+
+fn validate_probe_endpoint(
+    errors: &ErrorSite<'_>,
+    raw: &RawProbeEndpoint,
+) -> Result<ProbeEndpoint, ConfigError> {
+    let mut allow = Vec::with_capacity(raw.allow.len());
+    for (index, entry) in raw.allow.iter().enumerate() {
+        let text = entry
+            .value
+            .trim()
+            .trim_end_matches('.')
+            .to_ascii_lowercase();
+        let rule = if let Some((network, prefix)) = text.split_once('/') {
+            let network: Option<IpAddr> = network.parse().ok();
+            let prefix: Option<u8> = prefix.parse().ok();
+            match (network, prefix) {
+                (Some(network @ IpAddr::V4(_)), Some(prefix)) if prefix <= 32 => {
+                    Some(AllowRule::Network(network, prefix))
+                }
+                (Some(network @ IpAddr::V6(_)), Some(prefix)) if prefix <= 128 => {
+                    Some(AllowRule::Network(network, prefix))
+                }
+                _ => None,
+            }
+        } else if let Some(suffix) = text.strip_prefix("*.") {
+            normalise_name(suffix).map(|_| AllowRule::Subdomains(format!(".{suffix}")))
+        } else if text.parse::<IpAddr>().is_ok() || normalise_name(&text).is_some() {
+            Some(AllowRule::Host(text))
+        } else {
+            None
+        };
+        allow.push(rule.ok_or_else(|| {
+            errors.at(
+                entry.referenced,
+                format!("probe_endpoint.allow[{index}]"),
+                format!(
+                    "`{}` is not a host name, `*.domain`, an address or a network such as 192.0.2.0/24",
+                    entry.value
+                ),
+            )
+        })?);
+    }
+    Ok(ProbeEndpoint { allow })
 }
 
 /// Lower case with a trailing dot; `None` when it is not a plausible DNS name.
@@ -374,7 +491,7 @@ fn parse_socket_addr(text: &str, default_port: Option<u16>) -> Option<SocketAddr
         .map(|ip| SocketAddr::new(ip, port))
 }
 
-fn parse_host_port(text: &str) -> Option<HostPort> {
+pub(crate) fn parse_host_port(text: &str) -> Option<HostPort> {
     let (host, port) = text.trim().rsplit_once(':')?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
     let port: u16 = port.parse().ok().filter(|p| *p != 0)?;

@@ -289,7 +289,7 @@ fn ehlo_name(errors: &ErrorSite<'_>, entry: &Entry<'_>) -> Result<String, Config
 }
 
 /// The kernel's host name, or `localhost` when it cannot be read.
-fn local_host_name() -> String {
+pub(crate) fn local_host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|name| name.trim().to_owned())
