@@ -135,7 +135,12 @@ pub async fn run(
         Arc::clone(&outputs.on_demand),
         control.reload_sender.clone(),
     );
-    let server = tokio::spawn(http::serve(listener, http_state.clone(), stop_http.clone()));
+    let server = tokio::spawn(http::serve(
+        listener,
+        http_state.clone(),
+        stop_http.clone(),
+        config.web.clone(),
+    ));
 
     let mut running = Running::start(config, env, &outputs);
     http_state.set_ready(true);

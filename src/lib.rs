@@ -28,11 +28,13 @@
 //! - [`daemon`] — wiring, reload and the one shutdown path; [`http`] — the endpoints.
 //! - [`on_demand`] — `/probe?target=NAME`: one configured target now, its metrics alone.
 //! - [`oneshot`] — `mailprobe probe`: one target now, with a help-desk verdict.
+//! - [`diagnose`] — `mailprobe diagnose ADDRESS`: discover a domain's mail services, probe them all, one verdict.
 //! - [`logging`] — text or JSON logs with a `RUST_LOG`-style filter.
 
 pub mod classify;
 pub mod config;
 pub mod daemon;
+pub mod diagnose;
 pub mod fault;
 pub mod history;
 pub mod http;

@@ -49,6 +49,22 @@ enum Command {
         /// The target's name.
         target: String,
     },
+    /// Discover a mail address's servers (MX, SRV, autodiscover), probe them all and say
+    /// whose fault a failure is; exit 0 when healthy, 1 on a fault, 2 on a usage error.
+    Diagnose {
+        /// `user@domain` or `domain`.
+        address: String,
+        /// Configuration file for the site context: resolvers, reference resolvers,
+        /// gateway, canaries and `tls.ca_file` (its targets are ignored).
+        #[arg(long, short = 'c', value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Print one JSON object instead of the text report.
+        #[arg(long)]
+        json: bool,
+        /// Upper bound on each check.
+        #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+    },
 }
 
 fn main() -> ExitCode {
@@ -56,6 +72,12 @@ fn main() -> ExitCode {
     match &cli.command {
         Some(Command::CheckConfig { file }) => return check_config(file),
         Some(Command::Probe { config, target }) => return probe_once(config, target, &cli),
+        Some(Command::Diagnose {
+            address,
+            config,
+            json,
+            timeout,
+        }) => return diagnose(address, config.as_deref(), *json, *timeout, &cli),
         None => {}
     }
     let Some(config_path) = cli.config.clone() else {
@@ -108,6 +130,73 @@ fn probe_once(config_path: &std::path::Path, target: &str, cli: &Cli) -> ExitCod
         Ok((target, report)) => {
             print!("{}", mailprobe::oneshot::render(&target, &report));
             if report.result.is_success() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(reason) => {
+            eprintln!("mailprobe: {reason}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn diagnose(
+    address: &str,
+    config_path: Option<&std::path::Path>,
+    json: bool,
+    timeout: std::time::Duration,
+    cli: &Cli,
+) -> ExitCode {
+    use mailprobe::diagnose;
+    let address = match diagnose::parse_address(address) {
+        Ok(address) => address,
+        Err(reason) => {
+            eprintln!("mailprobe: {reason}");
+            return ExitCode::from(2);
+        }
+    };
+    if timeout.is_zero() {
+        eprintln!("mailprobe: --timeout must be longer than zero");
+        return ExitCode::from(2);
+    }
+    let filter = cli.log_filter.as_deref().unwrap_or("warn");
+    if let Err(reason) = logging::init(cli.log_format, Some(filter)) {
+        eprintln!("mailprobe: {reason}");
+        return ExitCode::from(2);
+    }
+    let loaded = match config_path {
+        Some(path) => config::load(path),
+        None => config::from_str(
+            "site: {resolvers: system}\n\
+             targets:\n  - {name: placeholder, protocol: tcp, host: 127.0.0.1, port: 9}\n",
+            std::path::Path::new("<diagnose defaults>"),
+        ),
+    };
+    let config = match loaded {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("{error}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("mailprobe: cannot start the async runtime: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let options = diagnose::Options::new(timeout);
+    match runtime.block_on(diagnose::run(config, address, &options)) {
+        Ok(diagnosis) => {
+            if json {
+                print!("{}", diagnose::to_json(&diagnosis));
+            } else {
+                print!("{}", diagnose::render(&diagnosis));
+            }
+            if diagnosis.is_healthy() {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE

@@ -322,3 +322,14 @@ fn a_password_never_appears_in_errors_or_debug_output() {
     assert!(debug.contains("<redacted>"), "{debug}");
     assert_eq!(credentials.password.expose(), PASSWORD);
 }
+
+/// A plain password where `web.basic_auth_users` wants a bcrypt hash.
+#[test]
+fn web_password_instead_of_hash() {
+    let message = error_for("web_password_instead_of_hash");
+    assert_eq!(
+        message,
+        "tests/fixtures/config/web_password_instead_of_hash.yaml:4:5: web.basic_auth_users.prometheus: is not a bcrypt hash (write the hash, never the password; e.g. `htpasswd -nBC 10 \"\" | tr -d ':'`)"
+    );
+    assert!(!message.contains("hunter2"), "the message must not repeat the password");
+}

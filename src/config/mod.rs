@@ -154,6 +154,8 @@ pub struct Config {
     pub site: Site,
     /// Which hosts ad-hoc `/probe` requests may reach.
     pub probe_endpoint: ProbeEndpoint,
+    /// TLS and basic authentication for the listener.
+    pub web: WebConfig,
     /// Trust anchors from `tls.ca_file`, for probes that are not configured targets.
     pub tls_roots: Arc<[CertificateDer<'static>]>,
     /// `defaults.timeout`, for probes that are not configured targets.
@@ -173,6 +175,29 @@ pub struct Site {
     pub reference_resolvers: Vec<SocketAddr>,
     /// `host:port` pairs reachable from any healthy uplink.
     pub canaries: Vec<HostPort>,
+}
+
+/// `web`: how the HTTP listener is protected. Like `listen`, it takes effect at start;
+/// a reload keeps the running listener.
+#[derive(Clone, Default)]
+pub struct WebConfig {
+    /// HTTPS instead of HTTP.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// User name → bcrypt hash; empty means no authentication.
+    pub basic_auth_users: Arc<std::collections::BTreeMap<String, String>>,
+}
+
+impl fmt::Debug for WebConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The hashes are not secrets, but they have no business in a debug dump.
+        f.debug_struct("WebConfig")
+            .field("tls", &self.tls.is_some())
+            .field(
+                "basic_auth_users",
+                &self.basic_auth_users.keys().collect::<Vec<_>>(),
+            )
+            .finish()
+    }
 }
 
 /// `probe_endpoint`: the hosts ad-hoc `/probe` requests may reach. Empty: none, so

@@ -30,12 +30,38 @@ pub struct RawConfig {
     /// Where the agent stands: gateway, resolvers, canaries.
     #[serde(default)]
     pub site: Option<RawSite>,
+    /// TLS and basic authentication for the HTTP listener, in the shape of the
+    /// Prometheus exporters' web configuration.
+    #[serde(default)]
+    pub web: Option<RawWeb>,
     /// What `/probe?module=…&target=…` may probe.
     #[serde(default)]
     pub probe_endpoint: Option<RawProbeEndpoint>,
     /// What to probe.
     #[serde(default)]
     pub targets: Option<Spanned<Vec<Spanned<RawTarget>>>>,
+}
+
+/// `web:` — the listener's TLS and users.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWeb {
+    /// Serve HTTPS with this certificate and key.
+    #[serde(default)]
+    pub tls_server_config: Option<Spanned<RawWebTls>>,
+    /// `user: bcrypt hash` pairs; when set, every request needs basic authentication.
+    #[serde(default)]
+    pub basic_auth_users: Option<Spanned<std::collections::BTreeMap<String, String>>>,
+}
+
+/// `web.tls_server_config`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebTls {
+    /// PEM certificate chain.
+    pub cert_file: Spanned<PathBuf>,
+    /// PEM private key.
+    pub key_file: Spanned<PathBuf>,
 }
 
 /// `probe_endpoint:` — ad-hoc probes through `/probe`.

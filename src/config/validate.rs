@@ -14,11 +14,11 @@ use serde_saphyr::{Location, Spanned};
 mod target;
 
 use super::error::{ErrorSite, Position};
-use super::raw::{DurationText, RawConfig, RawProbeEndpoint, RawSite, ResolverList};
+use super::raw::{DurationText, RawConfig, RawProbeEndpoint, RawSite, RawWeb, ResolverList};
 use super::{
     AllowRule, Config, ConfigError, DEFAULT_INTERVAL, DEFAULT_LISTEN,
     DEFAULT_MAX_CONCURRENT_PROBES, DEFAULT_TIMEOUT, Endpoint, Gateway, HostPort, ProbeEndpoint,
-    Protocol, Site, SiteResolvers, SmtpTarget, Target, TargetSpec, TlsMode,
+    Protocol, Site, SiteResolvers, SmtpTarget, Target, TargetSpec, TlsMode, WebConfig,
 };
 
 /// The standard DNS port, used when a resolver is written without one.
@@ -97,6 +97,7 @@ pub(super) fn validate(raw: RawConfig, file: &Path) -> Result<Config, ConfigErro
         None => Vec::new(),
     };
     let site = validate_site(&errors, &raw.site.unwrap_or_default())?;
+    let web = validate_web(&errors, raw.web.as_ref())?;
     let probe_endpoint = validate_probe_endpoint(&errors, &raw.probe_endpoint.unwrap_or_default())?;
     let tls_roots: Arc<[CertificateDer<'static>]> = global_roots.clone().into();
     let default_timeout = timeout.value;
@@ -148,9 +149,83 @@ pub(super) fn validate(raw: RawConfig, file: &Path) -> Result<Config, ConfigErro
         start_jitter,
         site,
         probe_endpoint,
+        web,
         tls_roots,
         default_timeout,
         targets: validated,
+    })
+}
+
+fn validate_web(errors: &ErrorSite<'_>, raw: Option<&RawWeb>) -> Result<WebConfig, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(WebConfig::default());
+    };
+    let tls = match &raw.tls_server_config {
+        None => None,
+        Some(tls) => {
+            let read = |path: &Spanned<std::path::PathBuf>, field: &str| {
+                std::fs::read(&path.value).map_err(|error| {
+                    errors.at(
+                        path.referenced,
+                        field,
+                        format!("cannot read `{}`: {error}", path.value.display()),
+                    )
+                })
+            };
+            let cert_field = "web.tls_server_config.cert_file";
+            let key_field = "web.tls_server_config.key_file";
+            let cert_pem = read(&tls.value.cert_file, cert_field)?;
+            let key_pem = read(&tls.value.key_file, key_field)?;
+            let chain = CertificateDer::pem_slice_iter(&cert_pem)
+                .collect::<Result<Vec<_>, _>>()
+                .ok()
+                .filter(|chain| !chain.is_empty())
+                .ok_or_else(|| {
+                    errors.at(
+                        tls.value.cert_file.referenced,
+                        cert_field,
+                        "holds no PEM certificate",
+                    )
+                })?;
+            let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(&key_pem).map_err(|_| {
+                errors.at(
+                    tls.value.key_file.referenced,
+                    key_field,
+                    "holds no PEM private key",
+                )
+            })?;
+            let config = rustls::ServerConfig::builder_with_provider(crate::probe::tls::provider())
+                .with_safe_default_protocol_versions()
+                .and_then(|builder| builder.with_no_client_auth().with_single_cert(chain, key))
+                .map_err(|error| {
+                    errors.at(
+                        tls.referenced,
+                        "web.tls_server_config",
+                        format!("the certificate and key cannot be used: {error}"),
+                    )
+                })?;
+            Some(Arc::new(config))
+        }
+    };
+    let users = match &raw.basic_auth_users {
+        None => Default::default(),
+        Some(users) => {
+            for (user, hash) in &users.value {
+                // bcrypt hashes are `$2a$`, `$2b$` or `$2y$`, cost, salt and hash: 60 characters.
+                if !(hash.starts_with("$2") && hash.len() == 60) {
+                    return Err(errors.at(
+                        users.referenced,
+                        format!("web.basic_auth_users.{user}"),
+                        "is not a bcrypt hash (write the hash, never the password; e.g. `htpasswd -nBC 10 \"\" | tr -d ':'`)",
+                    ));
+                }
+            }
+            users.value.clone()
+        }
+    };
+    Ok(WebConfig {
+        tls,
+        basic_auth_users: Arc::new(users),
     })
 }
 
