@@ -64,6 +64,9 @@ pub struct Address {
 /// A message saying what is wrong with it.
 pub fn parse_address(text: &str) -> Result<Address, String> {
     let bad = |why: &str| format!("`{text}` is not a mail address or domain: {why}");
+    if text.chars().any(char::is_whitespace) {
+        return Err(bad("it contains spaces"));
+    }
     let (user, domain) = match text.rsplit_once('@') {
         Some((user, domain)) => (Some(user), domain),
         None => (None, text),
@@ -73,9 +76,14 @@ pub fn parse_address(text: &str) -> Result<Address, String> {
             || user.contains(['@', ' ', '\t', '<', '>', ','])
             || user.chars().any(char::is_control))
     {
-        return Err(bad("the part before `@` is empty or has characters an address cannot have"));
+        return Err(bad(
+            "the part before `@` is empty or has characters an address cannot have",
+        ));
     }
-    let domain = domain.strip_suffix('.').unwrap_or(domain).to_ascii_lowercase();
+    let domain = domain
+        .strip_suffix('.')
+        .unwrap_or(domain)
+        .to_ascii_lowercase();
     if domain.is_empty() {
         return Err(bad("the domain is empty"));
     }
@@ -84,7 +92,9 @@ pub fn parse_address(text: &str) -> Result<Address, String> {
     }
     let labels: Vec<&str> = domain.split('.').collect();
     if labels.len() < 2 {
-        return Err(bad("the domain needs at least two labels (like example.com)"));
+        return Err(bad(
+            "the domain needs at least two labels (like example.com)",
+        ));
     }
     for label in &labels {
         let valid = !label.is_empty()
@@ -98,7 +108,10 @@ pub fn parse_address(text: &str) -> Result<Address, String> {
             )));
         }
     }
-    if labels.last().is_some_and(|tld| tld.chars().all(|c| c.is_ascii_digit())) {
+    if labels
+        .last()
+        .is_some_and(|tld| tld.chars().all(|c| c.is_ascii_digit()))
+    {
         return Err(bad("that is an IP address, not a domain"));
     }
     Ok(Address {
@@ -276,10 +289,8 @@ pub async fn run(
     let monitor = SiteMonitor::new(&config, Arc::clone(&env));
     let progress = Arc::new(Progress::new(options.progress, dns_targets.len()));
 
-    let (dns_results, site) = tokio::join!(
-        run_all(&dns_targets, &env, &progress),
-        monitor.measure()
-    );
+    let (dns_results, site) =
+        tokio::join!(run_all(&dns_targets, &env, &progress), monitor.measure());
     let dns: Vec<DnsCheck> = dns_targets
         .into_iter()
         .zip(dns_results)
@@ -297,7 +308,10 @@ pub async fn run(
     };
     let mut any_srv = false;
     for (service, protocol, tls) in MAIL_SRV {
-        let Some(check) = dns.iter().find(|c| c.query().domain == fqdn(service, &domain)) else {
+        let Some(check) = dns
+            .iter()
+            .find(|c| c.query().domain == fqdn(service, &domain))
+        else {
             continue;
         };
         for record in &check.records {
@@ -307,7 +321,14 @@ pub async fn run(
             {
                 let label = service.trim_start_matches('_').trim_end_matches("._tcp");
                 let label = SERVICE_LABELS.iter().find(|l| **l == label).copied();
-                add(label.unwrap_or("smtp"), Source::Srv(service), protocol, host, port, tls);
+                add(
+                    label.unwrap_or("smtp"),
+                    Source::Srv(service),
+                    protocol,
+                    host,
+                    port,
+                    tls,
+                );
             }
         }
     }
@@ -316,7 +337,14 @@ pub async fn run(
         for (service, name, protocol, port) in GUESSES {
             let host = format!("{name}.{domain}");
             if resolves(&env, &host, options.timeout).await {
-                add(service, Source::Guess, protocol, &host, port, TlsMode::Implicit);
+                add(
+                    service,
+                    Source::Guess,
+                    protocol,
+                    &host,
+                    port,
+                    TlsMode::Implicit,
+                );
             }
         }
     }
@@ -325,7 +353,14 @@ pub async fn run(
             if let Some(host) = record.split_whitespace().nth(1)
                 && host != "."
             {
-                add("smtp", Source::Mx, Protocol::Smtp, host, 25, TlsMode::Starttls);
+                add(
+                    "smtp",
+                    Source::Mx,
+                    Protocol::Smtp,
+                    host,
+                    25,
+                    TlsMode::Starttls,
+                );
             }
         }
     }
@@ -373,7 +408,11 @@ const SERVICE_LABELS: [&str; 6] = [
 /// The discovery questions, in report order.
 pub fn dns_targets(domain: &str, timeout: Duration) -> Vec<Arc<Target>> {
     let mut questions = vec![(fqdn("", domain), RecordKind::Mx)];
-    questions.extend(MAIL_SRV.iter().map(|(s, _, _)| (fqdn(s, domain), RecordKind::Srv)));
+    questions.extend(
+        MAIL_SRV
+            .iter()
+            .map(|(s, _, _)| (fqdn(s, domain), RecordKind::Srv)),
+    );
     questions.push((fqdn("_autodiscover._tcp", domain), RecordKind::Srv));
     questions.push((fqdn("autodiscover", domain), RecordKind::A));
     questions.push((fqdn("autoconfig", domain), RecordKind::A));
@@ -409,7 +448,14 @@ fn parse_srv(record: &str) -> Option<(u16, &str)> {
     let mut fields = record.split_whitespace();
     let port = fields.nth(2)?.parse().ok()?;
     let host = fields.next()?;
-    Some((port, if host == "." { host } else { host.trim_end_matches('.') }))
+    Some((
+        port,
+        if host == "." {
+            host
+        } else {
+            host.trim_end_matches('.')
+        },
+    ))
 }
 
 fn dns_check(target: Arc<Target>, result: ProbeResult, site: &Arc<SiteContext>) -> DnsCheck {

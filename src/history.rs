@@ -112,6 +112,9 @@ fn render_result(out: &mut String, result: &ProbeResult) {
             tls.chain_len
         );
     }
+    for line in &result.log {
+        let _ = writeln!(out, "   | {line}");
+    }
     match &result.facts {
         ProtocolFacts::None => {}
         ProtocolFacts::Mail(mail) => {
@@ -179,6 +182,7 @@ mod tests {
             peer: None,
             tls: None,
             facts: ProtocolFacts::None,
+            log: vec!["1.0 ms  connect: FAILED".to_owned()],
         })
     }
 

@@ -331,5 +331,8 @@ fn web_password_instead_of_hash() {
         message,
         "tests/fixtures/config/web_password_instead_of_hash.yaml:4:5: web.basic_auth_users.prometheus: is not a bcrypt hash (write the hash, never the password; e.g. `htpasswd -nBC 10 \"\" | tr -d ':'`)"
     );
-    assert!(!message.contains("hunter2"), "the message must not repeat the password");
+    assert!(
+        !message.contains("hunter2"),
+        "the message must not repeat the password"
+    );
 }

@@ -459,6 +459,8 @@ async fn the_password_appears_in_no_log_metric_or_debug_output() {
             let (status, body) = http(addr, "GET", &format!("/debug?target={name}"), &[]).await;
             assert_eq!(status, 200, "{body}");
             assert!(body.contains("banner: "), "{body}");
+            // The per-probe log, step by step (and searched for secrets below).
+            assert!(body.contains("connect: ok") && body.contains("greeting: "), "{body}");
             outputs.push((format!("/debug?target={name}"), body));
         }
         binary.signal(libc::SIGTERM);

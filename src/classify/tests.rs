@@ -73,6 +73,7 @@ fn failed(phase: Phase, kind: ErrorKind) -> ProbeResult {
         peer: None,
         tls: None,
         facts: ProtocolFacts::None,
+        log: Vec::new(),
     }
 }
 

@@ -22,7 +22,11 @@ pub fn render(diagnosis: &Diagnosis) -> String {
     let _ = writeln!(
         out,
         "mailprobe diagnose {}{} (site resolvers: {}; reference resolvers: {})\n",
-        address.user.as_ref().map(|u| format!("{u}@")).unwrap_or_default(),
+        address
+            .user
+            .as_ref()
+            .map(|u| format!("{u}@"))
+            .unwrap_or_default(),
         address.domain,
         list_or(&diagnosis.site_resolvers, "none"),
         list_or(&diagnosis.reference_resolvers, "none configured"),
@@ -52,7 +56,11 @@ pub fn render(diagnosis: &Diagnosis) -> String {
         if check.status == DnsStatus::Fault
             && let Some(failure) = check.report.result.failure()
         {
-            let _ = writeln!(out, "        reason: {} ({})", failure.kind, failure.message);
+            let _ = writeln!(
+                out,
+                "        reason: {} ({})",
+                failure.kind, failure.message
+            );
         }
     }
 
@@ -81,7 +89,12 @@ pub fn render(diagnosis: &Diagnosis) -> String {
             out,
             "  {:<11} {:<34} {:<24} {outcome}",
             check.service,
-            format!("{}:{} tls={}", endpoint.host, endpoint.port, endpoint.tls.as_str()),
+            format!(
+                "{}:{} tls={}",
+                endpoint.host,
+                endpoint.port,
+                endpoint.tls.as_str()
+            ),
             format!("({})", check.source.describe()),
         );
         if let Some(tls) = &result.tls
@@ -192,7 +205,11 @@ fn site_lines(site: &SiteContext) -> Vec<String> {
         lines.push(format!(
             "canary {}: {}",
             canary.canary,
-            if canary.up { "reachable" } else { "NOT reachable" }
+            if canary.up {
+                "reachable"
+            } else {
+                "NOT reachable"
+            }
         ));
     }
     lines
@@ -235,15 +252,21 @@ pub fn verdict(diagnosis: &Diagnosis) -> String {
         ));
     }
     if faults.is_empty() && !diagnosis.nothing_to_use() {
-        let protocols = joined(
-            &distinct(diagnosis.services.iter().filter(|c| !c.informational()).map(|c| {
-                protocol_name(c.target.protocol)
-            })),
-        );
+        let protocols = joined(&distinct(
+            diagnosis
+                .services
+                .iter()
+                .filter(|c| !c.informational())
+                .map(|c| protocol_name(c.target.protocol)),
+        ));
+        let dns = if diagnosis.reference_resolvers.is_empty() {
+            "answers inside the site (no reference resolver configured to compare with)"
+        } else {
+            "answers alike inside and outside the site"
+        };
         sentences.push(format!(
-            "Healthy: DNS for {domain} answers alike inside and outside the site, and every \
-             discovered mail service ({protocols}) accepted a connection and TLS (no login was \
-             tried)."
+            "Healthy: DNS for {domain} {dns}, and every discovered mail service ({protocols}) \
+             accepted a connection and TLS (no login was tried)."
         ));
     }
     // One sentence per fault domain, the site's own faults first.
@@ -289,8 +312,8 @@ pub fn verdict(diagnosis: &Diagnosis) -> String {
         .count();
     if mx_failing > 0 {
         sentences.push(format!(
-            "({mx_failing} MX host(s) did not answer on port 25; that is informational, many \
-             networks block outbound port 25.)"
+            "({mx_failing} MX host(s) failed on port 25; that is informational, many networks \
+             block outbound port 25.)"
         ));
     }
     sentences.join(" ")

@@ -88,15 +88,23 @@ pub async fn open(
         // An address literal needs no lookup, so no resolve phase is recorded.
         Ok(ip) => vec![ip],
         Err(_) => {
-            recorder
+            let addresses = recorder
                 .phase(Phase::Resolve, resolve(resolver, &endpoint.host))
-                .await?
+                .await?;
+            let listed: Vec<String> = addresses.iter().map(ToString::to_string).collect();
+            recorder.note(format!(
+                "{} resolves to {}",
+                endpoint.host,
+                listed.join(", ")
+            ));
+            addresses
         }
     };
     let (stream, peer) = recorder
         .phase(Phase::Connect, connect(&addresses, endpoint.port, deadline))
         .await?;
     recorder.peer = Some(peer);
+    recorder.note(format!("connected to {peer}"));
     match endpoint.tls {
         TlsMode::Implicit => {
             let tls = upgrade(
@@ -135,6 +143,17 @@ pub async fn upgrade(
             tls::handshake(stream, server_name, verifier, &mut facts),
         )
         .await;
+    recorder.note(format!(
+        "TLS {}: certificate {} issued by {}, valid until {}, names [{}]",
+        facts
+            .version
+            .as_deref()
+            .unwrap_or("handshake not completed"),
+        facts.subject.as_deref().unwrap_or("-"),
+        facts.issuer.as_deref().unwrap_or("-"),
+        facts.not_after.map_or("-".to_owned(), |t| t.to_string()),
+        facts.sans.join(", ")
+    ));
     recorder.tls = Some(facts);
     outcome
 }

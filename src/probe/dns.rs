@@ -96,6 +96,18 @@ pub async fn probe(
         })
         .await?;
     let facts = judge(query, answers);
+    for answer in &facts.answers {
+        let said = match &answer.outcome {
+            Ok(records) => records.join(", "),
+            Err(error) => format!("{}: {}", error.kind, error.message),
+        };
+        recorder.note(format!(
+            "{} resolver {} ({:.1} ms): {said}",
+            answer.role.as_str(),
+            answer.resolver,
+            answer.duration.as_secs_f64() * 1000.0
+        ));
+    }
     let verdict = verdict(query, &facts);
     recorder.facts = ProtocolFacts::Dns(facts);
     verdict.map_err(|error| recorder.fail(Phase::Resolve, error))

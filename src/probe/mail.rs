@@ -115,6 +115,7 @@ pub async fn session<D: Dialogue + Send>(
         .await;
     if let Ok(banner) = &banner {
         facts.banner = sanitise(banner, MAX_BANNER_LEN);
+        recorder.note(format!("greeting: {}", facts.banner));
     }
     recorder.facts = ProtocolFacts::Mail(facts.clone());
     banner?;
@@ -132,6 +133,23 @@ pub async fn session<D: Dialogue + Send>(
             // Servers stop advertising STARTTLS once it is done; keep the fact.
             facts.capabilities.keywords.insert("STARTTLS".to_owned());
         }
+        let keywords: Vec<&str> = facts
+            .capabilities
+            .keywords
+            .iter()
+            .map(String::as_str)
+            .collect();
+        let mechanisms: Vec<&str> = facts
+            .capabilities
+            .auth_mechanisms
+            .iter()
+            .map(String::as_str)
+            .collect();
+        recorder.note(format!(
+            "capabilities: {} (login: {})",
+            keywords.join(" "),
+            mechanisms.join(" ")
+        ));
         recorder.facts = ProtocolFacts::Mail(facts.clone());
         if let Some(credentials) = &endpoint.auth {
             recorder

@@ -336,6 +336,8 @@ pub struct ProbeResult {
     pub tls: Option<TlsFacts>,
     /// Protocol-specific facts.
     pub facts: ProtocolFacts,
+    /// What happened, step by step, for `/debug` (bounded, never a secret).
+    pub log: Vec<String>,
 }
 
 impl ProbeResult {
@@ -361,6 +363,8 @@ pub struct Failed;
 /// so the timeout is reported against that phase.
 #[derive(Debug)]
 pub struct Recorder {
+    origin: Instant,
+    log: Vec<String>,
     phases: Vec<PhaseTiming>,
     current: Option<(Phase, Instant)>,
     failure: Option<Failure>,
@@ -382,6 +386,8 @@ impl Recorder {
     /// An empty recorder.
     pub fn new() -> Self {
         Recorder {
+            origin: Instant::now(),
+            log: Vec::new(),
             phases: Vec::with_capacity(Phase::ALL.len()),
             current: None,
             failure: None,
@@ -405,10 +411,16 @@ impl Recorder {
         self.current = Some((phase, started));
         let outcome = step.await;
         self.current = None;
-        self.phases.push(PhaseTiming {
-            phase,
-            duration: started.elapsed(),
-        });
+        let duration = started.elapsed();
+        self.phases.push(PhaseTiming { phase, duration });
+        let ms = duration.as_secs_f64() * 1000.0;
+        match &outcome {
+            Ok(_) => self.note(format!("{phase}: ok in {ms:.1} ms")),
+            Err(error) => self.note(format!(
+                "{phase}: FAILED in {ms:.1} ms: {}: {}",
+                error.kind, error.message
+            )),
+        }
         outcome.map_err(|error| {
             self.failure = Some(Failure {
                 phase,
@@ -419,8 +431,25 @@ impl Recorder {
         })
     }
 
+    /// Adds a line to the probe's log, stamped with the time since the probe began.
+    /// The log is bounded; callers never pass secrets (server text is sanitised).
+    pub fn note(&mut self, text: impl Into<String>) {
+        match self.log.len() {
+            n if n < MAX_LOG_LINES => {
+                let ms = self.origin.elapsed().as_secs_f64() * 1000.0;
+                self.log.push(format!("{ms:>9.1} ms  {}", text.into()));
+            }
+            n if n == MAX_LOG_LINES => self.log.push("… further events dropped".to_owned()),
+            _ => {}
+        }
+    }
+
     /// Records a failure found after the phase's I/O finished (a wrong answer, say).
     pub fn fail(&mut self, phase: Phase, error: ProbeError) -> Failed {
+        self.note(format!(
+            "{phase}: FAILED: {}: {}",
+            error.kind, error.message
+        ));
         self.failure = Some(Failure {
             phase,
             kind: error.kind,
@@ -445,6 +474,10 @@ impl Recorder {
                 .last()
                 .map_or(Phase::Connect, |timing| timing.phase),
         };
+        self.note(format!(
+            "{phase}: the probe's deadline of {} expired",
+            humantime::format_duration(timeout)
+        ));
         self.failure = Some(Failure {
             phase,
             kind: ErrorKind::timeout_in(phase),
@@ -466,9 +499,14 @@ impl Recorder {
             peer: self.peer,
             tls: self.tls,
             facts: self.facts,
+            log: self.log,
         }
     }
 }
+
+/// Lines kept in one probe's log: a mail session with STARTTLS and login logs about
+/// twenty; the bound only matters for a misbehaving dialogue.
+pub const MAX_LOG_LINES: usize = 64;
 
 /// Runs one probe of `target`, bounded by the target's timeout.
 ///
