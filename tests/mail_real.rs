@@ -460,7 +460,10 @@ async fn the_password_appears_in_no_log_metric_or_debug_output() {
             assert_eq!(status, 200, "{body}");
             assert!(body.contains("banner: "), "{body}");
             // The per-probe log, step by step (and searched for secrets below).
-            assert!(body.contains("connect: ok") && body.contains("greeting: "), "{body}");
+            assert!(
+                body.contains("connect: ok") && body.contains("greeting: "),
+                "{body}"
+            );
             outputs.push((format!("/debug?target={name}"), body));
         }
         binary.signal(libc::SIGTERM);

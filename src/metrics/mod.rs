@@ -5,6 +5,12 @@
 //! enums (phase, reason, domain); the only server-supplied values are the short TLS
 //! facts in `mailprobe_tls_info`.
 
+mod exposition;
+mod site;
+
+pub use exposition::openmetrics_to_prometheus_text;
+use site::{CanaryLabels, DomainLabels, GatewayLabels, NoLabels, SiteResolverLabels};
+
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
@@ -20,7 +26,6 @@ use prometheus_client::registry::Registry;
 use crate::config::{Protocol, RecordKind};
 use crate::fault::Fault;
 use crate::probe::{ErrorKind, Phase, ProbeResult, ProtocolFacts};
-use crate::site::{GatewayState, SiteContext};
 
 /// Phase histogram buckets, in seconds: from a LAN round trip (1 ms) to a probe that
 /// used most of a long timeout (30 s).
@@ -134,31 +139,6 @@ struct CapabilityLabels {
     protocol: &'static str,
     capability: &'static str,
 }
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct GatewayLabels {
-    gateway: String,
-    method: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct SiteResolverLabels {
-    resolver: String,
-    role: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct CanaryLabels {
-    canary: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct DomainLabels {
-    domain: &'static str,
-}
-
-/// The label set of a metric without labels, as a family so it can be removed.
-type NoLabels = Vec<(String, String)>;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
@@ -654,78 +634,6 @@ impl Metrics {
         }
     }
 
-    /// Forgets every site series (a new configuration may check other resolvers) and
-    /// marks the site fault `unknown` until the first measurement.
-    pub fn clear_site(&self) {
-        self.site_gateway_up.clear();
-        self.site_gateway_info.clear();
-        self.site_resolver_up.clear();
-        self.site_resolver_duration.clear();
-        self.site_canary_up.clear();
-        self.set_site_fault(Fault::Unknown);
-    }
-
-    /// Records one measurement of the site context.
-    pub fn record_site(&self, site: &SiteContext) {
-        match &site.gateway {
-            GatewayState::NotChecked => {
-                self.site_gateway_up.clear();
-                self.site_gateway_info.clear();
-            }
-            GatewayState::NoDefaultRoute => {
-                self.site_gateway_up.get_or_create(&NoLabels::new()).set(0);
-                self.site_gateway_info.clear();
-            }
-            GatewayState::Checked {
-                address,
-                up,
-                method,
-            } => {
-                self.site_gateway_up
-                    .get_or_create(&NoLabels::new())
-                    .set(i64::from(*up));
-                let labels = GatewayLabels {
-                    gateway: address.to_string(),
-                    method: method.as_str(),
-                };
-                if self.site_gateway_info.get(&labels).is_none() {
-                    self.site_gateway_info.clear();
-                    self.site_gateway_info.get_or_create(&labels).set(1);
-                }
-            }
-        }
-        for resolver in &site.resolvers {
-            let labels = SiteResolverLabels {
-                resolver: resolver.resolver.clone(),
-                role: resolver.role.as_str(),
-            };
-            self.site_resolver_up
-                .get_or_create(&labels)
-                .set(i64::from(resolver.up));
-            self.site_resolver_duration
-                .get_or_create(&labels)
-                .set(resolver.duration.as_secs_f64());
-        }
-        for canary in &site.canaries {
-            self.site_canary_up
-                .get_or_create(&CanaryLabels {
-                    canary: canary.canary.clone(),
-                })
-                .set(i64::from(canary.up));
-        }
-        self.set_site_fault(site.fault());
-    }
-
-    fn set_site_fault(&self, fault: Fault) {
-        for domain in Fault::SITE {
-            self.site_fault
-                .get_or_create(&DomainLabels {
-                    domain: domain.as_metrics_label(),
-                })
-                .set(i64::from(domain == fault));
-        }
-    }
-
     /// Records the outcome of a configuration (re)load.
     pub fn record_reload(&self, successful: bool, targets: usize) {
         self.reload_successful.set(i64::from(successful));
@@ -756,45 +664,6 @@ impl Metrics {
         // in a way that matters more than losing the metrics, so recover the guard.
         self.facts.lock().unwrap_or_else(|p| p.into_inner())
     }
-}
-
-/// Converts OpenMetrics text (what prometheus-client writes) into the Prometheus text
-/// format 0.0.4, for scrapers and people that do not ask for OpenMetrics: counter
-/// families are named with their `_total` suffix, `info` families become gauges, and
-/// `# UNIT` / `# EOF` lines are dropped.
-pub fn openmetrics_to_prometheus_text(openmetrics: &str) -> String {
-    let mut out = String::with_capacity(openmetrics.len());
-    let counters: BTreeSet<&str> = openmetrics
-        .lines()
-        .filter_map(|line| line.strip_prefix("# TYPE "))
-        .filter_map(|rest| rest.strip_suffix(" counter"))
-        .collect();
-    for line in openmetrics.lines() {
-        if line == "# EOF" || line.starts_with("# UNIT ") {
-            continue;
-        }
-        if let Some(rest) = line
-            .strip_prefix("# HELP ")
-            .or_else(|| line.strip_prefix("# TYPE "))
-        {
-            let keyword = &line[..7];
-            let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
-            let name = if counters.contains(name) {
-                format!("{name}_total")
-            } else {
-                name.to_owned()
-            };
-            let tail = if tail == "info" { "gauge" } else { tail };
-            out.push_str(keyword);
-            out.push_str(&name);
-            out.push(' ');
-            out.push_str(tail);
-        } else {
-            out.push_str(line);
-        }
-        out.push('\n');
-    }
-    out
 }
 
 fn target_labels(target: &str, protocol: Protocol) -> TargetLabels {
@@ -877,18 +746,6 @@ fn unix_now() -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn prometheus_text_names_counters_with_total_and_drops_eof() {
-        let om = "# HELP mailprobe_probes Probes run.\n# TYPE mailprobe_probes counter\n\
-                  mailprobe_probes_total{result=\"success\"} 1\n# TYPE x info\nx_info 1\n# EOF\n";
-        let text = openmetrics_to_prometheus_text(om);
-        assert_eq!(
-            text,
-            "# HELP mailprobe_probes_total Probes run.\n# TYPE mailprobe_probes_total counter\n\
-             mailprobe_probes_total{result=\"success\"} 1\n# TYPE x gauge\nx_info 1\n"
-        );
-    }
 
     #[test]
     fn server_facts_are_bounded_printable_labels() {
