@@ -297,7 +297,7 @@ pub async fn run(
         .map(|(target, result)| dns_check(target, result, &site))
         .collect();
 
-    let ehlo = local_host_name();
+    let ehlo = crate::config::default_ehlo_name();
     let mut found: Vec<(&'static str, Source, Arc<Target>)> = Vec::new();
     let mut add = |service, source, protocol, host: &str, port, tls| {
         let target = mail_target(service, protocol, host, port, tls, &config, &ehlo, options);
@@ -353,6 +353,7 @@ pub async fn run(
             if let Some(host) = record.split_whitespace().nth(1)
                 && host != "."
             {
+                let host = host.trim_end_matches('.');
                 add(
                     "smtp",
                     Source::Mx,
@@ -560,14 +561,6 @@ fn same_endpoint(a: &Target, b: &Target) -> bool {
 async fn resolves(env: &ProbeEnv, host: &str, timeout: Duration) -> bool {
     let lookup = env.dial_resolver.lookup_ip(format!("{host}."));
     matches!(tokio::time::timeout(timeout, lookup).await, Ok(Ok(ips)) if ips.iter().next().is_some())
-}
-
-fn local_host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|name| name.trim().to_owned())
-        .filter(|name| !name.is_empty())
-        .unwrap_or_else(|| "localhost".to_owned())
 }
 
 /// Progress lines on stderr, one per finished check.

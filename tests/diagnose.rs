@@ -153,6 +153,7 @@ fn a_discovered_imap_server_is_probed_and_its_outage_is_the_servers_fault() {
         .find(|s| s["port"] == 25)
         .unwrap_or_else(|| panic!("no MX endpoint: {context}"));
     assert_eq!(mx["informational"], true, "{context}");
+    assert_eq!(mx["host"], SERVER_NAME, "{context}");
     let dns = report["dns"].as_array().expect("dns");
     let srv = dns
         .iter()
@@ -192,7 +193,11 @@ fn a_discovered_imap_server_is_probed_and_its_outage_is_the_servers_fault() {
         .clone();
     assert_eq!(imap["status"], "failed", "{context}");
     assert_eq!(imap["fault"], "server_service", "{context}");
-    assert_eq!(report["faults"], serde_json::json!(["server_service"]), "{context}");
+    assert_eq!(
+        report["faults"],
+        serde_json::json!(["server_service"]),
+        "{context}"
+    );
     let verdict = report["verdict"].as_str().unwrap();
     assert!(verdict.contains("server_service"), "{verdict}");
     assert!(verdict.contains("the provider"), "{verdict}");
@@ -203,7 +208,6 @@ fn the_text_report_has_the_help_desk_sections() {
     let fixture = Fixture::new();
     let run = fixture.diagnose(&[]);
     assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
-    println!("{}", run.stdout); // TEMP
     let mut at = 0;
     for heading in [
         "DNS (inside vs outside the site)",

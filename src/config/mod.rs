@@ -19,6 +19,12 @@ use rustls_pki_types::CertificateDer;
 pub use error::{ConfigError, Invalid};
 pub use validate::AdhocError;
 
+/// The name `smtp` targets send with EHLO when `ehlo_name` is not set: this host's
+/// name, or `localhost` when it cannot be read or is not a valid host name.
+pub fn default_ehlo_name() -> String {
+    validate::default_ehlo_name()
+}
+
 /// The names of the ad-hoc `/probe` modules, for messages.
 pub fn adhoc_modules() -> Vec<&'static str> {
     validate::MODULES.iter().map(|(name, _, _)| *name).collect()

@@ -271,7 +271,7 @@ pub(crate) fn adhoc_target(
         Protocol::Pop3 => TargetSpec::Pop3(endpoint),
         Protocol::Smtp => TargetSpec::Smtp(SmtpTarget {
             endpoint,
-            ehlo_name: target::local_host_name(),
+            ehlo_name: default_ehlo_name(),
         }),
         _ => TargetSpec::Tcp(endpoint),
     };
@@ -282,6 +282,11 @@ pub(crate) fn adhoc_target(
         timeout: config.default_timeout,
         spec,
     })
+}
+
+/// See [`super::default_ehlo_name`].
+pub(crate) fn default_ehlo_name() -> String {
+    target::local_host_name()
 }
 
 /// Why an ad-hoc probe was refused.

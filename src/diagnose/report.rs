@@ -244,6 +244,19 @@ pub fn verdict(diagnosis: &Diagnosis) -> String {
     let domain = &diagnosis.address.domain;
     let mut sentences = Vec::new();
     let faults = diagnosis.faults();
+    let no_such_domain = diagnosis.dns.iter().any(|c| {
+        c.query().record == RecordKind::Mx
+            && c.status == DnsStatus::Absent
+            && c.report
+                .result
+                .failure()
+                .is_some_and(|f| f.kind == crate::probe::ErrorKind::DnsNxdomain)
+    });
+    if no_such_domain {
+        sentences.push(format!(
+            "{domain} does not exist in DNS (NXDOMAIN): check the spelling of the address."
+        ));
+    }
     if diagnosis.nothing_to_use() {
         sentences.push(format!(
             "No IMAP, POP3 or submission server could be found for {domain}: it publishes no \
@@ -293,7 +306,7 @@ pub fn verdict(diagnosis: &Diagnosis) -> String {
                 .copied()
                 .filter(|p| !failing.contains(p))
                 .collect();
-            format!("only {} fails ({} works)", failing[0], joined(&working))
+            format!("Only {} fails ({} works)", failing[0], joined(&working))
         } else {
             format!("{} fails", joined(&failing))
         }
@@ -487,4 +500,151 @@ pub fn to_json(diagnosis: &Diagnosis) -> String {
     let mut text = serde_json::to_string_pretty(&report).expect("plain data serialises");
     text.push('\n');
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+    use crate::config::Config;
+    use crate::diagnose::{Address, ServiceCheck, Source, mail_target};
+    use crate::oneshot::Report;
+    use crate::probe::{ErrorKind, Failure, Phase, ProbeResult};
+    use crate::site::SiteContext;
+
+    fn config() -> Config {
+        crate::config::from_str(
+            "site: {gateway: none, resolvers: [\"127.0.0.1:9\"]}\n\
+             targets:\n  - {name: x, protocol: tcp, host: 127.0.0.1, port: 9}\n",
+            std::path::Path::new("test.yaml"),
+        )
+        .unwrap()
+    }
+
+    fn service(
+        protocol: Protocol,
+        port: u16,
+        failure: Option<ErrorKind>,
+        site: &Arc<SiteContext>,
+    ) -> ServiceCheck {
+        let options = crate::diagnose::Options {
+            timeout: Duration::from_secs(1),
+            progress: false,
+        };
+        let target = mail_target(
+            "svc",
+            protocol,
+            "mail.example.test",
+            port,
+            TlsMode::Implicit,
+            &config(),
+            "here",
+            &options,
+        );
+        let result = ProbeResult {
+            target: Arc::clone(&target.name),
+            protocol,
+            started_at: SystemTime::now(),
+            duration: Duration::from_millis(5),
+            phases: Vec::new(),
+            outcome: match failure {
+                None => Ok(()),
+                Some(kind) => Err(Failure {
+                    phase: Phase::Tls,
+                    kind,
+                    message: "test".to_owned(),
+                }),
+            },
+            peer: None,
+            tls: None,
+            facts: ProtocolFacts::None,
+            log: Vec::new(),
+        };
+        let fault = crate::classify::classify(&result, Some(site));
+        ServiceCheck {
+            service: "svc",
+            source: Source::Srv("_test._tcp"),
+            target,
+            report: Report {
+                result,
+                fault,
+                site: Some(Arc::clone(site)),
+            },
+        }
+    }
+
+    fn diagnosis(services: Vec<ServiceCheck>, site: Arc<SiteContext>) -> Diagnosis {
+        Diagnosis {
+            address: Address {
+                user: None,
+                domain: "example.test".to_owned(),
+            },
+            dns: Vec::new(),
+            services,
+            guessed: false,
+            site,
+            site_resolvers: vec!["127.0.0.1:9".to_owned()],
+            reference_resolvers: Vec::new(),
+        }
+    }
+
+    fn site() -> Arc<SiteContext> {
+        Arc::new(SiteContext {
+            measured_at: SystemTime::now(),
+            gateway: GatewayState::NotChecked,
+            resolvers: Vec::new(),
+            canaries: Vec::new(),
+        })
+    }
+
+    #[test]
+    fn both_protocols_failing_tls_blame_the_provider() {
+        let site = site();
+        let d = diagnosis(
+            vec![
+                service(Protocol::Imap, 993, Some(ErrorKind::CertExpired), &site),
+                service(Protocol::Smtp, 465, Some(ErrorKind::CertExpired), &site),
+            ],
+            site,
+        );
+        assert!(!d.is_healthy());
+        let verdict = verdict(&d);
+        assert!(
+            verdict.starts_with(
+                "IMAP and SMTP both fail with server_tls, on the side of the provider: The \
+                 certificate mail.example.test presents has expired"
+            ),
+            "{verdict}"
+        );
+    }
+
+    #[test]
+    fn one_failing_protocol_says_which_still_works() {
+        let site = site();
+        let d = diagnosis(
+            vec![
+                service(Protocol::Imap, 993, Some(ErrorKind::ConnectRefused), &site),
+                service(Protocol::Smtp, 465, None, &site),
+            ],
+            site,
+        );
+        let verdict = verdict(&d);
+        assert!(
+            verdict.starts_with("Only IMAP fails (SMTP works) with server_service"),
+            "{verdict}"
+        );
+    }
+
+    #[test]
+    fn healthy_services_give_a_healthy_verdict() {
+        let site = site();
+        let d = diagnosis(vec![service(Protocol::Imap, 993, None, &site)], site);
+        assert!(d.is_healthy());
+        assert!(verdict(&d).starts_with("Healthy: "), "{}", verdict(&d));
+        let json: serde_json::Value = serde_json::from_str(&to_json(&d)).unwrap();
+        assert_eq!(json["healthy"], true);
+        assert_eq!(json["services"][0]["status"], "ok");
+    }
 }
