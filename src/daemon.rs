@@ -122,6 +122,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DaemonError> {
     let env = Arc::new(ProbeEnv::new(&config).map_err(DaemonError::Environment)?);
+    let config = with_discovered_targets(config, &env).await;
     let outputs = Outputs {
         metrics: Arc::new(Metrics::new()),
         history: Arc::new(History::default()),
@@ -250,7 +251,7 @@ impl Running {
                 Ok((config, env))
             });
         let (config, env) = match prepared {
-            Ok(prepared) => prepared,
+            Ok((config, env)) => (with_discovered_targets(config, &env).await, env),
             Err(reason) => {
                 metrics.record_reload(false, 0);
                 tracing::error!(error = %reason, "reload rejected; the running configuration stays in force");
@@ -282,6 +283,24 @@ impl Running {
         *self = Running::start(config, Arc::new(env), outputs);
         Ok(count)
     }
+}
+
+/// Adds the targets discovered for every `targets: - domain: …` shorthand. A
+/// discovered name that a configured target already uses is skipped (and said).
+async fn with_discovered_targets(mut config: Config, env: &ProbeEnv) -> Config {
+    for discovery in config.discover.clone() {
+        let found = crate::diagnose::expand(&discovery, &config, env).await;
+        let names: Vec<&str> = found.iter().map(|t| &*t.name).collect();
+        tracing::info!(domain = %discovery.domain, targets = ?names, "discovered targets");
+        for target in found {
+            if config.targets.iter().any(|t| t.name == target.name) {
+                tracing::warn!(target = %target.name, "a configured target has this name; the discovered one is skipped");
+                continue;
+            }
+            config.targets.push(target);
+        }
+    }
+    config
 }
 
 /// Measures the site context every `round` until cancelled.

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crate::classify::classify;
+use crate::config::Discovery;
 use crate::config::{
     Config, DnsQuery, Endpoint, Protocol, RecordKind, SmtpTarget, Target, TargetSpec, TlsMode,
 };
@@ -521,6 +522,21 @@ fn mail_target(
     ehlo: &str,
     options: &Options,
 ) -> Arc<Target> {
+    let name = format!("{service} {host}:{port}");
+    let schedule = (options.timeout, options.timeout);
+    endpoint_target(name, protocol, (host, port, tls), config, ehlo, schedule)
+}
+
+/// A mail target for `host:port` (never logging in), named `name`, with
+/// `(interval, timeout)`.
+fn endpoint_target(
+    name: String,
+    protocol: Protocol,
+    (host, port, tls): (&str, u16, TlsMode),
+    config: &Config,
+    ehlo: &str,
+    (interval, timeout): (Duration, Duration),
+) -> Arc<Target> {
     let endpoint = Endpoint {
         host: host.to_owned(),
         port,
@@ -538,12 +554,116 @@ fn mail_target(
         }),
     };
     Arc::new(Target {
-        name: format!("{service} {host}:{port}").into(),
+        name: name.into(),
         protocol,
-        interval: options.timeout,
-        timeout: options.timeout,
+        interval,
+        timeout,
         spec,
     })
+}
+
+/// Expands a `targets: - domain: …` shorthand into the targets a mail client of that
+/// domain depends on: a DNS target for its MX, and a mail target for every endpoint its
+/// RFC 6186/8314 SRV records publish (or the conventional names when it publishes
+/// none). MX hosts on port 25 are left out: mail clients do not use them and many
+/// sites block outbound port 25. Discovery asks the site resolvers; when they do not
+/// answer, only the MX target is returned, and it shows the DNS failure.
+pub async fn expand(discovery: &Discovery, config: &Config, env: &ProbeEnv) -> Vec<Arc<Target>> {
+    let schedule = (discovery.interval, discovery.timeout);
+    let mut targets = vec![Arc::new(Target {
+        name: format!("{}-mx", discovery.name).into(),
+        protocol: Protocol::Dns,
+        interval: discovery.interval,
+        timeout: discovery.timeout,
+        spec: TargetSpec::Dns(DnsQuery {
+            domain: fqdn("", &discovery.domain),
+            record: RecordKind::Mx,
+            expect: None,
+            require_consistent: true,
+        }),
+    })];
+    let questions: Vec<Arc<Target>> = dns_targets(&discovery.domain, discovery.timeout)
+        .into_iter()
+        .filter(|t| matches!(&t.spec, TargetSpec::Dns(q) if MAIL_SRV.iter().any(|(s, _, _)| q.domain == fqdn(s, &discovery.domain))))
+        .collect();
+    let answers =
+        futures_util::future::join_all(questions.iter().map(|q| crate::probe::run(q, env))).await;
+    let ehlo = crate::config::default_ehlo_name();
+    let mut published = false;
+    for (question, result) in questions.iter().zip(&answers) {
+        let TargetSpec::Dns(query) = &question.spec else {
+            continue;
+        };
+        let Some((service, protocol, tls)) = MAIL_SRV
+            .iter()
+            .find(|(s, _, _)| query.domain == fqdn(s, &discovery.domain))
+        else {
+            continue;
+        };
+        let ProtocolFacts::Dns(facts) = &result.facts else {
+            continue;
+        };
+        let mut records: Vec<&String> = facts
+            .answers
+            .iter()
+            .filter(|a| a.role == ResolverRole::Site)
+            .filter_map(|a| a.outcome.as_ref().ok())
+            .flatten()
+            .collect();
+        records.sort();
+        records.dedup();
+        let label = service.trim_start_matches('_').trim_end_matches("._tcp");
+        for record in records {
+            published = true;
+            let Some((port, host)) = parse_srv(record).filter(|(_, host)| *host != ".") else {
+                continue;
+            };
+            let candidate = endpoint_target(
+                String::new(),
+                *protocol,
+                (host, port, *tls),
+                config,
+                &ehlo,
+                schedule,
+            );
+            if targets.iter().any(|t| same_endpoint(t, &candidate)) {
+                continue;
+            }
+            let same_service = targets
+                .iter()
+                .filter(|t| t.name.starts_with(&format!("{}-{label}", discovery.name)))
+                .count();
+            let name = match same_service {
+                0 => format!("{}-{label}", discovery.name),
+                n => format!("{}-{label}-{}", discovery.name, n + 1),
+            };
+            targets.push(endpoint_target(
+                name,
+                *protocol,
+                (host, port, *tls),
+                config,
+                &ehlo,
+                schedule,
+            ));
+        }
+    }
+    if !published {
+        for (service, prefix, protocol, port) in GUESSES {
+            let host = format!("{prefix}.{}", discovery.domain);
+            let name = format!("{}-{service}-{prefix}", discovery.name);
+            if resolves(env, &host, discovery.timeout).await {
+                targets.push(endpoint_target(
+                    name,
+                    protocol,
+                    (&host, port, TlsMode::Implicit),
+                    config,
+                    &ehlo,
+                    schedule,
+                ));
+            }
+        }
+    }
+    targets
 }
 
 fn same_endpoint(a: &Target, b: &Target) -> bool {

@@ -28,20 +28,23 @@ pub struct Report {
 ///
 /// A message when the target does not exist or the probe environment cannot be built.
 pub async fn run(config: &Config, name: &str) -> Result<(Arc<Target>, Report), String> {
-    let target = config
-        .targets
+    let env = Arc::new(ProbeEnv::new(config)?);
+    let mut targets = config.targets.clone();
+    for discovery in &config.discover {
+        targets.extend(crate::diagnose::expand(discovery, config, &env).await);
+    }
+    let target = targets
         .iter()
         .find(|t| &*t.name == name)
         .cloned()
         .ok_or_else(|| {
-            let names: Vec<&str> = config.targets.iter().map(|t| &*t.name).collect();
+            let names: Vec<&str> = targets.iter().map(|t| &*t.name).collect();
             format!(
                 "no target `{name}` in {}; its targets are: {}",
                 config.source.display(),
                 names.join(", ")
             )
         })?;
-    let env = Arc::new(ProbeEnv::new(config)?);
     let site = SiteMonitor::new(config, Arc::clone(&env));
     let (result, context) = tokio::join!(probe::run(&target, &env), site.measure());
     let fault = classify(&result, Some(&context));

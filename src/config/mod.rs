@@ -166,8 +166,11 @@ pub struct Config {
     pub tls_roots: Arc<[CertificateDer<'static>]>,
     /// `defaults.timeout`, for probes that are not configured targets.
     pub default_timeout: Duration,
-    /// What to probe; never empty, names unique.
+    /// What to probe; names unique. Empty only when `discover` is not.
     pub targets: Vec<Arc<Target>>,
+    /// `targets: - domain: …` shorthands, expanded into targets by discovery when the
+    /// agent starts and at every reload.
+    pub discover: Vec<Discovery>,
 }
 
 /// The site's own network context.
@@ -293,6 +296,21 @@ impl fmt::Display for HostPort {
             write!(f, "{}:{}", self.host, self.port)
         }
     }
+}
+
+/// A `targets: - domain: example.com` shorthand: probe whatever the domain's DNS
+/// tells mail clients to use (its MX, and the endpoints of its RFC 6186/8314 SRV
+/// records).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Discovery {
+    /// Prefix of the discovered targets' names (`name` or the domain).
+    pub name: String,
+    /// The domain, lower case, without a trailing dot.
+    pub domain: String,
+    /// Interval of the discovered targets.
+    pub interval: Duration,
+    /// Timeout of the discovered targets.
+    pub timeout: Duration,
 }
 
 /// One validated target.
@@ -550,6 +568,16 @@ pub fn summary(config: &Config) -> String {
         config.targets.len(),
         protocols.join(", ")
     );
+    for discovery in &config.discover {
+        let _ = writeln!(
+            out,
+            "  {:<20} discover every {:<6} timeout {:<6} the MX and SRV endpoints of {}",
+            format!("{}-*", discovery.name),
+            humantime::format_duration(discovery.interval).to_string(),
+            humantime::format_duration(discovery.timeout).to_string(),
+            discovery.domain
+        );
+    }
     for target in &config.targets {
         let what = match (&target.spec, target.spec.endpoint()) {
             (TargetSpec::Dns(query), _) => format!("{} {}", query.domain, query.record.as_str()),

@@ -124,8 +124,13 @@ pub(super) fn validate(raw: RawConfig, file: &Path) -> Result<Config, ConfigErro
     }
     let mut seen: HashMap<&str, Location> = HashMap::new();
     let mut validated = Vec::with_capacity(targets.value.len());
+    let mut discover = Vec::new();
     for (index, entry) in targets.value.iter().enumerate() {
         let field = format!("targets[{index}]");
+        if entry.value.protocol.is_none() && entry.value.domain.is_some() {
+            discover.push(validator.discovery(entry, &field)?);
+            continue;
+        }
         let name = target::target_name(&errors, entry, &field)?;
         if let Some(first) = seen.get(name.value.as_str()) {
             return Err(errors.at(
@@ -153,6 +158,7 @@ pub(super) fn validate(raw: RawConfig, file: &Path) -> Result<Config, ConfigErro
         tls_roots,
         default_timeout,
         targets: validated,
+        discover,
     })
 }
 

@@ -257,7 +257,13 @@ pub fn verdict(diagnosis: &Diagnosis) -> String {
             "{domain} does not exist in DNS (NXDOMAIN): check the spelling of the address."
         ));
     }
-    if diagnosis.nothing_to_use() {
+    // Only when DNS answered that there is nothing: a lookup that failed (uplink or
+    // resolver down) says nothing about what the domain publishes.
+    let lookups_failed = diagnosis
+        .dns
+        .iter()
+        .any(|check| check.status == DnsStatus::Fault);
+    if diagnosis.nothing_to_use() && !lookups_failed {
         sentences.push(format!(
             "No IMAP, POP3 or submission server could be found for {domain}: it publishes no \
              RFC 6186 SRV record and none of imap.{domain}, smtp.{domain} or mail.{domain} \

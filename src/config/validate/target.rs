@@ -14,7 +14,7 @@ use super::{
 use crate::config::error::ErrorSite;
 use crate::config::raw::{RawAuth, RawTarget};
 use crate::config::{
-    ConfigError, Credentials, DEFAULT_INTERVAL, DEFAULT_TIMEOUT, DnsQuery, Endpoint,
+    ConfigError, Credentials, DEFAULT_INTERVAL, DEFAULT_TIMEOUT, Discovery, DnsQuery, Endpoint,
     MAX_TARGET_NAME_LEN, Protocol, RecordKind, Secret, SmtpTarget, Target, TargetSpec, TlsMode,
 };
 
@@ -94,6 +94,70 @@ fn protocol_names() -> String {
 }
 
 impl Validator<'_> {
+    /// A `domain:` shorthand entry (no `protocol`): only `name`, `interval` and
+    /// `timeout` may accompany it.
+    pub(super) fn discovery(
+        &self,
+        entry: &Spanned<RawTarget>,
+        field: &str,
+    ) -> Result<Discovery, ConfigError> {
+        let errors = &self.site;
+        let raw = &entry.value;
+        for (key, at) in raw.protocol_keys() {
+            if key != "domain" {
+                return Err(errors.at(
+                    at,
+                    format!("{field}.{key}"),
+                    format!(
+                        "a `domain:` entry without `protocol` discovers its targets; it takes only \
+                         `name`, `interval` and `timeout` (for `{key}`, write the target out with a `protocol`)"
+                    ),
+                ));
+            }
+        }
+        let domain = raw
+            .domain
+            .as_ref()
+            .expect("the caller checked `domain` is set");
+        let normalised = normalise_name(&domain.value).ok_or_else(|| {
+            errors.at(
+                domain.referenced,
+                format!("{field}.domain"),
+                format!("`{}` is not a valid DNS name", domain.value),
+            )
+        })?;
+        let interval = match &raw.interval {
+            Some(text) => setting(
+                errors,
+                Some(text),
+                &format!("{field}.interval"),
+                DEFAULT_INTERVAL,
+            )?,
+            None => self.interval.clone(),
+        };
+        let timeout = match &raw.timeout {
+            Some(text) => setting(
+                errors,
+                Some(text),
+                &format!("{field}.timeout"),
+                DEFAULT_TIMEOUT,
+            )?,
+            None => self.timeout.clone(),
+        };
+        check_interval_covers_timeout(errors, &interval, &timeout, field)?;
+        let domain = normalised.trim_end_matches('.').to_owned();
+        let name = match &raw.name {
+            Some(_) => target_name(errors, entry, field)?.value.clone(),
+            None => domain.clone(),
+        };
+        Ok(Discovery {
+            name,
+            domain,
+            interval: interval.value,
+            timeout: timeout.value,
+        })
+    }
+
     /// Every check on one target. The not-implemented check comes last, so that a file
     /// using a protocol this version cannot probe yet is otherwise fully checked.
     pub(super) fn target(
