@@ -119,20 +119,13 @@ fn render_result(out: &mut String, result: &ProbeResult) {
         ProtocolFacts::None => {}
         ProtocolFacts::Mail(mail) => {
             let _ = writeln!(out, "   banner: {}", mail.banner);
-            let keywords: Vec<&str> = mail
-                .capabilities
-                .keywords
-                .iter()
-                .map(String::as_str)
-                .collect();
-            let mechanisms: Vec<&str> = mail
-                .capabilities
-                .auth_mechanisms
-                .iter()
-                .map(String::as_str)
-                .collect();
-            let _ = writeln!(out, "   capabilities: {}", keywords.join(" "));
-            let _ = writeln!(out, "   auth mechanisms: {}", mechanisms.join(" "));
+            let capabilities = &mail.capabilities;
+            let _ = writeln!(out, "   capabilities: {}", capabilities.keywords_text());
+            let _ = writeln!(
+                out,
+                "   auth mechanisms: {}",
+                capabilities.mechanisms_text()
+            );
         }
         ProtocolFacts::Dns(dns) => {
             if let Some(consistent) = dns.consistent {

@@ -105,26 +105,33 @@ fn main() -> ExitCode {
     }
 }
 
-fn probe_once(config_path: &std::path::Path, target: &str, cli: &Cli) -> ExitCode {
-    // Only problems on stderr: the report is the output.
+/// What a one-shot command (`probe`, `diagnose`) needs before it starts: logging
+/// (only problems on stderr: the report is the output), the configuration and an
+/// async runtime. A failure is reported on stderr and is a usage error (exit 2).
+fn one_shot_setup(
+    cli: &Cli,
+    loaded: Result<config::Config, config::ConfigError>,
+) -> Result<(config::Config, tokio::runtime::Runtime), ExitCode> {
     let filter = cli.log_filter.as_deref().unwrap_or("warn");
     if let Err(reason) = logging::init(cli.log_format, Some(filter)) {
         eprintln!("mailprobe: {reason}");
-        return ExitCode::from(2);
+        return Err(ExitCode::from(2));
     }
-    let config = match config::load(config_path) {
-        Ok(config) => config,
-        Err(error) => {
-            eprintln!("{error}");
-            return ExitCode::from(2);
-        }
-    };
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("mailprobe: cannot start the async runtime: {error}");
-            return ExitCode::from(2);
-        }
+    let config = loaded.map_err(|error| {
+        eprintln!("{error}");
+        ExitCode::from(2)
+    })?;
+    let runtime = tokio::runtime::Runtime::new().map_err(|error| {
+        eprintln!("mailprobe: cannot start the async runtime: {error}");
+        ExitCode::from(2)
+    })?;
+    Ok((config, runtime))
+}
+
+fn probe_once(config_path: &std::path::Path, target: &str, cli: &Cli) -> ExitCode {
+    let (config, runtime) = match one_shot_setup(cli, config::load(config_path)) {
+        Ok(ready) => ready,
+        Err(code) => return code,
     };
     match runtime.block_on(mailprobe::oneshot::run(&config, target)) {
         Ok((target, report)) => {
@@ -161,11 +168,6 @@ fn diagnose(
         eprintln!("mailprobe: --timeout must be longer than zero");
         return ExitCode::from(2);
     }
-    let filter = cli.log_filter.as_deref().unwrap_or("warn");
-    if let Err(reason) = logging::init(cli.log_format, Some(filter)) {
-        eprintln!("mailprobe: {reason}");
-        return ExitCode::from(2);
-    }
     let loaded = match config_path {
         Some(path) => config::load(path),
         None => config::from_str(
@@ -174,19 +176,9 @@ fn diagnose(
             std::path::Path::new("<diagnose defaults>"),
         ),
     };
-    let config = match loaded {
-        Ok(config) => config,
-        Err(error) => {
-            eprintln!("{error}");
-            return ExitCode::from(2);
-        }
-    };
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("mailprobe: cannot start the async runtime: {error}");
-            return ExitCode::from(2);
-        }
+    let (config, runtime) = match one_shot_setup(cli, loaded) {
+        Ok(ready) => ready,
+        Err(code) => return code,
     };
     let options = diagnose::Options::new(timeout);
     match runtime.block_on(diagnose::run(config, address, &options)) {

@@ -45,6 +45,24 @@ impl Capabilities {
     pub fn offers_auth(&self, mechanism: &str) -> bool {
         self.auth_mechanisms.contains(mechanism)
     }
+
+    /// The keywords, space-separated, for logs and `/debug`.
+    pub fn keywords_text(&self) -> String {
+        space_separated(&self.keywords)
+    }
+
+    /// The SASL mechanisms, space-separated, for logs and `/debug`.
+    pub fn mechanisms_text(&self) -> String {
+        space_separated(&self.auth_mechanisms)
+    }
+}
+
+fn space_separated(items: &BTreeSet<String>) -> String {
+    items
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Facts from a mail session.
@@ -133,22 +151,10 @@ pub async fn session<D: Dialogue + Send>(
             // Servers stop advertising STARTTLS once it is done; keep the fact.
             facts.capabilities.keywords.insert("STARTTLS".to_owned());
         }
-        let keywords: Vec<&str> = facts
-            .capabilities
-            .keywords
-            .iter()
-            .map(String::as_str)
-            .collect();
-        let mechanisms: Vec<&str> = facts
-            .capabilities
-            .auth_mechanisms
-            .iter()
-            .map(String::as_str)
-            .collect();
         recorder.note(format!(
             "capabilities: {} (login: {})",
-            keywords.join(" "),
-            mechanisms.join(" ")
+            facts.capabilities.keywords_text(),
+            facts.capabilities.mechanisms_text()
         ));
         recorder.facts = ProtocolFacts::Mail(facts.clone());
         if let Some(credentials) = &endpoint.auth {
