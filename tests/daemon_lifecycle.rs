@@ -3,35 +3,18 @@
 
 mod support;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use support::agent::{Agent, Metrics, http, within};
+use support::agent::{Agent, Metrics, fast_loopback_config, http, listener_target, within};
 use support::binary::Binary;
 
 const TEST_LIMIT: Duration = Duration::from_secs(60);
-
-fn listener_target(name: &str, addr: SocketAddr) -> String {
-    format!(
-        "  - {{name: {name}, protocol: tcp, host: 127.0.0.1, port: {}}}\n",
-        addr.port()
-    )
-}
-
-fn config(targets: &str) -> String {
-    format!(
-        "listen: \"127.0.0.1:0\"\n\
-         defaults: {{interval: 1s, timeout: 1s, start_jitter: 0s}}\n\
-         site: {{gateway: none, resolvers: [\"127.0.0.1:9\"]}}\n\
-         targets:\n{targets}"
-    )
-}
 
 #[tokio::test]
 async fn health_readiness_and_both_metrics_formats_are_served() {
     within(TEST_LIMIT, async {
         let open = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut agent = Agent::start(&config(&listener_target(
+        let mut agent = Agent::start(&fast_loopback_config(&listener_target(
             "open",
             open.local_addr().unwrap(),
         )))
@@ -86,7 +69,7 @@ async fn a_good_reload_swaps_targets_and_removes_the_old_series() {
     within(TEST_LIMIT, async {
         let first = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let second = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut agent = Agent::start(&config(&listener_target(
+        let mut agent = Agent::start(&fast_loopback_config(&listener_target(
             "old",
             first.local_addr().unwrap(),
         )))
@@ -105,7 +88,7 @@ async fn a_good_reload_swaps_targets_and_removes_the_old_series() {
             listener_target("new-b", second.local_addr().unwrap()),
         ]
         .concat();
-        std::fs::write(&agent.config_path, config(&new_targets)).unwrap();
+        std::fs::write(&agent.config_path, fast_loopback_config(&new_targets)).unwrap();
         let (status, body) = http(agent.addr, "POST", "/-/reload", &[]).await;
         assert_eq!((status, body.as_str()), (200, "reloaded: 2 targets\n"));
         agent.next_result("new-a").await;
@@ -133,7 +116,7 @@ async fn a_good_reload_swaps_targets_and_removes_the_old_series() {
 async fn a_bad_reload_keeps_the_running_configuration_and_says_why() {
     within(TEST_LIMIT, async {
         let open = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut agent = Agent::start(&config(&listener_target(
+        let mut agent = Agent::start(&fast_loopback_config(&listener_target(
             "open",
             open.local_addr().unwrap(),
         )))
@@ -213,7 +196,11 @@ async fn the_binary_reloads_on_sighup_and_exits_zero_on_sigterm() {
         let config_path = dir.path().join("mailprobe.yaml");
         let open = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let open_addr = open.local_addr().unwrap();
-        std::fs::write(&config_path, config(&listener_target("one", open_addr))).unwrap();
+        std::fs::write(
+            &config_path,
+            fast_loopback_config(&listener_target("one", open_addr)),
+        )
+        .unwrap();
         let (mut binary, addr) = tokio::task::block_in_place(|| Binary::start(&config_path));
 
         let targets = [
@@ -221,7 +208,7 @@ async fn the_binary_reloads_on_sighup_and_exits_zero_on_sigterm() {
             listener_target("two", open_addr),
         ]
         .concat();
-        std::fs::write(&config_path, config(&targets)).unwrap();
+        std::fs::write(&config_path, fast_loopback_config(&targets)).unwrap();
         binary.signal(libc::SIGHUP);
         // The start-up line says `"targets":1`; the reload's says 2.
         let loaded = tokio::task::block_in_place(|| binary.wait_line("\"targets\":2"));
@@ -250,7 +237,7 @@ async fn promtool_accepts_a_real_scrape() {
             listener_target("closed", closed_addr),
         ]
         .concat();
-        let mut agent = Agent::start(&config(&targets)).await;
+        let mut agent = Agent::start(&fast_loopback_config(&targets)).await;
         agent.next_result("open").await;
         agent.next_result("closed").await;
         let (status, text) = http(agent.addr, "GET", "/metrics", &[]).await;

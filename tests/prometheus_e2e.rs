@@ -22,7 +22,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::agent::{Agent, http, within};
+use support::agent::{Agent, fast_loopback_config, http, listener_target, within};
 use support::process::retry_port_race;
 use support::{ChildGuard, READY_DEADLINE, StartError, free_port};
 
@@ -45,22 +45,6 @@ const POLL_PAUSE: Duration = Duration::from_millis(250);
 
 /// The `site` label the scrape configuration adds to every series of the agent.
 const SITE: &str = "test-site";
-
-fn listener_target(name: &str, addr: SocketAddr) -> String {
-    format!(
-        "  - {{name: {name}, protocol: tcp, host: 127.0.0.1, port: {}}}\n",
-        addr.port()
-    )
-}
-
-fn agent_config(targets: &str) -> String {
-    format!(
-        "listen: \"127.0.0.1:0\"\n\
-         defaults: {{interval: 1s, timeout: 1s, start_jitter: 0s}}\n\
-         site: {{gateway: none, resolvers: [\"127.0.0.1:9\"]}}\n\
-         targets:\n{targets}"
-    )
-}
 
 /// `rules` with every `for:` field set to `2s`, and how many were replaced.
 /// Only lines whose first non-blank text is `for:` are fields; the file's comments
@@ -190,7 +174,7 @@ async fn prometheus_fires_mail_endpoint_down_for_a_refused_target_only() {
             listener_target("closed", closed_addr),
         ]
         .concat();
-        let agent = Agent::start(&agent_config(&targets)).await;
+        let agent = Agent::start(&fast_loopback_config(&targets)).await;
 
         // 2. Prometheus scraping it, with the shipped rules made fast.
         let dir = tempfile::tempdir().unwrap();

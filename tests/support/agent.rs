@@ -18,6 +18,25 @@ use tokio::task::JoinHandle;
 /// intervals, far below the test's own timeout.
 pub const RESULT_DEADLINE: Duration = Duration::from_secs(20);
 
+/// A `targets:` entry probing a TCP listener on 127.0.0.1.
+pub fn listener_target(name: &str, addr: SocketAddr) -> String {
+    format!(
+        "  - {{name: {name}, protocol: tcp, host: 127.0.0.1, port: {}}}\n",
+        addr.port()
+    )
+}
+
+/// A configuration for `targets` probed every second, all starting at once, with no
+/// gateway and a site resolver that never answers (loopback only).
+pub fn fast_loopback_config(targets: &str) -> String {
+    format!(
+        "listen: \"127.0.0.1:0\"\n\
+         defaults: {{interval: 1s, timeout: 1s, start_jitter: 0s}}\n\
+         site: {{gateway: none, resolvers: [\"127.0.0.1:9\"]}}\n\
+         targets:\n{targets}"
+    )
+}
+
 /// Bounds a whole test: every network test must end, pass or fail.
 pub async fn within<T>(limit: Duration, test: impl std::future::Future<Output = T>) -> T {
     tokio::time::timeout(limit, test)
