@@ -1,8 +1,10 @@
 //! Real peers for integration tests: DNS servers (dnsmasq, unbound, a silent
-//! one), an HTTPS server (nginx), a test CA and nftables drop rules. Every
-//! daemon listens on 127.0.0.1 only and is killed when its handle is dropped,
-//! except inside a [`netns::TestBed`], a set of network namespaces with their
-//! own private addresses.
+//! one), an HTTPS server (nginx, also as an Exchange stand-in), a test CA and
+//! nftables drop rules. Every daemon listens on loopback only (127.0.0.1, or a
+//! block of 127.0.0.0/8 of its test's own, see [`exchange::LoopbackBlock`])
+//! and is killed when its handle is dropped, except inside a
+//! [`netns::TestBed`], a set of network namespaces with their own private
+//! addresses.
 //! Use with `mod support;` in a file under tests/.
 #![allow(dead_code, unused_imports)]
 
@@ -11,6 +13,7 @@ pub mod binary;
 pub mod certs;
 pub mod dnsmasq;
 pub mod dovecot;
+pub mod exchange;
 pub mod exim;
 pub mod fake;
 pub mod netns;

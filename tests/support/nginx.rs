@@ -28,6 +28,14 @@ pub struct NginxBuilder {
     server_extra: String,
     listen: Option<SocketAddr>,
     netns: Option<String>,
+    servers: Vec<ExtraServer>,
+}
+
+/// A further `server { }` block of the same nginx ([`NginxBuilder::server`]).
+struct ExtraServer {
+    listen: SocketAddr,
+    tls: bool,
+    directives: String,
 }
 
 impl Nginx {
@@ -76,6 +84,21 @@ impl NginxBuilder {
         self
     }
 
+    /// Adds another `server { }` block listening on exactly `listen`, with TLS
+    /// (the certificate given to [`tls`](Self::tls)) or plain HTTP, and its own
+    /// `directives`. Why: an Exchange stand-in answers on several addresses at
+    /// once (`example.test:443`, `autodiscover.example.test:80` and `:443`), each
+    /// differently; one nginx holds them all. [`start`](Self::start) returns once
+    /// every listener accepts. No retry on "address in use".
+    pub fn server(mut self, listen: SocketAddr, tls: bool, directives: &str) -> Self {
+        self.servers.push(ExtraServer {
+            listen,
+            tls,
+            directives: directives.to_string(),
+        });
+        self
+    }
+
     /// Runs nginx inside network namespace `netns` (`ip netns exec`), polling
     /// readiness from inside it. Needs [`listen`](Self::listen).
     pub fn in_netns(mut self, netns: &str) -> Self {
@@ -116,6 +139,30 @@ impl NginxBuilder {
             ),
             None => ("", String::new()),
         };
+        let mut servers = String::new();
+        for server in &self.servers {
+            if server.tls && self.tls.is_none() {
+                return Err(StartError(
+                    "nginx: a TLS server() needs tls(cert, key)".into(),
+                ));
+            }
+            servers.push_str(&format!(
+                "  server {{\n    listen {}{};\n    server_name _;\n{}",
+                server.listen,
+                if server.tls { " ssl" } else { "" },
+                if server.tls {
+                    tls_directives.as_str()
+                } else {
+                    ""
+                },
+            ));
+            for line in server.directives.lines() {
+                servers.push_str("    ");
+                servers.push_str(line);
+                servers.push('\n');
+            }
+            servers.push_str("  }\n");
+        }
         let conf = format!(
             "daemon off;
 master_process off;
@@ -135,7 +182,7 @@ http {{
     listen {addr}{ssl};
     server_name _;
 {tls_directives}{extra}  }}
-}}
+{servers}}}
 ",
             extra = self.server_extra,
         );
@@ -155,6 +202,11 @@ http {{
         child
             .wait_ready_in(netns, addr, READY_DEADLINE)
             .map_err(|e| e.with_config(&conf_path))?;
+        for server in &self.servers {
+            child
+                .wait_ready_in(netns, server.listen, READY_DEADLINE)
+                .map_err(|e| e.with_config(&conf_path))?;
+        }
         Ok(Nginx {
             addr,
             netns: self.netns.clone(),

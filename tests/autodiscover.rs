@@ -1,0 +1,380 @@
+//! Exchange Autodiscover in Outlook's order — `https://D/…`, `https://autodiscover.D/…`,
+//! the `http://autodiscover.D/…` redirect, the `_autodiscover._tcp.D` SRV record —
+//! and the v2 JSON endpoint, against a real nginx on ports 443 and 80 of loopback
+//! addresses of each test's own, with names, CNAMEs and the SRV record served by a
+//! real dnsmasq. Each test asserts which method answered (or the failing phase and
+//! reason) on the `check="autodiscover"` series.
+
+mod support;
+
+use std::net::Ipv4Addr;
+
+use support::agent::{Agent, Metrics, within};
+use support::exchange::{
+    AUTODISCOVER_HOST, AUTODISCOVER_JSON, AUTODISCOVER_XML, CHALLENGE_401, DOMAIN, EMAIL,
+    ExchangeBed, MAIL_HOST, PROBE_TIMEOUT, Site, TEST_LIMIT, assert_failed, assert_up, config,
+    config_every, ews_url, phases, pox_error, probed, probes, sorted, wait_until, with,
+};
+use support::{Dnsmasq, DnsmasqBuilder, free_port};
+
+/// The series of the autodiscover check of target `ex`.
+const AD: [(&str, &str); 3] = [
+    ("target", "ex"),
+    ("protocol", "exchange"),
+    ("check", "autodiscover"),
+];
+
+/// dnsmasq for `D` where every name the test does not give is NXDOMAIN.
+fn zone() -> DnsmasqBuilder {
+    Dnsmasq::builder().local_domain(DOMAIN)
+}
+
+/// An agent probing `ex`, autodiscover only, for [`EMAIL`].
+async fn agent(bed: &ExchangeBed, dns: &Dnsmasq) -> Agent {
+    Agent::start(&config(
+        dns.addr,
+        PROBE_TIMEOUT,
+        &bed.target("ex", &format!("email: {EMAIL}, checks: [autodiscover]")),
+    ))
+    .await
+}
+
+/// The autodiscover info series: `(method, ews_url, server)` of each.
+fn answers(m: &Metrics) -> Vec<(String, String, String)> {
+    m.all("mailprobe_autodiscover_info", &AD)
+        .into_iter()
+        .map(|(l, v)| {
+            assert_eq!(v, 1.0, "an _info gauge is 1: {l:?}");
+            (
+                l["method"].clone(),
+                l["ews_url"].clone(),
+                l["server"].clone(),
+            )
+        })
+        .collect()
+}
+
+fn answer(method: &str, ews_url: &str, server: &str) -> Vec<(String, String, String)> {
+    vec![(method.to_owned(), ews_url.to_owned(), server.to_owned())]
+}
+
+#[tokio::test]
+async fn the_domain_itself_is_asked_first_and_answers_with_pox_domain() {
+    within(TEST_LIMIT, async {
+        let bed = ExchangeBed::new();
+        let dns = zone()
+            .a(DOMAIN, bed.domain_ip())
+            .a(AUTODISCOVER_HOST, bed.autodiscover_ip())
+            .start()
+            .expect("dnsmasq starts");
+        // Both would answer, differently: the first in Outlook's order wins.
+        bed.answers("d", "mbx-domain.example.test", &ews_url(MAIL_HOST));
+        bed.answers("ad", "mbx-ad.example.test", &ews_url(AUTODISCOVER_HOST));
+        let _nginx = bed.nginx(vec![
+            Site {
+                listen: bed.block.addr(1, 443),
+                tls: true,
+                directives: bed.autodiscover_site("d"),
+            },
+            Site {
+                listen: bed.block.addr(2, 443),
+                tls: true,
+                directives: bed.autodiscover_site("ad"),
+            },
+        ]);
+        let agent = agent(&bed, &dns).await;
+        let m = probed(&agent, &[&AD], 1.0).await;
+        assert_up(&m, &AD);
+        assert_eq!(
+            answers(&m),
+            answer("pox_domain", &ews_url(MAIL_HOST), "mbx-domain.example.test")
+        );
+        assert_eq!(m.value("mailprobe_autodiscover_changes_total", &AD), 0.0);
+        assert_eq!(m.value("mailprobe_http_status_code", &AD), 200.0);
+        assert_eq!(
+            phases(&m, &AD),
+            sorted(&["resolve", "connect", "tls", "request", "response"])
+        );
+        agent.stop().await.expect("clean stop");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn autodiscover_host_behind_a_cname_answers_with_pox_autodiscover_host() {
+    within(TEST_LIMIT, async {
+        let bed = ExchangeBed::new();
+        // D has an address where nothing listens (refused); autodiscover.D is an
+        // alias of a hosted Autodiscover service, as with most providers.
+        let dns = zone()
+            .a(DOMAIN, bed.domain_ip())
+            .cname(AUTODISCOVER_HOST, "autodiscover.provider.example.test")
+            .a("autodiscover.provider.example.test", bed.autodiscover_ip())
+            .start()
+            .expect("dnsmasq starts");
+        bed.answers("ad", "mbx7.provider.example.test", &ews_url(MAIL_HOST));
+        let _nginx = bed.nginx(vec![Site {
+            listen: bed.block.addr(2, 443),
+            tls: true,
+            directives: bed.autodiscover_site("ad"),
+        }]);
+        let agent = agent(&bed, &dns).await;
+        let m = probed(&agent, &[&AD], 1.0).await;
+        assert_up(&m, &AD);
+        assert_eq!(
+            answers(&m),
+            answer(
+                "pox_autodiscover_host",
+                &ews_url(MAIL_HOST),
+                "mbx7.provider.example.test"
+            )
+        );
+        agent.stop().await.expect("clean stop");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_plain_http_redirect_leads_to_the_answer_with_pox_http_redirect() {
+    within(TEST_LIMIT, async {
+        let bed = ExchangeBed::new();
+        let dns = zone()
+            .a(DOMAIN, bed.domain_ip())
+            .a(AUTODISCOVER_HOST, bed.autodiscover_ip())
+            .a(MAIL_HOST, bed.mail_ip())
+            .start()
+            .expect("dnsmasq starts");
+        bed.answers("mail", "mbx3.example.test", &ews_url(MAIL_HOST));
+        // autodiscover.D listens on port 80 only, and redirects to mail.D.
+        let redirect = format!(
+            "location = {AUTODISCOVER_XML} {{ return 302 https://{MAIL_HOST}{AUTODISCOVER_XML}; }}"
+        );
+        let _nginx = bed.nginx(vec![
+            Site {
+                listen: bed.block.addr(2, 80),
+                tls: false,
+                directives: redirect,
+            },
+            Site {
+                listen: bed.block.addr(3, 443),
+                tls: true,
+                directives: bed.autodiscover_site("mail"),
+            },
+        ]);
+        let agent = agent(&bed, &dns).await;
+        let m = probed(&agent, &[&AD], 1.0).await;
+        assert_up(&m, &AD);
+        assert_eq!(
+            answers(&m),
+            answer(
+                "pox_http_redirect",
+                &ews_url(MAIL_HOST),
+                "mbx3.example.test"
+            )
+        );
+        agent.stop().await.expect("clean stop");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_srv_record_leads_to_the_answer_with_pox_srv() {
+    within(TEST_LIMIT, async {
+        let bed = ExchangeBed::new();
+        // Neither D nor autodiscover.D exists; the SRV record names mail.D on a port
+        // of its own (so this test needs no fixed port).
+        let port = free_port(Ipv4Addr::LOCALHOST.into());
+        let dns = zone()
+            .srv(
+                &format!("_autodiscover._tcp.{DOMAIN}"),
+                MAIL_HOST,
+                port,
+                0,
+                0,
+            )
+            .a(MAIL_HOST, Ipv4Addr::LOCALHOST)
+            .start()
+            .expect("dnsmasq starts");
+        bed.answers("mail", "mbx4.example.test", &ews_url(MAIL_HOST));
+        let _nginx = bed.nginx(vec![Site {
+            listen: (Ipv4Addr::LOCALHOST, port).into(),
+            tls: true,
+            directives: bed.autodiscover_site("mail"),
+        }]);
+        let agent = agent(&bed, &dns).await;
+        let m = probed(&agent, &[&AD], 1.0).await;
+        assert_up(&m, &AD);
+        assert_eq!(
+            answers(&m),
+            answer("pox_srv", &ews_url(MAIL_HOST), "mbx4.example.test")
+        );
+        agent.stop().await.expect("clean stop");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_pox_challenge_takes_the_urls_from_the_json_endpoint() {
+    within(TEST_LIMIT, async {
+        let bed = ExchangeBed::new();
+        let dns = zone()
+            .a(DOMAIN, bed.domain_ip())
+            .a(AUTODISCOVER_HOST, bed.autodiscover_ip())
+            .start()
+            .expect("dnsmasq starts");
+        // POX wants credentials (alive); the anonymous v2 endpoint names EWS.
+        bed.answers("ad", "unused.example.test", &ews_url(MAIL_HOST));
+        let directives = format!(
+            "root {};\n\
+             location = {AUTODISCOVER_JSON} {{ default_type application/json; }}\n\
+             location = {AUTODISCOVER_XML} {{\n{CHALLENGE_401}\n}}",
+            bed.root("ad").display()
+        );
+        let _nginx = bed.nginx(vec![Site {
+            listen: bed.block.addr(2, 443),
+            tls: true,
+            directives,
+        }]);
+        let agent = agent(&bed, &dns).await;
+        let m = probed(&agent, &[&AD], 1.0).await;
+        assert_up(&m, &AD);
+        // No POX <Server>: the server is the EWS URL's host.
+        assert_eq!(answers(&m), answer("json", &ews_url(MAIL_HOST), MAIL_HOST));
+        agent.stop().await.expect("clean stop");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_autodiscover_error_answer_fails_in_response_with_protocol_error() {
+    within(TEST_LIMIT, async {
+        let bed = ExchangeBed::new();
+        let dns = zone()
+            .a(DOMAIN, bed.domain_ip())
+            .a(AUTODISCOVER_HOST, bed.autodiscover_ip())
+            .start()
+            .expect("dnsmasq starts");
+        bed.write(
+            "ad",
+            AUTODISCOVER_XML,
+            &pox_error(500, "The email address can't be found."),
+        );
+        let _nginx = bed.nginx(vec![Site {
+            listen: bed.block.addr(2, 443),
+            tls: true,
+            directives: bed.autodiscover_site("ad"),
+        }]);
+        let agent = agent(&bed, &dns).await;
+        let m = probed(&agent, &[&AD], 1.0).await;
+        assert_failed(&m, &AD, "response", "protocol_error", "server_service");
+        assert_eq!(m.value("mailprobe_http_status_code", &AD), 200.0);
+        assert_eq!(answers(&m), vec![]);
+        agent.stop().await.expect("clean stop");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn nothing_answering_fails_with_the_autodiscover_hosts_connect_refused() {
+    within(TEST_LIMIT, async {
+        let bed = ExchangeBed::new();
+        // Every name exists; nothing listens on 443 or 80 at either address.
+        let dns = zone()
+            .a(DOMAIN, bed.domain_ip())
+            .a(AUTODISCOVER_HOST, bed.autodiscover_ip())
+            .start()
+            .expect("dnsmasq starts");
+        let agent = agent(&bed, &dns).await;
+        let m = probed(&agent, &[&AD], 1.0).await;
+        assert_failed(&m, &AD, "connect", "connect_refused", "server_service");
+        assert_eq!(answers(&m), vec![]);
+        agent.stop().await.expect("clean stop");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn no_autodiscover_records_fail_in_resolve_with_dns_nxdomain() {
+    within(TEST_LIMIT, async {
+        let bed = ExchangeBed::new();
+        // D exists (it has mail) but has no address, no autodiscover name, no SRV.
+        let dns = zone()
+            .mx(DOMAIN, MAIL_HOST, 10)
+            .start()
+            .expect("dnsmasq starts");
+        let agent = agent(&bed, &dns).await;
+        let m = probed(&agent, &[&AD], 1.0).await;
+        assert_failed(&m, &AD, "resolve", "dns_nxdomain", "remote_dns");
+        assert_eq!(phases(&m, &AD), sorted(&["resolve"]));
+        agent.stop().await.expect("clean stop");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_changed_answer_is_counted_once_as_a_change() {
+    within(TEST_LIMIT, async {
+        let bed = ExchangeBed::new();
+        let dns = zone()
+            .a(AUTODISCOVER_HOST, bed.autodiscover_ip())
+            .start()
+            .expect("dnsmasq starts");
+        bed.answers("ad", "mbx1.example.test", &ews_url(MAIL_HOST));
+        let _nginx = bed.nginx(vec![Site {
+            listen: bed.block.addr(2, 443),
+            tls: true,
+            directives: bed.autodiscover_site("ad"),
+        }]);
+        let agent = Agent::start(&config_every(
+            dns.addr,
+            "1s",
+            PROBE_TIMEOUT,
+            &bed.target("ex", &format!("email: {EMAIL}, checks: [autodiscover]")),
+        ))
+        .await;
+        // The same answer twice: no change.
+        let m = probed(&agent, &[&AD], 2.0).await;
+        assert_up(&m, &AD);
+        assert_eq!(
+            answers(&m),
+            answer(
+                "pox_autodiscover_host",
+                &ews_url(MAIL_HOST),
+                "mbx1.example.test"
+            )
+        );
+        assert_eq!(m.value("mailprobe_autodiscover_changes_total", &AD), 0.0);
+
+        // The mailbox moves to a new server with a new EWS URL.
+        let new_ews = "https://outlook.new-provider.example.test/EWS/Exchange.asmx";
+        bed.answers("ad", "mbx9.new-provider.example.test", new_ews);
+        let m = wait_until(&agent, "the new answer", |m| {
+            answers(m)
+                .iter()
+                .any(|a| a.2 == "mbx9.new-provider.example.test")
+        })
+        .await;
+        // The old answer's series is gone: one answer at a time.
+        assert_eq!(
+            answers(&m),
+            answer(
+                "pox_autodiscover_host",
+                new_ews,
+                "mbx9.new-provider.example.test"
+            )
+        );
+        assert_eq!(m.value("mailprobe_autodiscover_changes_total", &AD), 1.0);
+
+        // It stays: no further change.
+        let seen = probes(&m, &AD);
+        let m = probed(&agent, &[&AD], seen + 1.0).await;
+        assert_eq!(m.value("mailprobe_autodiscover_changes_total", &AD), 1.0);
+        assert_up(&m, &AD);
+        assert_eq!(
+            m.value("mailprobe_probes_total", &with(&AD, ("result", "success"))),
+            probes(&m, &AD)
+        );
+        agent.stop().await.expect("clean stop");
+    })
+    .await;
+}

@@ -1,0 +1,600 @@
+//! Webmail (`protocol: https`) against a real nginx with a certificate from a test
+//! CA, its name resolved by a real dnsmasq. One test per outcome, each asserting the
+//! failing phase and reason (or success) and the HTTP facts on `/metrics`; the login
+//! tests also prove that the password never shows and never leaves its origin.
+
+mod support;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+
+use support::agent::{Agent, Metrics, http, within};
+use support::binary::Binary;
+use support::exchange::{
+    CERT_NAMES, OTHER_HOST, PROBE_TIMEOUT, TEST_LIMIT, WEBMAIL_HOST, assert_failed, assert_up,
+    config, phases, probed, sorted, with,
+};
+use support::{Dnsmasq, Nginx, TestPki, Validity, free_port};
+
+const USER: &str = "probe@example.test";
+/// Distinctive, so a search for it in any output cannot match by accident.
+const PASSWORD: &str = "Webm4il-Lantern-9c2e71";
+const WRONG_PASSWORD: &str = "Wr0ng-Ladder-3b8f05";
+/// What the probe looks for on the logon page.
+const EXPECT_BODY: &str = "Sign in to Outlook";
+const PAGE: &str = "<!DOCTYPE html><html><head><title>Outlook</title></head>\
+                    <body><form>Sign in to Outlook</form></body></html>\n";
+/// The series of the one target most tests configure.
+const W: [(&str, &str); 2] = [("target", "webmail"), ("protocol", "https")];
+/// The body limit of the HTTP engine: only this much of a body is read.
+const MIB: usize = 1 << 20;
+
+/// A test CA and a certificate for the webmail names, a document root, and a
+/// dnsmasq resolving the webmail names to 127.0.0.1.
+struct Web {
+    dir: tempfile::TempDir,
+    pki: TestPki,
+    cert: PathBuf,
+    key: PathBuf,
+    dns: Dnsmasq,
+}
+
+impl Web {
+    fn new() -> Web {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let pki = TestPki::new(dir.path().join("pki"));
+        let (cert, key) = pki.issue(WEBMAIL_HOST, &CERT_NAMES, Validity::Current);
+        std::fs::create_dir(dir.path().join("www")).expect("mkdir www");
+        let dns = Dnsmasq::builder()
+            .a(WEBMAIL_HOST, Ipv4Addr::LOCALHOST)
+            .a(OTHER_HOST, Ipv4Addr::LOCALHOST)
+            .start()
+            .expect("dnsmasq starts");
+        Web {
+            dir,
+            pki,
+            cert,
+            key,
+            dns,
+        }
+    }
+
+    fn www(&self) -> PathBuf {
+        self.dir.path().join("www")
+    }
+
+    /// Writes `www/name`.
+    fn file(&self, name: &str, contents: &[u8]) {
+        let path = self.www().join(name);
+        std::fs::write(&path, contents).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    }
+
+    /// An htpasswd file allowing `USER` with `PASSWORD` (nginx reads `{PLAIN}`).
+    fn htpasswd(&self) -> PathBuf {
+        let path = self.dir.path().join("htpasswd");
+        std::fs::write(&path, format!("{USER}:{{PLAIN}}{PASSWORD}\n")).unwrap();
+        path
+    }
+
+    /// A password file holding `password`.
+    fn password_file(&self, password: &str) -> PathBuf {
+        let path = self.dir.path().join(format!("{password}.pass"));
+        std::fs::write(&path, format!("{password}\n")).unwrap();
+        path
+    }
+
+    fn nginx_builder(&self, directives: &str) -> support::NginxBuilder {
+        Nginx::builder()
+            .tls(&self.cert, &self.key)
+            .server_block_extra(&format!("root {};\n{directives}", self.www().display()))
+    }
+
+    /// nginx with TLS on 127.0.0.1 and a free port, serving `www/` plus `directives`.
+    fn nginx(&self, directives: &str) -> Nginx {
+        self.nginx_builder(directives)
+            .start()
+            .expect("nginx starts")
+    }
+
+    /// A webmail target for `https://webmail.example.test:PORT{path}` with `extra` keys.
+    fn target(&self, name: &str, nginx: &Nginx, path: &str, extra: &str) -> String {
+        format!(
+            "  - {{name: {name}, protocol: https, url: \"https://{WEBMAIL_HOST}:{}{path}\", \
+             ca_file: \"{}\"{}{extra}}}\n",
+            nginx.addr.port(),
+            self.pki.ca_pem.display(),
+            if extra.is_empty() { "" } else { ", " },
+        )
+    }
+
+    async fn agent(&self, timeout: &str, targets: &[String]) -> Agent {
+        Agent::start(&config(self.dns.addr, timeout, &targets.concat())).await
+    }
+}
+
+/// No series of `target` has a `check` label: that label is for exchange targets.
+fn assert_no_check_label(m: &Metrics, target: &str) {
+    let labelled: Vec<_> = m
+        .samples
+        .keys()
+        .filter(|s| s.labels.get("target").map(String::as_str) == Some(target))
+        .filter(|s| s.labels.contains_key("check"))
+        .collect();
+    assert_eq!(labelled, Vec::<&support::agent::Series>::new());
+}
+
+/// `count` locations `/r1` … `/rN` answering redirects of every kind in turn, the
+/// last to `/final`, which serves the logon page.
+fn redirect_chain(count: usize) -> String {
+    let codes = [301, 302, 303, 307, 308];
+    let mut directives = String::new();
+    for hop in 1..=count {
+        let next = if hop == count {
+            "/final".to_owned()
+        } else {
+            format!("/r{}", hop + 1)
+        };
+        // Absolute and relative Location headers both occur in the wild.
+        let location = if hop % 2 == 0 {
+            format!("https://$host:$server_port{next}")
+        } else {
+            next
+        };
+        directives.push_str(&format!(
+            "location = /r{hop} {{ return {} {location}; }}\n",
+            codes[hop % codes.len()]
+        ));
+    }
+    directives.push_str("location = /final { try_files /index.html =404; }\n");
+    directives
+}
+
+#[tokio::test]
+async fn a_page_with_the_expected_status_and_body_is_up() {
+    within(TEST_LIMIT, async {
+        let web = Web::new();
+        web.file("index.html", PAGE.as_bytes());
+        let nginx = web.nginx("");
+        let agent = web
+            .agent(
+                PROBE_TIMEOUT,
+                &[web.target(
+                    "webmail",
+                    &nginx,
+                    "/",
+                    &format!("expect_status: [200], expect_body: \"{EXPECT_BODY}\""),
+                )],
+            )
+            .await;
+        let m = probed(&agent, &[&W], 1.0).await;
+        assert_up(&m, &W);
+        assert_eq!(
+            phases(&m, &W),
+            sorted(&["resolve", "connect", "tls", "request", "response"])
+        );
+        assert_eq!(m.value("mailprobe_http_status_code", &W), 200.0);
+        assert_eq!(m.value("mailprobe_http_redirects", &W), 0.0);
+        assert!(m.value("mailprobe_tls_cert_not_after_timestamp_seconds", &W) > 1.7e9);
+        assert_eq!(
+            m.value(
+                "mailprobe_tls_info",
+                &with(&W, ("issuer", "mailprobe test CA"))
+            ),
+            1.0
+        );
+        assert_no_check_label(&m, "webmail");
+        agent.stop().await.expect("clean stop");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_status_outside_expect_status_fails_in_request_with_http_status() {
+    within(TEST_LIMIT, async {
+        let web = Web::new();
+        web.file("index.html", PAGE.as_bytes());
+        let nginx = web.nginx(
+            "location = /down { return 503; }\n\
+             location = /moved-away { return 404; }",
+        );
+        let agent = web
+            .agent(
+                PROBE_TIMEOUT,
+                &[
+                    // 503 is not in the list.
+                    web.target("webmail", &nginx, "/down", "expect_status: [200]"),
+                    // No list: any 2xx will do, and 404 is not one.
+                    web.target("default", &nginx, "/moved-away", ""),
+                    // The list decides, even for a status that is not 2xx.
+                    web.target("listed", &nginx, "/down", "expect_status: [200, 503]"),
+                ],
+            )
+            .await;
+        let default = [("target", "default"), ("protocol", "https")];
+        let listed = [("target", "listed"), ("protocol", "https")];
+        let m = probed(&agent, &[&W, &default, &listed], 1.0).await;
+        assert_failed(&m, &W, "request", "http_status", "server_service");
+        assert_eq!(m.value("mailprobe_http_status_code", &W), 503.0);
+        // The status arrived: connect and TLS ran, the body was never judged.
+        assert_eq!(
+            phases(&m, &W),
+            sorted(&["resolve", "connect", "tls", "request"])
+        );
+        assert_failed(&m, &default, "request", "http_status", "server_service");
+        assert_eq!(m.value("mailprobe_http_status_code", &default), 404.0);
+        assert_up(&m, &listed);
+        assert_eq!(m.value("mailprobe_http_status_code", &listed), 503.0);
+        agent.stop().await.expect("clean stop");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_body_without_the_expected_text_fails_in_response_with_body_mismatch() {
+    within(TEST_LIMIT, async {
+        let web = Web::new();
+        web.file(
+            "index.html",
+            b"<html><body>This site is under maintenance</body></html>\n",
+        );
+        let nginx = web.nginx("");
+        let agent = web
+            .agent(
+                PROBE_TIMEOUT,
+                &[web.target(
+                    "webmail",
+                    &nginx,
+                    "/",
+                    &format!("expect_body: \"{EXPECT_BODY}\""),
+                )],
+            )
+            .await;
+        let m = probed(&agent, &[&W], 1.0).await;
+        assert_failed(&m, &W, "response", "body_mismatch", "server_service");
+        assert_eq!(m.value("mailprobe_http_status_code", &W), 200.0);
+        assert_eq!(
+            phases(&m, &W),
+            sorted(&["resolve", "connect", "tls", "request", "response"])
+        );
+        agent.stop().await.expect("clean stop");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_body_slower_than_the_timeout_fails_in_response_with_timeout() {
+    within(TEST_LIMIT, async {
+        let web = Web::new();
+        // 256 KiB at 1 KiB/s: the headers come at once, the body takes minutes.
+        web.file("slow.html", &vec![b'x'; 256 * 1024]);
+        let nginx = web.nginx("location = /slow.html { limit_rate 1k; }");
+        let agent = web
+            .agent(
+                "2s",
+                &[web.target("webmail", &nginx, "/slow.html", "expect_body: \"never\"")],
+            )
+            .await;
+        let m = probed(&agent, &[&W], 1.0).await;
+        assert_failed(&m, &W, "response", "timeout", "server_service");
+        // The status line came in time: the request phase succeeded with a 200.
+        assert_eq!(m.value("mailprobe_http_status_code", &W), 200.0);
+        let probe = m.value("mailprobe_probe_duration_seconds", &W);
+        assert!(
+            (1.5..4.0).contains(&probe),
+            "the probe ends at its 2 s timeout, not when the body ends: {probe}"
+        );
+        agent.stop().await.expect("clean stop");
+    })
+    .await;
+}
+
+/// 3 MiB of filler lines, with `head` at the start and `tail` past the first 2 MiB.
+fn big_body(head: &str, tail: &str) -> Vec<u8> {
+    let line = "filler filler filler filler filler filler filler filler filler\n";
+    let mut body = head.as_bytes().to_vec();
+    while body.len() < 2 * MIB {
+        body.extend_from_slice(line.as_bytes());
+    }
+    body.extend_from_slice(tail.as_bytes());
+    while body.len() < 3 * MIB {
+        body.extend_from_slice(line.as_bytes());
+    }
+    body
+}
+
+#[tokio::test]
+async fn a_body_over_one_mib_is_up_when_the_text_is_in_its_first_mib() {
+    within(TEST_LIMIT, async {
+        let web = Web::new();
+        web.file("big.html", &big_body(PAGE, "END-OF-PAGE\n"));
+        // Slow after the first 1.5 MiB: a probe that read the whole 3 MiB would
+        // need over 25 s and hit its timeout; one that stops at 1 MiB is quick.
+        let nginx = web.nginx("location = /big.html { limit_rate_after 1536k; limit_rate 64k; }");
+        let agent = web
+            .agent(
+                PROBE_TIMEOUT,
+                &[
+                    web.target(
+                        "webmail",
+                        &nginx,
+                        "/big.html",
+                        &format!("expect_body: \"{EXPECT_BODY}\""),
+                    ),
+                    web.target("no-expect", &nginx, "/big.html", ""),
+                ],
+            )
+            .await;
+        let no_expect = [("target", "no-expect"), ("protocol", "https")];
+        let m = probed(&agent, &[&W, &no_expect], 1.0).await;
+        assert_up(&m, &W);
+        assert_up(&m, &no_expect);
+        assert_eq!(m.value("mailprobe_http_status_code", &W), 200.0);
+        agent.stop().await.expect("clean stop");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn text_only_beyond_the_first_mib_is_a_body_mismatch() {
+    within(TEST_LIMIT, async {
+        let web = Web::new();
+        web.file("big.html", &big_body("<html><body>\n", EXPECT_BODY));
+        let nginx = web.nginx("location = /big.html { limit_rate_after 1536k; limit_rate 64k; }");
+        let agent = web
+            .agent(
+                PROBE_TIMEOUT,
+                &[web.target(
+                    "webmail",
+                    &nginx,
+                    "/big.html",
+                    &format!("expect_body: \"{EXPECT_BODY}\""),
+                )],
+            )
+            .await;
+        let m = probed(&agent, &[&W], 1.0).await;
+        // Not a timeout: the probe stops reading at 1 MiB and judges what it has.
+        assert_failed(&m, &W, "response", "body_mismatch", "server_service");
+        agent.stop().await.expect("clean stop");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn ten_redirects_of_every_kind_are_followed() {
+    within(TEST_LIMIT, async {
+        let web = Web::new();
+        web.file("index.html", PAGE.as_bytes());
+        let nginx = web.nginx(&redirect_chain(10));
+        let agent = web
+            .agent(
+                PROBE_TIMEOUT,
+                &[web.target(
+                    "webmail",
+                    &nginx,
+                    "/r1",
+                    &format!("expect_status: [200], expect_body: \"{EXPECT_BODY}\""),
+                )],
+            )
+            .await;
+        let m = probed(&agent, &[&W], 1.0).await;
+        assert_up(&m, &W);
+        assert_eq!(m.value("mailprobe_http_redirects", &W), 10.0);
+        assert_eq!(m.value("mailprobe_http_status_code", &W), 200.0);
+        assert_eq!(
+            phases(&m, &W),
+            sorted(&["resolve", "connect", "tls", "request", "response"])
+        );
+        // Every hop's phases add up: the request phase spans eleven requests.
+        let request = m.value(
+            "mailprobe_phase_duration_seconds",
+            &with(&W, ("phase", "request")),
+        );
+        let total = m.value("mailprobe_probe_duration_seconds", &W);
+        assert!(request > 0.0 && request <= total, "{request} of {total}");
+        agent.stop().await.expect("clean stop");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn eleven_redirects_fail_in_request_with_http_status() {
+    within(TEST_LIMIT, async {
+        let web = Web::new();
+        web.file("index.html", PAGE.as_bytes());
+        let nginx = web.nginx(&redirect_chain(11));
+        let agent = web
+            .agent(PROBE_TIMEOUT, &[web.target("webmail", &nginx, "/r1", "")])
+            .await;
+        let m = probed(&agent, &[&W], 1.0).await;
+        assert_failed(&m, &W, "request", "http_status", "server_service");
+        assert_eq!(m.value("mailprobe_http_redirects", &W), 10.0);
+        let status = m.value("mailprobe_http_status_code", &W);
+        assert!((300.0..400.0).contains(&status), "{status}");
+        agent.stop().await.expect("clean stop");
+    })
+    .await;
+}
+
+/// Basic login (`auth_basic`) on every location, `/` answering a redirect to
+/// `location`. The redirect is sent from a named location reached by
+/// `try_files`: a plain `return` runs in nginx's rewrite phase, before the access
+/// phase that checks the login, and would answer without one.
+fn login_then_redirect(htpasswd: &std::path::Path, location: &str) -> String {
+    format!(
+        "auth_basic \"webmail\";\n\
+         auth_basic_user_file {};\n\
+         location = / {{ try_files /no-such-file @redirect; }}\n\
+         location @redirect {{ return 302 {location}; }}",
+        htpasswd.display()
+    )
+}
+
+/// [`login_then_redirect`] to `/inbox/` on the same origin, which serves the page.
+fn login_required(htpasswd: &std::path::Path) -> String {
+    login_then_redirect(htpasswd, "/inbox/")
+        + "\nlocation = /inbox/ { try_files /index.html =404; }"
+}
+
+fn auth(password_file: &std::path::Path) -> String {
+    format!(
+        "auth: {{username: \"{USER}\", password_file: \"{}\"}}",
+        password_file.display()
+    )
+}
+
+#[tokio::test]
+async fn a_login_with_the_right_password_is_up() {
+    within(TEST_LIMIT, async {
+        let web = Web::new();
+        web.file("index.html", PAGE.as_bytes());
+        let nginx = web.nginx(&login_required(&web.htpasswd()));
+        let good = web.password_file(PASSWORD);
+        let agent = web
+            .agent(
+                PROBE_TIMEOUT,
+                &[web.target(
+                    "webmail",
+                    &nginx,
+                    "/",
+                    &format!("expect_body: \"{EXPECT_BODY}\", {}", auth(&good)),
+                )],
+            )
+            .await;
+        let m = probed(&agent, &[&W], 1.0).await;
+        // Credentials went with the first request and with the redirect to the
+        // same origin: both needed them.
+        assert_up(&m, &W);
+        assert_eq!(m.value("mailprobe_http_redirects", &W), 1.0);
+        assert_eq!(m.value("mailprobe_http_status_code", &W), 200.0);
+        agent.stop().await.expect("clean stop");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn credentials_never_go_to_a_redirect_target_on_another_origin() {
+    within(TEST_LIMIT, async {
+        let web = Web::new();
+        web.file("index.html", PAGE.as_bytes());
+        // The other origin: same address, another port, another name. It fails the
+        // probe (403) if an Authorization header reaches it.
+        let other = SocketAddr::new(
+            Ipv4Addr::LOCALHOST.into(),
+            free_port(Ipv4Addr::LOCALHOST.into()),
+        );
+        let nginx = web
+            .nginx_builder(&login_then_redirect(
+                &web.htpasswd(),
+                &format!("https://{OTHER_HOST}:{}/landing", other.port()),
+            ))
+            .server(
+                other,
+                true,
+                &format!(
+                    "root {};\n\
+                     location = /landing {{\n\
+                     \x20 if ($http_authorization) {{ return 403; }}\n\
+                     \x20 try_files /index.html =404;\n\
+                     }}",
+                    web.www().display()
+                ),
+            )
+            .start()
+            .expect("nginx starts");
+        let good = web.password_file(PASSWORD);
+        let agent = web
+            .agent(
+                PROBE_TIMEOUT,
+                &[web.target(
+                    "webmail",
+                    &nginx,
+                    "/",
+                    &format!("expect_status: [200], {}", auth(&good)),
+                )],
+            )
+            .await;
+        let m = probed(&agent, &[&W], 1.0).await;
+        assert_up(&m, &W);
+        assert_eq!(m.value("mailprobe_http_redirects", &W), 1.0);
+        assert_eq!(m.value("mailprobe_http_status_code", &W), 200.0);
+        agent.stop().await.expect("clean stop");
+    })
+    .await;
+}
+
+/// The forms a Basic password could leak in: itself and the header value.
+fn secret_forms(password: &str) -> Vec<String> {
+    use base64::Engine as _;
+    vec![
+        password.to_owned(),
+        base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{password}")),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_login_fails_in_auth_with_auth_failed_and_the_password_never_shows() {
+    within(TEST_LIMIT, async {
+        let web = Web::new();
+        web.file("index.html", PAGE.as_bytes());
+        let nginx = web.nginx(&login_required(&web.htpasswd()));
+        let good = web.password_file(PASSWORD);
+        let wrong = web.password_file(WRONG_PASSWORD);
+        let targets = [
+            web.target("webmail", &nginx, "/", &auth(&wrong)),
+            web.target("webmail-good", &nginx, "/", &auth(&good)),
+        ];
+        let config_path = web.dir.path().join("mailprobe.yaml");
+        std::fs::write(
+            &config_path,
+            config(web.dns.addr, PROBE_TIMEOUT, &targets.concat()),
+        )
+        .unwrap();
+
+        // Everything the agent logs, at the most verbose level, libraries included.
+        let (mut binary, addr) =
+            tokio::task::block_in_place(|| Binary::start_with(&config_path, "trace"));
+        for name in ["webmail", "webmail-good"] {
+            let needle = format!("\"target\":\"{name}\"");
+            let is_result = |line: &str| {
+                line.contains(&needle)
+                    && (line.contains("probe succeeded") || line.contains("probe failed"))
+            };
+            let seen = binary.log.iter().any(|line| is_result(line));
+            if !seen {
+                tokio::task::block_in_place(|| while !is_result(&binary.wait_line(&needle)) {});
+            }
+        }
+        let (status, text) = http(addr, "GET", "/metrics", &[]).await;
+        assert_eq!(status, 200);
+        let m = Metrics::parse(&text);
+        assert_failed(&m, &W, "auth", "auth_failed", "server_auth");
+        assert_eq!(m.value("mailprobe_http_status_code", &W), 401.0);
+        let good_series = [("target", "webmail-good"), ("protocol", "https")];
+        assert_up(&m, &good_series);
+
+        let mut outputs = vec![("/metrics".to_owned(), text)];
+        for name in ["webmail", "webmail-good"] {
+            let (status, body) = http(addr, "GET", &format!("/debug?target={name}"), &[]).await;
+            assert_eq!(status, 200, "{body}");
+            assert!(body.contains("401") || name == "webmail-good", "{body}");
+            outputs.push((format!("/debug?target={name}"), body));
+        }
+        binary.signal(libc::SIGTERM);
+        let status = tokio::task::block_in_place(|| binary.wait_exit());
+        assert_eq!(status.code(), Some(0));
+        outputs.push(("the log".to_owned(), binary.log.join("\n")));
+        assert!(
+            outputs.last().unwrap().1.len() > 10_000,
+            "trace logging produced output to search"
+        );
+        for password in [PASSWORD, WRONG_PASSWORD] {
+            for form in secret_forms(password) {
+                for (place, text) in &outputs {
+                    assert!(!text.contains(&form), "a password form appears in {place}");
+                }
+            }
+        }
+        drop(nginx);
+    })
+    .await;
+}
