@@ -40,9 +40,18 @@ struct Front {
 impl Front {
     /// The front end with `locations` (every other path is 404).
     fn new(locations: &str) -> Front {
+        Self::with_cert(locations, false)
+    }
+
+    /// Like [`new`](Self::new), with a self-signed certificate when `untrusted`.
+    fn with_cert(locations: &str, untrusted: bool) -> Front {
         let dir = tempfile::tempdir().expect("temp dir");
         let pki = TestPki::new(dir.path().join("pki"));
-        let (cert, key) = pki.issue(MAIL_HOST, &[MAIL_HOST], Validity::Current);
+        let (cert, key) = if untrusted {
+            pki.self_signed(MAIL_HOST, &[MAIL_HOST])
+        } else {
+            pki.issue(MAIL_HOST, &[MAIL_HOST], Validity::Current)
+        };
         let dns = Dnsmasq::builder()
             .a(MAIL_HOST, Ipv4Addr::LOCALHOST)
             .start()
@@ -156,6 +165,21 @@ async fn ews_answering_503_fails_in_request_with_http_status() {
             "server_service",
         );
         assert_status(&m, "ews", 503.0);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn ews_behind_an_untrusted_certificate_fails_in_tls_with_cert_untrusted() {
+    within(TEST_LIMIT, async {
+        let front = Front::with_cert(&location(EWS, CHALLENGE_401), true);
+        let agent = front.agent("ews").await;
+        let ews = check("ex", "ews");
+        let m = probed(&agent, &[&ews], 1.0).await;
+        assert_failed(&m, &ews, "tls", "cert_untrusted", "server_tls");
+        // The certificate's facts are kept even though it is not trusted.
+        assert!(m.value("mailprobe_tls_cert_not_after_timestamp_seconds", &ews) > 1.7e9);
+        agent.stop().await.expect("clean stop");
     })
     .await;
 }

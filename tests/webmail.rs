@@ -391,6 +391,12 @@ async fn ten_redirects_of_every_kind_are_followed() {
         );
         let total = m.value("mailprobe_probe_duration_seconds", &W);
         assert!(request > 0.0 && request <= total, "{request} of {total}");
+        // Each hop is kept in the probe's log at /debug.
+        let (status, debug) = http(agent.addr, "GET", "/debug?target=webmail", &[]).await;
+        assert_eq!(status, 200, "{debug}");
+        for hop in ["/r1", "/r5", "/r10", "/final"] {
+            assert!(debug.contains(hop), "{hop} missing from /debug:\n{debug}");
+        }
         agent.stop().await.expect("clean stop");
     })
     .await;
@@ -595,6 +601,44 @@ async fn a_rejected_login_fails_in_auth_with_auth_failed_and_the_password_never_
             }
         }
         drop(nginx);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn server_name_verifies_a_url_that_names_an_address() {
+    within(TEST_LIMIT, async {
+        let web = Web::new();
+        web.file("index.html", PAGE.as_bytes());
+        let nginx = web.nginx("");
+        let target = |name: &str, server_name: &str| {
+            format!(
+                "  - {{name: {name}, protocol: https, url: \"https://127.0.0.1:{}/\", \
+                 ca_file: \"{}\"{server_name}}}\n",
+                nginx.addr.port(),
+                web.pki.ca_pem.display()
+            )
+        };
+        let agent = web
+            .agent(
+                PROBE_TIMEOUT,
+                &[
+                    target("webmail", &format!(", server_name: {WEBMAIL_HOST}")),
+                    // Without it the certificate is checked against 127.0.0.1.
+                    target("by-address", ""),
+                ],
+            )
+            .await;
+        let by_address = [("target", "by-address"), ("protocol", "https")];
+        let m = probed(&agent, &[&W, &by_address], 1.0).await;
+        assert_up(&m, &W);
+        // An address needs no lookup: no resolve phase.
+        assert_eq!(
+            phases(&m, &W),
+            sorted(&["connect", "tls", "request", "response"])
+        );
+        assert_failed(&m, &by_address, "tls", "cert_name_mismatch", "server_tls");
+        agent.stop().await.expect("clean stop");
     })
     .await;
 }
