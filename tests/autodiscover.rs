@@ -135,6 +135,49 @@ async fn autodiscover_host_behind_a_cname_answers_with_pox_autodiscover_host() {
 }
 
 #[tokio::test]
+async fn a_website_on_the_domain_is_not_an_answer_and_autodiscover_host_is_asked_next() {
+    within(TEST_LIMIT, async {
+        let bed = ExchangeBed::new();
+        let dns = zone()
+            .a(DOMAIN, bed.domain_ip())
+            .a(AUTODISCOVER_HOST, bed.autodiscover_ip())
+            .start()
+            .expect("dnsmasq starts");
+        bed.answers("ad", "mbx2.example.test", &ews_url(MAIL_HOST));
+        // The company's web site answers every path, POST too, with a 200 page.
+        let website = "location / {\n\
+                       \x20 default_type text/html;\n\
+                       \x20 return 200 '<html><body>Welcome to Example</body></html>';\n\
+                       }";
+        let _nginx = bed.nginx(vec![
+            Site {
+                listen: bed.block.addr(1, 443),
+                tls: true,
+                directives: website.to_owned(),
+            },
+            Site {
+                listen: bed.block.addr(2, 443),
+                tls: true,
+                directives: bed.autodiscover_site("ad"),
+            },
+        ]);
+        let agent = agent(&bed, &dns).await;
+        let m = probed(&agent, &[&AD], 1.0).await;
+        assert_up(&m, &AD);
+        assert_eq!(
+            answers(&m),
+            answer(
+                "pox_autodiscover_host",
+                &ews_url(MAIL_HOST),
+                "mbx2.example.test"
+            )
+        );
+        agent.stop().await.expect("clean stop");
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn the_plain_http_redirect_leads_to_the_answer_with_pox_http_redirect() {
     within(TEST_LIMIT, async {
         let bed = ExchangeBed::new();
