@@ -370,8 +370,8 @@ async fn a_changed_answer_is_counted_once_as_a_change() {
         }]);
         let agent = Agent::start(&config_every(
             dns.addr,
-            "1s",
-            PROBE_TIMEOUT,
+            "2s",
+            "2s",
             &bed.target("ex", &format!("email: {EMAIL}, checks: [autodiscover]")),
         ))
         .await;

@@ -113,10 +113,11 @@ async fn ews_answering_401_with_negotiate_and_ntlm_challenges_is_up() {
         let m = probe_check("ews", &location(EWS, CHALLENGE_401)).await;
         assert_up(&m, &check("ex", "ews"));
         assert_status(&m, "ews", 401.0);
-        assert_eq!(
-            phases(&m, &check("ex", "ews")),
-            sorted(&["resolve", "connect", "tls", "request", "response"])
-        );
+        // Judged on the headers: the body may or may not be read.
+        let ran = phases(&m, &check("ex", "ews"));
+        for phase in ["resolve", "connect", "tls", "request"] {
+            assert!(ran.contains(&phase.to_owned()), "{phase}: {ran:?}");
+        }
         assert!(
             m.value(
                 "mailprobe_tls_cert_not_after_timestamp_seconds",
