@@ -13,9 +13,10 @@ use support::agent::{Agent, Metrics, within};
 use support::exchange::{
     AUTODISCOVER_HOST, AUTODISCOVER_JSON, AUTODISCOVER_XML, CHALLENGE_401, DOMAIN, EMAIL,
     ExchangeBed, MAIL_HOST, PROBE_TIMEOUT, Site, TEST_LIMIT, assert_failed, assert_up, config,
-    config_every, ews_url, phases, pox_error, probed, probes, sorted, wait_until, with,
+    config_every, ews_url, phases, pox_error, pox_redirect_url, probed, probes, sorted, wait_until,
+    with,
 };
-use support::{Dnsmasq, DnsmasqBuilder, free_port};
+use support::{Dnsmasq, DnsmasqBuilder, DropRule, free_port};
 
 /// The series of the autodiscover check of target `ex`.
 const AD: [(&str, &str); 3] = [
@@ -417,6 +418,130 @@ async fn a_changed_answer_is_counted_once_as_a_change() {
             m.value("mailprobe_probes_total", &with(&AD, ("result", "success"))),
             probes(&m, &AD)
         );
+        agent.stop().await.expect("clean stop");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_redirect_to_plain_http_is_not_followed() {
+    within(TEST_LIMIT, async {
+        let bed = ExchangeBed::new();
+        let dns = zone()
+            .a(DOMAIN, bed.domain_ip())
+            .a(AUTODISCOVER_HOST, bed.autodiscover_ip())
+            .a(MAIL_HOST, bed.mail_ip())
+            .start()
+            .expect("dnsmasq starts");
+        // The redirect points to plain HTTP, where an answer waits: a client that
+        // followed it would send the mailbox's request unencrypted.
+        bed.answers("mail", "mbx5.example.test", &ews_url(MAIL_HOST));
+        let redirect = format!(
+            "location = {AUTODISCOVER_XML} {{ return 302 http://{MAIL_HOST}{AUTODISCOVER_XML}; }}"
+        );
+        let _nginx = bed.nginx(vec![
+            Site {
+                listen: bed.block.addr(2, 80),
+                tls: false,
+                directives: redirect,
+            },
+            Site {
+                listen: bed.block.addr(3, 80),
+                tls: false,
+                directives: bed.autodiscover_site("mail"),
+            },
+        ]);
+        let agent = agent(&bed, &dns).await;
+        let m = probed(&agent, &[&AD], 1.0).await;
+        // Nothing answered: the failure is that of https://autodiscover.D.
+        assert_failed(&m, &AD, "connect", "connect_refused", "server_service");
+        assert_eq!(answers(&m), vec![]);
+        agent.stop().await.expect("clean stop");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_redirect_url_answer_is_followed_to_the_settings() {
+    within(TEST_LIMIT, async {
+        let bed = ExchangeBed::new();
+        let dns = zone()
+            .a(DOMAIN, bed.domain_ip())
+            .a(AUTODISCOVER_HOST, bed.autodiscover_ip())
+            .a(MAIL_HOST, bed.mail_ip())
+            .start()
+            .expect("dnsmasq starts");
+        bed.write(
+            "ad",
+            AUTODISCOVER_XML,
+            &pox_redirect_url(&format!("https://{MAIL_HOST}{AUTODISCOVER_XML}")),
+        );
+        bed.answers("mail", "mbx6.example.test", &ews_url(MAIL_HOST));
+        let _nginx = bed.nginx(vec![
+            Site {
+                listen: bed.block.addr(2, 443),
+                tls: true,
+                directives: bed.autodiscover_site("ad"),
+            },
+            Site {
+                listen: bed.block.addr(3, 443),
+                tls: true,
+                directives: bed.autodiscover_site("mail"),
+            },
+        ]);
+        let agent = agent(&bed, &dns).await;
+        let m = probed(&agent, &[&AD], 1.0).await;
+        assert_up(&m, &AD);
+        // Found through autodiscover.D, settings from where it pointed.
+        assert_eq!(
+            answers(&m),
+            answer(
+                "pox_autodiscover_host",
+                &ews_url(MAIL_HOST),
+                "mbx6.example.test"
+            )
+        );
+        agent.stop().await.expect("clean stop");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_blackholed_domain_does_not_starve_the_autodiscover_host() {
+    within(TEST_LIMIT, async {
+        let bed = ExchangeBed::new();
+        let dns = zone()
+            .a(DOMAIN, bed.domain_ip())
+            .a(AUTODISCOVER_HOST, bed.autodiscover_ip())
+            .start()
+            .expect("dnsmasq starts");
+        bed.answers("ad", "mbx8.example.test", &ews_url(MAIL_HOST));
+        // https://D/ is tried first and its packets vanish: connect would hang
+        // for the whole probe timeout if the first method could take it all.
+        let _drop = DropRule::drop_tcp(bed.block.addr(1, 443));
+        let _nginx = bed.nginx(vec![Site {
+            listen: bed.block.addr(2, 443),
+            tls: true,
+            directives: bed.autodiscover_site("ad"),
+        }]);
+        let agent = Agent::start(&config(
+            dns.addr,
+            "6s",
+            &bed.target("ex", &format!("email: {EMAIL}, checks: [autodiscover]")),
+        ))
+        .await;
+        let m = probed(&agent, &[&AD], 1.0).await;
+        assert_up(&m, &AD);
+        assert_eq!(
+            answers(&m),
+            answer(
+                "pox_autodiscover_host",
+                &ews_url(MAIL_HOST),
+                "mbx8.example.test"
+            )
+        );
+        let took = m.value("mailprobe_probe_duration_seconds", &AD);
+        assert!(took < 6.0, "within the timeout: {took}");
         agent.stop().await.expect("clean stop");
     })
     .await;

@@ -342,6 +342,34 @@ async fn owa_redirecting_to_the_logon_page_is_up_without_following_it() {
 }
 
 #[tokio::test]
+async fn owa_redirecting_to_a_broken_page_fails_in_request_with_http_status() {
+    within(TEST_LIMIT, async {
+        // Not a logon page: whether or not it is followed, OWA is not alive here.
+        let locations = location("/owa/", "return 301 /maintenance/;")
+            + &location("/maintenance/", "return 503;");
+        let m = probe_check("owa", &locations).await;
+        assert_failed(
+            &m,
+            &check("ex", "owa"),
+            "request",
+            "http_status",
+            "server_service",
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn owa_answering_401_with_a_challenge_is_up() {
+    within(TEST_LIMIT, async {
+        let m = probe_check("owa", &location("/owa/", CHALLENGE_401)).await;
+        assert_up(&m, &check("ex", "owa"));
+        assert_status(&m, "owa", 401.0);
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn owa_answering_503_fails_in_request_with_http_status() {
     within(TEST_LIMIT, async {
         let m = probe_check("owa", &location("/owa/", "return 503;")).await;

@@ -544,6 +544,73 @@ async fn credentials_never_go_to_a_redirect_target_on_another_origin() {
     .await;
 }
 
+#[tokio::test]
+async fn credentials_never_go_over_plain_http() {
+    within(TEST_LIMIT, async {
+        let web = Web::new();
+        web.file("index.html", PAGE.as_bytes());
+        // The same host on a plain-HTTP port: 403 if an Authorization header arrives.
+        let plain = SocketAddr::new(
+            Ipv4Addr::LOCALHOST.into(),
+            free_port(Ipv4Addr::LOCALHOST.into()),
+        );
+        let nginx = web
+            .nginx_builder(&login_then_redirect(
+                &web.htpasswd(),
+                &format!("http://{WEBMAIL_HOST}:{}/landing", plain.port()),
+            ))
+            .server(
+                plain,
+                false,
+                &format!(
+                    "root {};\n\
+                     location = /landing {{\n\
+                     \x20 if ($http_authorization) {{ return 403; }}\n\
+                     \x20 try_files /index.html =404;\n\
+                     }}",
+                    web.www().display()
+                ),
+            )
+            .start()
+            .expect("nginx starts");
+        let good = web.password_file(PASSWORD);
+        let agent = web
+            .agent(
+                PROBE_TIMEOUT,
+                &[web.target(
+                    "webmail",
+                    &nginx,
+                    "/",
+                    &format!("expect_status: [200], {}", auth(&good)),
+                )],
+            )
+            .await;
+        let m = probed(&agent, &[&W], 1.0).await;
+        assert_up(&m, &W);
+        assert_eq!(m.value("mailprobe_http_redirects", &W), 1.0);
+        agent.stop().await.expect("clean stop");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_401_without_configured_credentials_fails_in_request_with_http_status() {
+    within(TEST_LIMIT, async {
+        let web = Web::new();
+        web.file("index.html", PAGE.as_bytes());
+        let nginx = web.nginx(&login_required(&web.htpasswd()));
+        let agent = web
+            .agent(PROBE_TIMEOUT, &[web.target("webmail", &nginx, "/", "")])
+            .await;
+        let m = probed(&agent, &[&W], 1.0).await;
+        // No credentials were sent, so none were rejected: a status, not a login.
+        assert_failed(&m, &W, "request", "http_status", "server_service");
+        assert_eq!(m.value("mailprobe_http_status_code", &W), 401.0);
+        agent.stop().await.expect("clean stop");
+    })
+    .await;
+}
+
 /// The forms a Basic password could leak in: itself and the header value.
 fn secret_forms(password: &str) -> Vec<String> {
     use base64::Engine as _;

@@ -98,6 +98,23 @@ pub fn pox_error(code: u16, message: &str) -> String {
     )
 }
 
+/// A POX Autodiscover answer sending the client on to another Autodiscover URL
+/// (`redirectUrl`), as a hosted front end does for a mailbox it does not hold.
+pub fn pox_redirect_url(url: &str) -> String {
+    format!(
+        r#"<?xml version="1.0" encoding="utf-8"?>
+<Autodiscover xmlns="http://schemas.microsoft.com/exchange/autodiscover/responseschema/2006">
+  <Response xmlns="http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a">
+    <Account>
+      <Action>redirectUrl</Action>
+      <RedirectUrl>{url}</RedirectUrl>
+    </Account>
+  </Response>
+</Autodiscover>
+"#
+    )
+}
+
 /// The v2 JSON Autodiscover answer for `Protocol=EWS`.
 pub fn json_answer(ews_url: &str) -> String {
     format!(r#"{{"Protocol":"EWS","Url":"{ews_url}"}}"#)
