@@ -13,8 +13,8 @@ use support::agent::{Agent, Metrics, within};
 use support::exchange::{
     AUTODISCOVER_HOST, AUTODISCOVER_JSON, AUTODISCOVER_XML, CHALLENGE_401, DOMAIN, EMAIL,
     ExchangeBed, MAIL_HOST, PROBE_TIMEOUT, Site, TEST_LIMIT, assert_failed, assert_up, config,
-    config_every, ews_url, phases, pox_error, pox_redirect_url, probed, probes, sorted, wait_until,
-    with,
+    config_every, ews_url, phases, pox_answer, pox_error, pox_redirect_url, probed, probes, sorted,
+    wait_until, with,
 };
 use support::{Dnsmasq, DnsmasqBuilder, DropRule, free_port};
 
@@ -542,6 +542,101 @@ async fn a_blackholed_domain_does_not_starve_the_autodiscover_host() {
         );
         let took = m.value("mailprobe_probe_duration_seconds", &AD);
         assert!(took < 6.0, "within the timeout: {took}");
+        agent.stop().await.expect("clean stop");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_answer_with_a_byte_order_mark_is_read() {
+    within(TEST_LIMIT, async {
+        let bed = ExchangeBed::new();
+        let dns = zone()
+            .a(AUTODISCOVER_HOST, bed.autodiscover_ip())
+            .start()
+            .expect("dnsmasq starts");
+        // .NET writers often start UTF-8 XML with a byte order mark.
+        bed.write(
+            "ad",
+            AUTODISCOVER_XML,
+            &format!(
+                "\u{feff}{}",
+                pox_answer("mbx10.example.test", &ews_url(MAIL_HOST))
+            ),
+        );
+        let _nginx = bed.nginx(vec![Site {
+            listen: bed.block.addr(2, 443),
+            tls: true,
+            directives: bed.autodiscover_site("ad"),
+        }]);
+        let agent = agent(&bed, &dns).await;
+        let m = probed(&agent, &[&AD], 1.0).await;
+        assert_up(&m, &AD);
+        assert_eq!(
+            answers(&m),
+            answer(
+                "pox_autodiscover_host",
+                &ews_url(MAIL_HOST),
+                "mbx10.example.test"
+            )
+        );
+        agent.stop().await.expect("clean stop");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_answer_is_kept_through_a_failed_round_and_its_return_is_no_change() {
+    within(TEST_LIMIT, async {
+        let bed = ExchangeBed::new();
+        let dns = zone()
+            .a(AUTODISCOVER_HOST, bed.autodiscover_ip())
+            .start()
+            .expect("dnsmasq starts");
+        bed.answers("ad", "mbx1.example.test", &ews_url(MAIL_HOST));
+        let _nginx = bed.nginx(vec![Site {
+            listen: bed.block.addr(2, 443),
+            tls: true,
+            directives: bed.autodiscover_site("ad"),
+        }]);
+        let agent = Agent::start(&config_every(
+            dns.addr,
+            "2s",
+            "2s",
+            &bed.target("ex", &format!("email: {EMAIL}, checks: [autodiscover]")),
+        ))
+        .await;
+        let first = answer(
+            "pox_autodiscover_host",
+            &ews_url(MAIL_HOST),
+            "mbx1.example.test",
+        );
+        let m = probed(&agent, &[&AD], 1.0).await;
+        assert_eq!(answers(&m), first);
+
+        // The mailbox is briefly unknown (an error answer): the round fails, the
+        // last answer stays exported, and nothing has changed yet.
+        bed.write(
+            "ad",
+            AUTODISCOVER_XML,
+            &pox_error(500, "The email address can't be found."),
+        );
+        let m = wait_until(&agent, "a failed round", |m| {
+            m.get("mailprobe_up", &AD) == Some(0.0)
+        })
+        .await;
+        assert_failed(&m, &AD, "response", "protocol_error", "server_service");
+        assert_eq!(answers(&m), first);
+        assert_eq!(m.value("mailprobe_autodiscover_changes_total", &AD), 0.0);
+
+        // The same answer returns: not a change.
+        bed.answers("ad", "mbx1.example.test", &ews_url(MAIL_HOST));
+        let m = wait_until(&agent, "the answer back", |m| {
+            m.get("mailprobe_up", &AD) == Some(1.0)
+        })
+        .await;
+        assert_eq!(answers(&m), first);
+        assert_eq!(m.value("mailprobe_autodiscover_changes_total", &AD), 0.0);
         agent.stop().await.expect("clean stop");
     })
     .await;

@@ -356,6 +356,98 @@ async fn text_only_beyond_the_first_mib_is_a_body_mismatch() {
     .await;
 }
 
+/// Filler up to `offset`, then `text` (so it straddles `offset - 3`), then filler.
+fn text_at(offset: usize, text: &str) -> Vec<u8> {
+    let mut body = vec![b'.'; offset - 3];
+    body.extend_from_slice(text.as_bytes());
+    body.extend(std::iter::repeat_n(b'.', 4096));
+    body
+}
+
+#[tokio::test]
+async fn text_across_read_and_chunk_boundaries_is_found() {
+    within(TEST_LIMIT, async {
+        let web = Web::new();
+        // Around the sizes a reader or a TLS record (16 KiB) splits a body at.
+        let offsets = [4096, 8192, 16384, 32768, 65536];
+        for offset in offsets {
+            web.file(&format!("at-{offset}.html"), &text_at(offset, EXPECT_BODY));
+        }
+        // sub_filter drops Content-Length: nginx sends these chunked.
+        let nginx = web.nginx(
+            "location /chunked/ {\n\
+             \x20 alias ROOT/;\n\
+             \x20 sub_filter_types *;\n\
+             \x20 sub_filter 'no-such-text' 'x';\n\
+             }"
+            .replace("ROOT", &web.www().display().to_string())
+            .as_str(),
+        );
+        let mut targets = Vec::new();
+        let mut names = Vec::new();
+        for offset in offsets {
+            for (kind, prefix) in [("plain", ""), ("chunked", "/chunked")] {
+                let name = format!("{kind}-{offset}");
+                targets.push(web.target(
+                    &name,
+                    &nginx,
+                    &format!("{prefix}/at-{offset}.html"),
+                    &format!("expect_body: \"{EXPECT_BODY}\""),
+                ));
+                names.push(name);
+            }
+        }
+        let agent = web.agent(PROBE_TIMEOUT, &targets).await;
+        let series: Vec<[(&str, &str); 2]> = names
+            .iter()
+            .map(|n| [("target", n.as_str()), ("protocol", "https")])
+            .collect();
+        let wanted: Vec<&[(&str, &str)]> = series.iter().map(|s| &s[..]).collect();
+        let m = probed(&agent, &wanted, 1.0).await;
+        for s in &series {
+            assert_up(&m, s);
+        }
+        agent.stop().await.expect("clean stop");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_page_that_is_not_utf8_or_is_cut_inside_a_character_still_matches() {
+    within(TEST_LIMIT, async {
+        let web = Web::new();
+        // An ISO-8859-1 page ("Été" in Latin-1 bytes), as old webmail front ends send.
+        let mut latin1 = b"<html><head><title>\xc9t\xe9</title></head><body>".to_vec();
+        latin1.extend_from_slice(EXPECT_BODY.as_bytes());
+        latin1.extend_from_slice(b"</body></html>\n");
+        web.file("latin1.html", &latin1);
+        // A UTF-8 page whose 1 MiB cut falls inside a two-byte character.
+        let mut cut = format!("<html><body>{EXPECT_BODY}").into_bytes();
+        cut.resize(MIB - 1, b' ');
+        while cut.len() < MIB + 4096 {
+            cut.extend_from_slice("é".as_bytes());
+        }
+        web.file("cut.html", &cut);
+        let nginx = web.nginx("");
+        let expect = format!("expect_body: \"{EXPECT_BODY}\"");
+        let agent = web
+            .agent(
+                PROBE_TIMEOUT,
+                &[
+                    web.target("webmail", &nginx, "/latin1.html", &expect),
+                    web.target("cut", &nginx, "/cut.html", &expect),
+                ],
+            )
+            .await;
+        let cut_series = [("target", "cut"), ("protocol", "https")];
+        let m = probed(&agent, &[&W, &cut_series], 1.0).await;
+        assert_up(&m, &W);
+        assert_up(&m, &cut_series);
+        agent.stop().await.expect("clean stop");
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn ten_redirects_of_every_kind_are_followed() {
     within(TEST_LIMIT, async {
