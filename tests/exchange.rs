@@ -71,9 +71,14 @@ impl Front {
 
     /// An agent probing target `ex` with `checks` on this front end.
     async fn agent(&self, checks: &str) -> Agent {
+        self.agent_with(checks, "").await
+    }
+
+    /// [`agent`](Self::agent) with more keys for the target, e.g. `, auth: {…}`.
+    async fn agent_with(&self, checks: &str, extra: &str) -> Agent {
         let target = format!(
             "  - {{name: ex, protocol: exchange, host: {MAIL_HOST}, port: {}, checks: [{checks}], \
-             ca_file: \"{}\"}}\n",
+             ca_file: \"{}\"{extra}}}\n",
             self.nginx.addr.port(),
             self.pki.ca_pem.display()
         );
@@ -166,6 +171,73 @@ async fn ews_answering_503_fails_in_request_with_http_status() {
             "server_service",
         );
         assert_status(&m, "ews", 503.0);
+    })
+    .await;
+}
+
+const USER: &str = "probe@example.test";
+/// Distinctive, so it can be searched for.
+const PASSWORD: &str = "Exch4nge-Kettle-61d09a";
+
+/// EWS behind Basic login (nginx `auth_basic`, which challenges with `Basic`), and
+/// an agent logging in with `password`.
+async fn ews_login(password: &str) -> Metrics {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let htpasswd = dir.path().join("htpasswd");
+    std::fs::write(&htpasswd, format!("{USER}:{{PLAIN}}{PASSWORD}\n")).unwrap();
+    let password_file = dir.path().join("ews.pass");
+    std::fs::write(&password_file, format!("{password}\n")).unwrap();
+    // The answer comes from a named location reached by try_files: a `return` in
+    // the location itself would run in nginx's rewrite phase, before the login
+    // is checked, and answer 200 to any password.
+    let front = Front::new(
+        &(location(
+            EWS,
+            &format!(
+                "auth_basic \"EWS\";\nauth_basic_user_file {};\ntry_files /no-such-file @ews;",
+                htpasswd.display()
+            ),
+        ) + "location @ews { return 200 'EWS'; }\n"),
+    );
+    let agent = front
+        .agent_with(
+            "ews",
+            &format!(
+                ", auth: {{username: \"{USER}\", password_file: \"{}\"}}",
+                password_file.display()
+            ),
+        )
+        .await;
+    let m = probed(&agent, &[&check("ex", "ews")], 1.0).await;
+    agent.stop().await.expect("clean stop");
+    assert!(!m.text.contains(password), "the password shows in /metrics");
+    m
+}
+
+#[tokio::test]
+async fn ews_accepting_the_login_is_up() {
+    within(TEST_LIMIT, async {
+        let m = ews_login(PASSWORD).await;
+        assert_up(&m, &check("ex", "ews"));
+        assert_status(&m, "ews", 200.0);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn ews_rejecting_the_login_fails_in_auth_with_auth_failed() {
+    within(TEST_LIMIT, async {
+        // A 401 with a challenge is alive without credentials, but a rejection
+        // when credentials were sent.
+        let m = ews_login("Wr0ng-Spoon-0c4e2b").await;
+        assert_failed(
+            &m,
+            &check("ex", "ews"),
+            "auth",
+            "auth_failed",
+            "server_auth",
+        );
+        assert_status(&m, "ews", 401.0);
     })
     .await;
 }
