@@ -641,3 +641,78 @@ async fn the_answer_is_kept_through_a_failed_round_and_its_return_is_no_change()
     })
     .await;
 }
+
+#[tokio::test]
+async fn credentials_never_go_to_where_the_plain_http_redirect_points() {
+    within(TEST_LIMIT, async {
+        let bed = ExchangeBed::new();
+        let dns = zone()
+            .a(DOMAIN, bed.domain_ip())
+            .a(AUTODISCOVER_HOST, bed.autodiscover_ip())
+            .a(MAIL_HOST, bed.mail_ip())
+            .start()
+            .expect("dnsmasq starts");
+        bed.answers("mail", "mbx11.example.test", &ews_url(MAIL_HOST));
+        // The redirect comes over plain HTTP, which anyone on the path can forge
+        // (Outlook asks the user before following it): the host it names must not
+        // receive the mailbox password. It refuses (403) a request that carries one
+        // and answers one that does not.
+        let redirect = format!(
+            "location = {AUTODISCOVER_XML} {{ return 302 https://{MAIL_HOST}{AUTODISCOVER_XML}; }}"
+        );
+        let guarded = format!(
+            "root {};\n\
+             location = {AUTODISCOVER_XML} {{\n\
+             \x20 if ($http_authorization) {{ return 403; }}\n\
+             \x20 default_type text/xml;\n\
+             \x20 error_page 405 =200 $uri;\n\
+             }}",
+            bed.root("mail").display()
+        );
+        let _nginx = bed.nginx(vec![
+            Site {
+                listen: bed.block.addr(2, 80),
+                tls: false,
+                directives: redirect,
+            },
+            Site {
+                listen: bed.block.addr(3, 443),
+                tls: true,
+                directives: guarded,
+            },
+        ]);
+        let password_file = bed.dir.path().join("ex.pass");
+        std::fs::write(&password_file, "Aut0discover-Pebble-77a1c3\n").unwrap();
+        let agent = Agent::start(&config(
+            dns.addr,
+            PROBE_TIMEOUT,
+            &bed.target(
+                "ex",
+                &format!(
+                    "email: {EMAIL}, checks: [autodiscover], \
+                     auth: {{username: {EMAIL}, password_file: \"{}\"}}",
+                    password_file.display()
+                ),
+            ),
+        ))
+        .await;
+        let m = probed(&agent, &[&AD], 1.0).await;
+        // 403 is what the guarded host answers a request carrying a password.
+        assert_ne!(
+            m.get("mailprobe_http_status_code", &AD),
+            Some(403.0),
+            "the host named by the plain-HTTP redirect received the password"
+        );
+        assert_up(&m, &AD);
+        assert_eq!(
+            answers(&m),
+            answer(
+                "pox_http_redirect",
+                &ews_url(MAIL_HOST),
+                "mbx11.example.test"
+            )
+        );
+        agent.stop().await.expect("clean stop");
+    })
+    .await;
+}
