@@ -13,8 +13,8 @@ use support::agent::{Agent, Metrics, within};
 use support::exchange::{
     AUTODISCOVER_HOST, AUTODISCOVER_JSON, AUTODISCOVER_XML, CHALLENGE_401, DOMAIN, EMAIL,
     ExchangeBed, MAIL_HOST, PROBE_TIMEOUT, Site, TEST_LIMIT, assert_failed, assert_up, config,
-    config_every, ews_url, phases, pox_answer, pox_error, pox_redirect_url, probed, probes, sorted,
-    wait_until, with,
+    config_every, ews_url, json_answer, phases, pox_answer, pox_answer_without_ews, pox_error,
+    pox_redirect_url, probed, probes, sorted, wait_until, with,
 };
 use support::{Dnsmasq, DnsmasqBuilder, DropRule, free_port};
 
@@ -712,6 +712,66 @@ async fn credentials_never_go_to_where_the_plain_http_redirect_points() {
                 "mbx11.example.test"
             )
         );
+        agent.stop().await.expect("clean stop");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn pox_settings_without_an_ews_url_take_it_from_json_and_keep_the_pox_server() {
+    within(TEST_LIMIT, async {
+        let bed = ExchangeBed::new();
+        let dns = zone()
+            .a(AUTODISCOVER_HOST, bed.autodiscover_ip())
+            .start()
+            .expect("dnsmasq starts");
+        bed.write(
+            "ad",
+            AUTODISCOVER_XML,
+            &pox_answer_without_ews("mbx12.example.test"),
+        );
+        bed.write("ad", AUTODISCOVER_JSON, &json_answer(&ews_url(MAIL_HOST)));
+        let _nginx = bed.nginx(vec![Site {
+            listen: bed.block.addr(2, 443),
+            tls: true,
+            directives: bed.autodiscover_site("ad"),
+        }]);
+        let agent = agent(&bed, &dns).await;
+        let m = probed(&agent, &[&AD], 1.0).await;
+        assert_up(&m, &AD);
+        // The URL came from JSON; the server is still the one POX named.
+        assert_eq!(
+            answers(&m),
+            answer("json", &ews_url(MAIL_HOST), "mbx12.example.test")
+        );
+        agent.stop().await.expect("clean stop");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn only_the_json_endpoint_answering_is_enough() {
+    within(TEST_LIMIT, async {
+        let bed = ExchangeBed::new();
+        let dns = zone()
+            .a(DOMAIN, bed.domain_ip())
+            .a(AUTODISCOVER_HOST, bed.autodiscover_ip())
+            .start()
+            .expect("dnsmasq starts");
+        // No POX service anywhere (404), but the v2 endpoint at autodiscover.D answers.
+        bed.write("ad", AUTODISCOVER_JSON, &json_answer(&ews_url(MAIL_HOST)));
+        let _nginx = bed.nginx(vec![Site {
+            listen: bed.block.addr(2, 443),
+            tls: true,
+            directives: format!(
+                "root {};\nlocation = {AUTODISCOVER_JSON} {{ default_type application/json; }}",
+                bed.root("ad").display()
+            ),
+        }]);
+        let agent = agent(&bed, &dns).await;
+        let m = probed(&agent, &[&AD], 1.0).await;
+        assert_up(&m, &AD);
+        assert_eq!(answers(&m), answer("json", &ews_url(MAIL_HOST), MAIL_HOST));
         agent.stop().await.expect("clean stop");
     })
     .await;

@@ -81,6 +81,27 @@ pub fn pox_answer(server: &str, ews_url: &str) -> String {
     )
 }
 
+/// A POX Autodiscover answer naming the mailbox server but no EWS URL, as older
+/// or trimmed-down configurations send (Outlook Anywhere only).
+pub fn pox_answer_without_ews(server: &str) -> String {
+    format!(
+        r#"<?xml version="1.0" encoding="utf-8"?>
+<Autodiscover xmlns="http://schemas.microsoft.com/exchange/autodiscover/responseschema/2006">
+  <Response xmlns="http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a">
+    <Account>
+      <AccountType>email</AccountType>
+      <Action>settings</Action>
+      <Protocol>
+        <Type>EXCH</Type>
+        <Server>{server}</Server>
+      </Protocol>
+    </Account>
+  </Response>
+</Autodiscover>
+"#
+    )
+}
+
 /// A POX Autodiscover error answer, as Exchange sends for an unknown mailbox.
 pub fn pox_error(code: u16, message: &str) -> String {
     format!(
