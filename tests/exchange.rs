@@ -257,6 +257,33 @@ async fn ews_behind_an_untrusted_certificate_fails_in_tls_with_cert_untrusted() 
     .await;
 }
 
+#[tokio::test]
+async fn a_host_given_as_an_address_is_verified_against_server_name() {
+    within(TEST_LIMIT, async {
+        let front = Front::new(&location(EWS, CHALLENGE_401));
+        let target = |name: &str, server_name: &str| {
+            format!(
+                "  - {{name: {name}, protocol: exchange, host: 127.0.0.1, port: {}, \
+                 checks: [ews], ca_file: \"{}\"{server_name}}}\n",
+                front.nginx.addr.port(),
+                front.pki.ca_pem.display()
+            )
+        };
+        let agent = Agent::start(&config(
+            front.dns.addr,
+            PROBE_TIMEOUT,
+            &(target("ex", &format!(", server_name: {MAIL_HOST}")) + &target("by-address", "")),
+        ))
+        .await;
+        let (ews, by_address) = (check("ex", "ews"), check("by-address", "ews"));
+        let m = probed(&agent, &[&ews, &by_address], 1.0).await;
+        assert_up(&m, &ews);
+        assert_failed(&m, &by_address, "tls", "cert_name_mismatch", "server_tls");
+        agent.stop().await.expect("clean stop");
+    })
+    .await;
+}
+
 // ---- ActiveSync -----------------------------------------------------------------
 
 #[tokio::test]
