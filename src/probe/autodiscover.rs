@@ -126,8 +126,15 @@ pub async fn probe(
         email,
         redirects: 0,
         attempts: Vec::new(),
+        answered_status: 0,
     };
     let answer = search.run(recorder).await?;
+    // The status that counts is the answering service's, not that of a later
+    // optional question (the JSON endpoint on an older server says 404).
+    http::http_facts(recorder).status = Some(match answer.method {
+        Method::Json => 200,
+        _ => search.answered_status,
+    });
     recorder.note(format!(
         "Autodiscover answered by {}: EWS {}, server {}",
         answer.method.as_str(),
@@ -153,6 +160,8 @@ struct Search<'a> {
     redirects: u32,
     /// Methods that found no service, with what they found instead.
     attempts: Vec<Attempt>,
+    /// The status the POX service answered with (200 settings, 401 challenge).
+    answered_status: u16,
 }
 
 /// A method that found no service.
@@ -212,9 +221,11 @@ impl Search<'_> {
                         continue 'address;
                     }
                     Ok((url, Reached::Settings(settings))) => {
+                        self.answered_status = 200;
                         return self.settings_answer(method, &url, settings, recorder).await;
                     }
                     Ok((url, Reached::Challenged)) => {
+                        self.answered_status = 401;
                         return Ok(self.challenged_answer(method, &url, recorder).await);
                     }
                     Err(Stop::Final) => return Err(Failed),
@@ -354,36 +365,25 @@ impl Search<'_> {
     ) -> Result<(Url, Reached), Stop> {
         let mut redirects = 0;
         loop {
-            let endpoint = self.endpoint_for(&url);
-            let site = Site {
-                endpoint: &endpoint,
-                send_credentials: true,
-            };
-            let mut request = Request::new(HttpMethod::POST, url.clone());
-            request.headers.push((
-                CONTENT_TYPE,
-                HeaderValue::from_static("text/xml; charset=utf-8"),
-            ));
-            request.body = pox_request(&self.email);
-            let redirects_policy = Redirects::Follow {
-                // Autodiscover clients POST again to where a 302 points.
-                keep_post: true,
-                stop_at: None,
-            };
-            let response = http::fetch(
-                request,
-                site,
-                redirects_policy,
-                true,
-                self.env,
-                until,
-                recorder,
-            )
-            .await
-            .map_err(|_| Stop::NotHere)?;
+            // Credentials only go where a service asked for them with a Basic
+            // challenge: Outlook's habit of sending them to whatever answers at the
+            // domain (often a web host that is not Exchange) is not copied.
+            let mut response = self.post(&url, false, until, recorder).await?;
+            let mut sent_credentials = false;
+            if response.status == StatusCode::UNAUTHORIZED
+                && self.target.endpoint.auth.is_some()
+                && response.url.scheme() == "https"
+                && response
+                    .challenges()
+                    .iter()
+                    .any(|scheme| scheme.eq_ignore_ascii_case("basic"))
+            {
+                let asking = response.url.clone();
+                recorder.note(format!("{asking} asks for Basic credentials: logging in"));
+                response = self.post(&asking, true, until, recorder).await?;
+                sent_credentials = response.url == asking;
+            }
             let at = response.url.clone();
-            let sent_credentials =
-                endpoint.auth.is_some() && at.scheme() == "https" && at.origin() == url.origin();
             match response.status {
                 StatusCode::UNAUTHORIZED if sent_credentials => {
                     recorder.fail(
@@ -399,6 +399,12 @@ impl Search<'_> {
                     return Err(Stop::Final);
                 }
                 StatusCode::UNAUTHORIZED if !response.challenges().is_empty() => {
+                    if self.target.endpoint.auth.is_some() {
+                        recorder.note(format!(
+                            "{at} does not offer Basic ({}); mailprobe logs in with Basic only",
+                            response.challenges().join(", ")
+                        ));
+                    }
                     recorder.note(format!(
                         "{at} is an Autodiscover service asking for credentials ({})",
                         response.challenges().join(", ")
@@ -471,6 +477,35 @@ impl Search<'_> {
                 }
             }
         }
+    }
+
+    /// POSTs the POX request to `url` (re-POSTing where a redirect points, as
+    /// Autodiscover clients do), with credentials when `with_credentials`.
+    async fn post(
+        &self,
+        url: &Url,
+        with_credentials: bool,
+        until: Instant,
+        recorder: &mut Recorder,
+    ) -> Result<http::Response, Stop> {
+        let endpoint = self.endpoint_for(url);
+        let site = Site {
+            endpoint: &endpoint,
+            send_credentials: with_credentials,
+        };
+        let mut request = Request::new(HttpMethod::POST, url.clone());
+        request.headers.push((
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/xml; charset=utf-8"),
+        ));
+        request.body = pox_request(&self.email);
+        let redirects = Redirects::Follow {
+            keep_post: true,
+            stop_at: None,
+        };
+        http::fetch(request, site, redirects, true, self.env, until, recorder)
+            .await
+            .map_err(|_| Stop::NotHere)
     }
 
     /// Asks the v2 JSON endpoint at `base` for the EWS URL. `None` (with the failure
