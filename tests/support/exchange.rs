@@ -4,12 +4,13 @@
 //! about the `check` label of exchange targets.
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
 
 use tokio::sync::broadcast::error::RecvError;
 
 use super::agent::{Agent, Metrics, RESULT_DEADLINE};
+use super::{Dnsmasq, DnsmasqBuilder};
 
 /// The mailbox every Exchange test asks Autodiscover about.
 pub const EMAIL: &str = "probe@example.test";
@@ -160,18 +161,23 @@ pub struct LoopbackBlock {
 const HOSTS: u8 = 8;
 
 impl LoopbackBlock {
-    /// Picks `127.X.Y.0/24`: `X` from this process id (so two runs of the suite
-    /// rarely meet), `Y` counting up within the process (so tests of one binary
-    /// never meet); skips a block where 80 or 443 is taken on any of its hosts.
+    /// Picks a `127.X.Y.0/24` no earlier call of this process picked (so tests
+    /// of one binary never meet), skipping a block where 80 or 443 is taken on
+    /// any of its hosts.
     pub fn new() -> LoopbackBlock {
-        static NEXT: AtomicU8 = AtomicU8::new(1);
+        static NEXT: AtomicU16 = AtomicU16::new(0);
         // 127.160.0.0 – 127.223.255.255: clear of 127.0.0.x, which other tests use.
-        let second = 160 + (std::process::id() % 64) as u8;
+        // The process id picks where this process starts counting among the
+        // 64 × 254 blocks, so processes running at once (two suites, or one
+        // process per test) rarely meet; ports_free() settles the rest.
+        const BLOCKS: u32 = 64 * 254;
+        let start = std::process::id() % BLOCKS;
         loop {
-            let third = NEXT.fetch_add(1, Ordering::Relaxed);
-            assert!(third < 255, "out of loopback blocks");
+            let n = u32::from(NEXT.fetch_add(1, Ordering::Relaxed));
+            assert!(n < BLOCKS, "out of loopback blocks");
+            let index = (start + n) % BLOCKS;
             let block = LoopbackBlock {
-                prefix: [127, second, third],
+                prefix: [127, 160 + (index / 254) as u8, 1 + (index % 254) as u8],
             };
             if block.ports_free() {
                 return block;
@@ -542,4 +548,46 @@ pub fn check<'a>(target: &'a str, check: &'a str) -> [(&'a str, &'a str); 3] {
         ("protocol", "exchange"),
         ("check", check),
     ]
+}
+
+/// The series of the autodiscover check of target `ex`.
+pub const AD: [(&str, &str); 3] = [
+    ("target", "ex"),
+    ("protocol", "exchange"),
+    ("check", "autodiscover"),
+];
+
+/// dnsmasq for `D` where every name the test does not give is NXDOMAIN.
+pub fn zone() -> DnsmasqBuilder {
+    Dnsmasq::builder().local_domain(DOMAIN)
+}
+
+/// An agent probing `ex`, autodiscover only, for [`EMAIL`].
+pub async fn autodiscover_agent(bed: &ExchangeBed, dns: &Dnsmasq) -> Agent {
+    Agent::start(&config(
+        dns.addr,
+        PROBE_TIMEOUT,
+        &bed.target("ex", &format!("email: {EMAIL}, checks: [autodiscover]")),
+    ))
+    .await
+}
+
+/// The autodiscover info series: `(method, ews_url, server)` of each.
+pub fn answers(m: &Metrics) -> Vec<(String, String, String)> {
+    m.all("mailprobe_autodiscover_info", &AD)
+        .into_iter()
+        .map(|(l, v)| {
+            assert_eq!(v, 1.0, "an _info gauge is 1: {l:?}");
+            (
+                l["method"].clone(),
+                l["ews_url"].clone(),
+                l["server"].clone(),
+            )
+        })
+        .collect()
+}
+
+/// One answer, as [`answers`] lists it.
+pub fn answer(method: &str, ews_url: &str, server: &str) -> Vec<(String, String, String)> {
+    vec![(method.to_owned(), ews_url.to_owned(), server.to_owned())]
 }

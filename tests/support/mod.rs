@@ -23,6 +23,7 @@ pub mod ports;
 pub mod process;
 pub mod silent_udp;
 pub mod unbound;
+pub mod web;
 
 pub use certs::{TestPki, Validity};
 pub use dnsmasq::{Dnsmasq, DnsmasqBuilder};

@@ -1,0 +1,312 @@
+//! Exchange Autodiscover: what is made of the answers. Error answers and nothing
+//! answering (the failing phase and reason), changes between rounds
+//! (`mailprobe_autodiscover_changes_total`), and where the mailbox password may
+//! go — against a real nginx and dnsmasq as in `autodiscover.rs`.
+
+mod support;
+
+use support::agent::{Agent, within};
+use support::exchange::{
+    AD, AUTODISCOVER_HOST, AUTODISCOVER_XML, DOMAIN, EMAIL, ExchangeBed, MAIL_HOST, PROBE_TIMEOUT,
+    Site, TEST_LIMIT, answer, answers, assert_failed, assert_up, autodiscover_agent, config,
+    config_every, ews_url, phases, pox_error, probed, probes, sorted, wait_until, with, zone,
+};
+
+#[tokio::test]
+async fn an_autodiscover_error_answer_fails_in_response_with_protocol_error() {
+    within(TEST_LIMIT, async {
+        let bed = ExchangeBed::new();
+        let dns = zone()
+            .a(DOMAIN, bed.domain_ip())
+            .a(AUTODISCOVER_HOST, bed.autodiscover_ip())
+            .start()
+            .expect("dnsmasq starts");
+        bed.write(
+            "ad",
+            AUTODISCOVER_XML,
+            &pox_error(500, "The email address can't be found."),
+        );
+        let _nginx = bed.nginx(vec![Site {
+            listen: bed.block.addr(2, 443),
+            tls: true,
+            directives: bed.autodiscover_site("ad"),
+        }]);
+        let agent = autodiscover_agent(&bed, &dns).await;
+        let m = probed(&agent, &[&AD], 1.0).await;
+        assert_failed(&m, &AD, "response", "protocol_error", "server_service");
+        assert_eq!(m.value("mailprobe_http_status_code", &AD), 200.0);
+        assert_eq!(answers(&m), vec![]);
+        agent.stop().await.expect("clean stop");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn nothing_answering_fails_with_the_autodiscover_hosts_connect_refused() {
+    within(TEST_LIMIT, async {
+        let bed = ExchangeBed::new();
+        // Every name exists; nothing listens on 443 or 80 at either address.
+        let dns = zone()
+            .a(DOMAIN, bed.domain_ip())
+            .a(AUTODISCOVER_HOST, bed.autodiscover_ip())
+            .start()
+            .expect("dnsmasq starts");
+        let agent = autodiscover_agent(&bed, &dns).await;
+        let m = probed(&agent, &[&AD], 1.0).await;
+        assert_failed(&m, &AD, "connect", "connect_refused", "server_service");
+        assert_eq!(answers(&m), vec![]);
+        agent.stop().await.expect("clean stop");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn no_autodiscover_records_fail_in_resolve_with_dns_nxdomain() {
+    within(TEST_LIMIT, async {
+        let bed = ExchangeBed::new();
+        // D exists (it has mail) but has no address, no autodiscover name, no SRV.
+        let dns = zone()
+            .mx(DOMAIN, MAIL_HOST, 10)
+            .start()
+            .expect("dnsmasq starts");
+        let agent = autodiscover_agent(&bed, &dns).await;
+        let m = probed(&agent, &[&AD], 1.0).await;
+        assert_failed(&m, &AD, "resolve", "dns_nxdomain", "remote_dns");
+        assert_eq!(phases(&m, &AD), sorted(&["resolve"]));
+        agent.stop().await.expect("clean stop");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_changed_answer_is_counted_once_as_a_change() {
+    within(TEST_LIMIT, async {
+        let bed = ExchangeBed::new();
+        let dns = zone()
+            .a(AUTODISCOVER_HOST, bed.autodiscover_ip())
+            .start()
+            .expect("dnsmasq starts");
+        bed.answers("ad", "mbx1.example.test", &ews_url(MAIL_HOST));
+        let _nginx = bed.nginx(vec![Site {
+            listen: bed.block.addr(2, 443),
+            tls: true,
+            directives: bed.autodiscover_site("ad"),
+        }]);
+        let agent = Agent::start(&config_every(
+            dns.addr,
+            "2s",
+            "2s",
+            &bed.target("ex", &format!("email: {EMAIL}, checks: [autodiscover]")),
+        ))
+        .await;
+        // The same answer twice: no change.
+        let m = probed(&agent, &[&AD], 2.0).await;
+        assert_up(&m, &AD);
+        assert_eq!(
+            answers(&m),
+            answer(
+                "pox_autodiscover_host",
+                &ews_url(MAIL_HOST),
+                "mbx1.example.test"
+            )
+        );
+        assert_eq!(m.value("mailprobe_autodiscover_changes_total", &AD), 0.0);
+
+        // The mailbox moves to a new server with a new EWS URL.
+        let new_ews = "https://outlook.new-provider.example.test/EWS/Exchange.asmx";
+        bed.answers("ad", "mbx9.new-provider.example.test", new_ews);
+        let m = wait_until(&agent, "the new answer", |m| {
+            answers(m)
+                .iter()
+                .any(|a| a.2 == "mbx9.new-provider.example.test")
+        })
+        .await;
+        // The old answer's series is gone: one answer at a time.
+        assert_eq!(
+            answers(&m),
+            answer(
+                "pox_autodiscover_host",
+                new_ews,
+                "mbx9.new-provider.example.test"
+            )
+        );
+        assert_eq!(m.value("mailprobe_autodiscover_changes_total", &AD), 1.0);
+
+        // It stays: no further change.
+        let seen = probes(&m, &AD);
+        let m = probed(&agent, &[&AD], seen + 1.0).await;
+        assert_eq!(m.value("mailprobe_autodiscover_changes_total", &AD), 1.0);
+        assert_up(&m, &AD);
+        assert_eq!(
+            m.value("mailprobe_probes_total", &with(&AD, ("result", "success"))),
+            probes(&m, &AD)
+        );
+        agent.stop().await.expect("clean stop");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_redirect_to_plain_http_is_not_followed() {
+    within(TEST_LIMIT, async {
+        let bed = ExchangeBed::new();
+        let dns = zone()
+            .a(DOMAIN, bed.domain_ip())
+            .a(AUTODISCOVER_HOST, bed.autodiscover_ip())
+            .a(MAIL_HOST, bed.mail_ip())
+            .start()
+            .expect("dnsmasq starts");
+        // The redirect points to plain HTTP, where an answer waits: a client that
+        // followed it would send the mailbox's request unencrypted.
+        bed.answers("mail", "mbx5.example.test", &ews_url(MAIL_HOST));
+        let redirect = format!(
+            "location = {AUTODISCOVER_XML} {{ return 302 http://{MAIL_HOST}{AUTODISCOVER_XML}; }}"
+        );
+        let _nginx = bed.nginx(vec![
+            Site {
+                listen: bed.block.addr(2, 80),
+                tls: false,
+                directives: redirect,
+            },
+            Site {
+                listen: bed.block.addr(3, 80),
+                tls: false,
+                directives: bed.autodiscover_site("mail"),
+            },
+        ]);
+        let agent = autodiscover_agent(&bed, &dns).await;
+        let m = probed(&agent, &[&AD], 1.0).await;
+        // Nothing answered: the failure is that of https://autodiscover.D.
+        assert_failed(&m, &AD, "connect", "connect_refused", "server_service");
+        assert_eq!(answers(&m), vec![]);
+        agent.stop().await.expect("clean stop");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_answer_is_kept_through_a_failed_round_and_its_return_is_no_change() {
+    within(TEST_LIMIT, async {
+        let bed = ExchangeBed::new();
+        let dns = zone()
+            .a(AUTODISCOVER_HOST, bed.autodiscover_ip())
+            .start()
+            .expect("dnsmasq starts");
+        bed.answers("ad", "mbx1.example.test", &ews_url(MAIL_HOST));
+        let _nginx = bed.nginx(vec![Site {
+            listen: bed.block.addr(2, 443),
+            tls: true,
+            directives: bed.autodiscover_site("ad"),
+        }]);
+        let agent = Agent::start(&config_every(
+            dns.addr,
+            "2s",
+            "2s",
+            &bed.target("ex", &format!("email: {EMAIL}, checks: [autodiscover]")),
+        ))
+        .await;
+        let first = answer(
+            "pox_autodiscover_host",
+            &ews_url(MAIL_HOST),
+            "mbx1.example.test",
+        );
+        let m = probed(&agent, &[&AD], 1.0).await;
+        assert_eq!(answers(&m), first);
+
+        // The mailbox is briefly unknown (an error answer): the round fails, the
+        // last answer stays exported, and nothing has changed yet.
+        bed.write(
+            "ad",
+            AUTODISCOVER_XML,
+            &pox_error(500, "The email address can't be found."),
+        );
+        let m = wait_until(&agent, "a failed round", |m| {
+            m.get("mailprobe_up", &AD) == Some(0.0)
+        })
+        .await;
+        assert_failed(&m, &AD, "response", "protocol_error", "server_service");
+        assert_eq!(answers(&m), first);
+        assert_eq!(m.value("mailprobe_autodiscover_changes_total", &AD), 0.0);
+
+        // The same answer returns: not a change.
+        bed.answers("ad", "mbx1.example.test", &ews_url(MAIL_HOST));
+        let m = wait_until(&agent, "the answer back", |m| {
+            m.get("mailprobe_up", &AD) == Some(1.0)
+        })
+        .await;
+        assert_eq!(answers(&m), first);
+        assert_eq!(m.value("mailprobe_autodiscover_changes_total", &AD), 0.0);
+        agent.stop().await.expect("clean stop");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn credentials_never_go_to_where_the_plain_http_redirect_points() {
+    within(TEST_LIMIT, async {
+        let bed = ExchangeBed::new();
+        let dns = zone()
+            .a(DOMAIN, bed.domain_ip())
+            .a(AUTODISCOVER_HOST, bed.autodiscover_ip())
+            .a(MAIL_HOST, bed.mail_ip())
+            .start()
+            .expect("dnsmasq starts");
+        // The redirect comes over plain HTTP, which anyone on the path can forge
+        // (Outlook asks the user before following it): the host it names must not
+        // receive the mailbox password, not even when it asks for it. It asks for
+        // Basic (401) and refuses (403) a request that carries a password.
+        let redirect = format!(
+            "location = {AUTODISCOVER_XML} {{ return 302 https://{MAIL_HOST}{AUTODISCOVER_XML}; }}"
+        );
+        let guarded = format!(
+            "root {};\n\
+             location = {AUTODISCOVER_XML} {{\n\
+             \x20 if ($http_authorization) {{ return 403; }}\n\
+             \x20 add_header WWW-Authenticate 'Basic realm=\"Autodiscover\"' always;\n\
+             \x20 return 401;\n\
+             }}",
+            bed.root("mail").display()
+        );
+        let _nginx = bed.nginx(vec![
+            Site {
+                listen: bed.block.addr(2, 80),
+                tls: false,
+                directives: redirect,
+            },
+            Site {
+                listen: bed.block.addr(3, 443),
+                tls: true,
+                directives: guarded,
+            },
+        ]);
+        let password_file = bed.dir.path().join("ex.pass");
+        std::fs::write(&password_file, "Aut0discover-Pebble-77a1c3\n").unwrap();
+        let agent = Agent::start(&config(
+            dns.addr,
+            PROBE_TIMEOUT,
+            &bed.target(
+                "ex",
+                &format!(
+                    "email: {EMAIL}, checks: [autodiscover], \
+                     auth: {{username: {EMAIL}, password_file: \"{}\"}}",
+                    password_file.display()
+                ),
+            ),
+        ))
+        .await;
+        let m = probed(&agent, &[&AD], 1.0).await;
+        // 403 is what the guarded host answers a request carrying a password.
+        assert_ne!(
+            m.get("mailprobe_http_status_code", &AD),
+            Some(403.0),
+            "the host named by the plain-HTTP redirect received the password"
+        );
+        // A service asking for credentials is alive; without a JSON endpoint there
+        // are no URLs.
+        assert_up(&m, &AD);
+        assert_eq!(m.value("mailprobe_http_status_code", &AD), 401.0);
+        assert_eq!(answers(&m), answer("pox_http_redirect", "", ""));
+        agent.stop().await.expect("clean stop");
+    })
+    .await;
+}
