@@ -98,6 +98,26 @@ pub struct Answer {
     pub server: String,
 }
 
+impl std::fmt::Display for Answer {
+    /// `answered by pox_srv: EWS https://…/EWS/Exchange.asmx, server ex01.example.com`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let or_not_given = |text: &str| {
+            if text.is_empty() {
+                "not given".to_owned()
+            } else {
+                text.to_owned()
+            }
+        };
+        write!(
+            f,
+            "answered by {}: EWS {}, server {}",
+            self.method.as_str(),
+            or_not_given(&self.ews_url),
+            or_not_given(&self.server)
+        )
+    }
+}
+
 /// Runs the autodiscover check.
 ///
 /// # Errors
@@ -135,18 +155,9 @@ pub async fn probe(
         Method::Json => 200,
         _ => search.answered_status,
     });
-    recorder.note(format!(
-        "Autodiscover answered by {}: EWS {}, server {}",
-        answer.method.as_str(),
-        or_unknown(&answer.ews_url),
-        or_unknown(&answer.server)
-    ));
+    recorder.note(format!("Autodiscover {answer}"));
     http::http_facts(recorder).autodiscover = Some(answer);
     Ok(())
-}
-
-fn or_unknown(text: &str) -> &str {
-    if text.is_empty() { "unknown" } else { text }
 }
 
 /// One search for a mailbox's Autodiscover answer.

@@ -53,6 +53,31 @@ pub struct HttpFacts {
     pub autodiscover: Option<super::autodiscover::Answer>,
 }
 
+impl std::fmt::Display for HttpFacts {
+    /// `status 200, 1 redirect(s), 1532 body bytes read`, and what Autodiscover answered.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.status {
+            Some(status) => write!(f, "status {status}")?,
+            None => f.write_str("no answer")?,
+        }
+        write!(
+            f,
+            ", {} redirect(s), {} body bytes read{}",
+            self.redirects,
+            self.body_bytes,
+            if self.body_truncated {
+                " (truncated)"
+            } else {
+                ""
+            }
+        )?;
+        if let Some(answer) = &self.autodiscover {
+            write!(f, "; Autodiscover {answer}")?;
+        }
+        Ok(())
+    }
+}
+
 /// One request: method, URL, extra headers and a body.
 #[derive(Debug, Clone)]
 pub struct Request {
