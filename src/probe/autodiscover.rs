@@ -35,7 +35,7 @@ use url::Url;
 pub use answer::{JsonAnswer, PoxAnswer, PoxSettings, parse_json, parse_pox};
 
 use super::dial::dns_error;
-use super::http::{self, Redirects, Request, Site, challenge_list};
+use super::http::{self, Redirects, Request, Server, challenge_list};
 use super::{ErrorKind, Failed, Failure, Phase, ProbeError, Recorder, TlsFacts};
 use crate::config::{Endpoint, ExchangeTarget, TlsMode};
 use crate::runtime::ProbeEnv;
@@ -322,13 +322,13 @@ impl Search<'_> {
                 let url = Url::parse(&format!("http://autodiscover.{domain}{POX_PATH}"))
                     .map_err(|_| Stop::NotHere)?;
                 let endpoint = self.endpoint_for(&url);
-                let site = Site {
+                let server = Server {
                     endpoint: &endpoint,
                     send_credentials: false,
                 };
                 let response = http::fetch(
                     Request::get(url.clone()),
-                    site,
+                    server,
                     Redirects::Stop,
                     false,
                     self.env,
@@ -500,7 +500,7 @@ impl Search<'_> {
         recorder: &mut Recorder,
     ) -> Result<http::Response, Stop> {
         let endpoint = self.endpoint_for(url);
-        let site = Site {
+        let server = Server {
             endpoint: &endpoint,
             send_credentials: with_credentials,
         };
@@ -514,7 +514,7 @@ impl Search<'_> {
             keep_post: true,
             stop_at: None,
         };
-        http::fetch(request, site, redirects, true, self.env, until, recorder)
+        http::fetch(request, server, redirects, true, self.env, until, recorder)
             .await
             .map_err(|_| Stop::NotHere)
     }
@@ -526,13 +526,13 @@ impl Search<'_> {
             .append_pair("Email", &self.email)
             .append_pair("Protocol", "EWS");
         let endpoint = self.endpoint_for(&url);
-        let site = Site {
+        let server = Server {
             endpoint: &endpoint,
             send_credentials: false,
         };
         let response = http::fetch(
             Request::get(url),
-            site,
+            server,
             Redirects::BROWSER,
             true,
             self.env,
