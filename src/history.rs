@@ -148,28 +148,7 @@ fn render_result(out: &mut String, result: &ProbeResult) {
             );
         }
         ProtocolFacts::Http(http) => {
-            if let Some(status) = http.status {
-                let _ = writeln!(
-                    out,
-                    "   http: status {status}, {} redirects, {} body bytes read{}",
-                    http.redirects,
-                    http.body_bytes,
-                    if http.body_truncated {
-                        " (truncated)"
-                    } else {
-                        ""
-                    }
-                );
-            }
-            if let Some(answer) = &http.autodiscover {
-                let _ = writeln!(
-                    out,
-                    "   autodiscover: method {}, EWS {}, server {}",
-                    answer.method.as_str(),
-                    answer.ews_url,
-                    answer.server
-                );
-            }
+            let _ = writeln!(out, "   http: {http}");
         }
         ProtocolFacts::Dns(dns) => {
             if let Some(consistent) = dns.consistent {

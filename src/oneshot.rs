@@ -99,22 +99,7 @@ pub fn render(target: &Target, report: &Report) -> String {
         );
     }
     if let ProtocolFacts::Http(http) = &result.facts {
-        if let Some(status) = http.status {
-            let _ = writeln!(
-                out,
-                "  http status: {status} after {} redirects",
-                http.redirects
-            );
-        }
-        if let Some(answer) = &http.autodiscover {
-            let _ = writeln!(
-                out,
-                "  autodiscover: answered by {}; EWS {}; server {}",
-                answer.method.as_str(),
-                answer.ews_url,
-                answer.server
-            );
-        }
+        let _ = writeln!(out, "  http: {http}");
     }
     if let Some(failure) = result.failure() {
         let _ = writeln!(out, "  reason: {} ({})", failure.kind, failure.message);

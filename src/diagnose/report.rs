@@ -169,12 +169,7 @@ fn autodiscover_summary(check: &super::AutodiscoverCheck) -> String {
         _ => None,
     };
     match (result.failure(), answer) {
-        (None, Some(answer)) => format!(
-            "answered ({}): EWS {}, server {}",
-            answer.method.as_str(),
-            or_none(&answer.ews_url),
-            or_none(&answer.server)
-        ),
+        (None, Some(answer)) => answer.to_string(),
         (None, None) => "answered".to_owned(),
         (Some(failure), _) if check.published => format!(
             "FAILED ({}, {}): {}",
@@ -182,10 +177,6 @@ fn autodiscover_summary(check: &super::AutodiscoverCheck) -> String {
         ),
         (Some(_), _) => "none found (no Exchange or Microsoft 365 for this domain)".to_owned(),
     }
-}
-
-fn or_none(text: &str) -> &str {
-    if text.is_empty() { "not given" } else { text }
 }
 
 struct Answer {

@@ -35,7 +35,7 @@ use url::Url;
 pub use answer::{JsonAnswer, PoxAnswer, PoxSettings, parse_json, parse_pox};
 
 use super::dial::dns_error;
-use super::http::{self, Redirects, Request, Site, challenge_list};
+use super::http::{self, Redirects, Request, Server, challenge_list};
 use super::{ErrorKind, Failed, Failure, Phase, ProbeError, Recorder, TlsFacts};
 use crate::config::{Endpoint, ExchangeTarget, TlsMode};
 use crate::runtime::ProbeEnv;
@@ -98,6 +98,26 @@ pub struct Answer {
     pub server: String,
 }
 
+impl std::fmt::Display for Answer {
+    /// `answered by pox_srv: EWS https://…/EWS/Exchange.asmx, server ex01.example.com`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let or_not_given = |text: &str| {
+            if text.is_empty() {
+                "not given".to_owned()
+            } else {
+                text.to_owned()
+            }
+        };
+        write!(
+            f,
+            "answered by {}: EWS {}, server {}",
+            self.method.as_str(),
+            or_not_given(&self.ews_url),
+            or_not_given(&self.server)
+        )
+    }
+}
+
 /// Runs the autodiscover check.
 ///
 /// # Errors
@@ -135,18 +155,9 @@ pub async fn probe(
         Method::Json => 200,
         _ => search.answered_status,
     });
-    recorder.note(format!(
-        "Autodiscover answered by {}: EWS {}, server {}",
-        answer.method.as_str(),
-        or_unknown(&answer.ews_url),
-        or_unknown(&answer.server)
-    ));
+    recorder.note(format!("Autodiscover {answer}"));
     http::http_facts(recorder).autodiscover = Some(answer);
     Ok(())
-}
-
-fn or_unknown(text: &str) -> &str {
-    if text.is_empty() { "unknown" } else { text }
 }
 
 /// One search for a mailbox's Autodiscover answer.
@@ -311,13 +322,13 @@ impl Search<'_> {
                 let url = Url::parse(&format!("http://autodiscover.{domain}{POX_PATH}"))
                     .map_err(|_| Stop::NotHere)?;
                 let endpoint = self.endpoint_for(&url);
-                let site = Site {
+                let server = Server {
                     endpoint: &endpoint,
                     send_credentials: false,
                 };
                 let response = http::fetch(
                     Request::get(url.clone()),
-                    site,
+                    server,
                     Redirects::Stop,
                     false,
                     self.env,
@@ -489,7 +500,7 @@ impl Search<'_> {
         recorder: &mut Recorder,
     ) -> Result<http::Response, Stop> {
         let endpoint = self.endpoint_for(url);
-        let site = Site {
+        let server = Server {
             endpoint: &endpoint,
             send_credentials: with_credentials,
         };
@@ -503,7 +514,7 @@ impl Search<'_> {
             keep_post: true,
             stop_at: None,
         };
-        http::fetch(request, site, redirects, true, self.env, until, recorder)
+        http::fetch(request, server, redirects, true, self.env, until, recorder)
             .await
             .map_err(|_| Stop::NotHere)
     }
@@ -515,13 +526,13 @@ impl Search<'_> {
             .append_pair("Email", &self.email)
             .append_pair("Protocol", "EWS");
         let endpoint = self.endpoint_for(&url);
-        let site = Site {
+        let server = Server {
             endpoint: &endpoint,
             send_credentials: false,
         };
         let response = http::fetch(
             Request::get(url),
-            site,
+            server,
             Redirects::BROWSER,
             true,
             self.env,

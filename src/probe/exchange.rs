@@ -17,7 +17,7 @@ use ::http::{Method, StatusCode};
 use tokio::time::Instant;
 use url::Url;
 
-use super::http::{self, Redirects, Request, Response, Site, challenge_list};
+use super::http::{self, Redirects, Request, Response, Server, challenge_list};
 use super::{ErrorKind, Failed, Phase, ProbeError, Recorder};
 use crate::config::{ExchangeCheck, ExchangeTarget};
 use crate::runtime::ProbeEnv;
@@ -82,7 +82,7 @@ pub async fn probe(
             ),
         ));
     };
-    let site = Site {
+    let server = Server {
         endpoint: &target.endpoint,
         send_credentials: service.credentials,
     };
@@ -92,7 +92,7 @@ pub async fn probe(
     };
     let response = http::fetch(
         Request::new(service.method, url),
-        site,
+        server,
         redirects,
         service.read_body,
         env,

@@ -53,6 +53,31 @@ pub struct HttpFacts {
     pub autodiscover: Option<super::autodiscover::Answer>,
 }
 
+impl std::fmt::Display for HttpFacts {
+    /// `status 200, 1 redirect(s), 1532 body bytes read`, and what Autodiscover answered.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.status {
+            Some(status) => write!(f, "status {status}")?,
+            None => f.write_str("no answer")?,
+        }
+        write!(
+            f,
+            ", {} redirect(s), {} body bytes read{}",
+            self.redirects,
+            self.body_bytes,
+            if self.body_truncated {
+                " (truncated)"
+            } else {
+                ""
+            }
+        )?;
+        if let Some(answer) = &self.autodiscover {
+            write!(f, "; Autodiscover {answer}")?;
+        }
+        Ok(())
+    }
+}
+
 /// One request: method, URL, extra headers and a body.
 #[derive(Debug, Clone)]
 pub struct Request {
@@ -110,7 +135,7 @@ impl Redirects {
 /// The server the target names and how to talk to it: its trust anchors and SNI name
 /// apply to every hop, its credentials only to hops to that same origin.
 #[derive(Debug, Clone, Copy)]
-pub struct Site<'a> {
+pub struct Server<'a> {
     /// The configured endpoint (host, port, server name, roots, credentials).
     pub endpoint: &'a Endpoint,
     /// Send the endpoint's credentials (HTTP Basic) to its origin.
@@ -199,7 +224,7 @@ pub fn challenge_list(challenges: &[String]) -> String {
 /// an error here: the caller judges it.
 pub async fn fetch(
     mut request: Request,
-    site: Site<'_>,
+    server: Server<'_>,
     redirects: Redirects,
     read_body: bool,
     env: &ProbeEnv,
@@ -208,7 +233,7 @@ pub async fn fetch(
 ) -> Result<Response, Failed> {
     let mut followed = 0;
     loop {
-        let answer = exchange(&request, site, env, deadline, recorder).await?;
+        let answer = exchange(&request, server, env, deadline, recorder).await?;
         let Redirects::Follow { keep_post, stop_at } = redirects else {
             return answer.finish(read_body, recorder).await;
         };
@@ -323,12 +348,12 @@ impl Answer {
 /// One request on a new connection, up to the response headers.
 async fn exchange(
     request: &Request,
-    site: Site<'_>,
+    server: Server<'_>,
     env: &ProbeEnv,
     deadline: Instant,
     recorder: &mut Recorder,
 ) -> Result<Answer, Failed> {
-    let endpoint = hop_endpoint(&request.url, site.endpoint);
+    let endpoint = hop_endpoint(&request.url, server.endpoint);
     let connection = dial::open(&endpoint, env, deadline, recorder).await?;
     let (mut sender, driver) = hyper::client::conn::http1::Builder::new()
         .max_buf_size(MAX_HEAD_BYTES)
@@ -347,11 +372,11 @@ async fn exchange(
     let connection = AbortOnDropHandle::new(tokio::spawn(async move {
         let _ = driver.await;
     }));
-    let credentials = site
+    let credentials = server
         .send_credentials
-        .then_some(site.endpoint.auth.as_ref())
+        .then_some(server.endpoint.auth.as_ref())
         .flatten()
-        .filter(|_| same_origin(&request.url, site.endpoint));
+        .filter(|_| same_origin(&request.url, server.endpoint));
     let http_request = build(request, credentials);
     recorder.note(format!(
         "{} {}{}",

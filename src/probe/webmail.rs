@@ -4,7 +4,7 @@
 use ::http::StatusCode;
 use tokio::time::Instant;
 
-use super::http::{self, Redirects, Request, Site, challenge_list};
+use super::http::{self, Redirects, Request, Server, challenge_list};
 use super::{ErrorKind, Failed, Phase, ProbeError, Recorder};
 use crate::config::HttpsTarget;
 use crate::runtime::ProbeEnv;
@@ -21,13 +21,13 @@ pub async fn probe(
     env: &ProbeEnv,
     recorder: &mut Recorder,
 ) -> Result<(), Failed> {
-    let site = Site {
+    let server = Server {
         endpoint: &target.endpoint,
         send_credentials: true,
     };
     let response = http::fetch(
         Request::get(target.url.clone()),
-        site,
+        server,
         Redirects::BROWSER,
         true,
         env,
