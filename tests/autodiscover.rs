@@ -13,9 +13,9 @@ use std::net::Ipv4Addr;
 use support::agent::{Agent, within};
 use support::exchange::{
     AD, AUTODISCOVER_HOST, AUTODISCOVER_JSON, AUTODISCOVER_XML, CHALLENGE_401, DOMAIN, EMAIL,
-    ExchangeBed, MAIL_HOST, Site, TEST_LIMIT, answer, answers, assert_up, autodiscover_agent,
-    config, ews_url, json_answer, phases, pox_answer, pox_answer_without_ews, pox_redirect_url,
-    probed, sorted, zone,
+    ExchangeBed, MAIL_HOST, ServerBlock, TEST_LIMIT, answer, answers, assert_up,
+    autodiscover_agent, config, ews_url, json_answer, phases, pox_answer, pox_answer_without_ews,
+    pox_redirect_url, probed, sorted, zone,
 };
 use support::{DropRule, free_port};
 
@@ -32,15 +32,15 @@ async fn the_domain_itself_is_asked_first_and_answers_with_pox_domain() {
         bed.answers("d", "mbx-domain.example.test", &ews_url(MAIL_HOST));
         bed.answers("ad", "mbx-ad.example.test", &ews_url(AUTODISCOVER_HOST));
         let _nginx = bed.nginx(vec![
-            Site {
+            ServerBlock {
                 listen: bed.block.addr(1, 443),
                 tls: true,
-                directives: bed.autodiscover_site("d"),
+                directives: bed.autodiscover_service("d"),
             },
-            Site {
+            ServerBlock {
                 listen: bed.block.addr(2, 443),
                 tls: true,
-                directives: bed.autodiscover_site("ad"),
+                directives: bed.autodiscover_service("ad"),
             },
         ]);
         let agent = autodiscover_agent(&bed, &dns).await;
@@ -77,15 +77,15 @@ async fn a_website_on_the_domain_is_not_an_answer_and_autodiscover_host_is_asked
                        \x20 return 200 '<html><body>Welcome to Example</body></html>';\n\
                        }";
         let _nginx = bed.nginx(vec![
-            Site {
+            ServerBlock {
                 listen: bed.block.addr(1, 443),
                 tls: true,
                 directives: website.to_owned(),
             },
-            Site {
+            ServerBlock {
                 listen: bed.block.addr(2, 443),
                 tls: true,
-                directives: bed.autodiscover_site("ad"),
+                directives: bed.autodiscover_service("ad"),
             },
         ]);
         let agent = autodiscover_agent(&bed, &dns).await;
@@ -117,10 +117,10 @@ async fn autodiscover_host_behind_a_cname_answers_with_pox_autodiscover_host() {
             .start()
             .expect("dnsmasq starts");
         bed.answers("ad", "mbx7.provider.example.test", &ews_url(MAIL_HOST));
-        let _nginx = bed.nginx(vec![Site {
+        let _nginx = bed.nginx(vec![ServerBlock {
             listen: bed.block.addr(2, 443),
             tls: true,
-            directives: bed.autodiscover_site("ad"),
+            directives: bed.autodiscover_service("ad"),
         }]);
         let agent = autodiscover_agent(&bed, &dns).await;
         let m = probed(&agent, &[&AD], 1.0).await;
@@ -154,15 +154,15 @@ async fn the_plain_http_redirect_leads_to_the_answer_with_pox_http_redirect() {
             "location = {AUTODISCOVER_XML} {{ return 302 https://{MAIL_HOST}{AUTODISCOVER_XML}; }}"
         );
         let _nginx = bed.nginx(vec![
-            Site {
+            ServerBlock {
                 listen: bed.block.addr(2, 80),
                 tls: false,
                 directives: redirect,
             },
-            Site {
+            ServerBlock {
                 listen: bed.block.addr(3, 443),
                 tls: true,
-                directives: bed.autodiscover_site("mail"),
+                directives: bed.autodiscover_service("mail"),
             },
         ]);
         let agent = autodiscover_agent(&bed, &dns).await;
@@ -200,10 +200,10 @@ async fn the_srv_record_leads_to_the_answer_with_pox_srv() {
             .start()
             .expect("dnsmasq starts");
         bed.answers("mail", "mbx4.example.test", &ews_url(MAIL_HOST));
-        let _nginx = bed.nginx(vec![Site {
+        let _nginx = bed.nginx(vec![ServerBlock {
             listen: (Ipv4Addr::LOCALHOST, port).into(),
             tls: true,
-            directives: bed.autodiscover_site("mail"),
+            directives: bed.autodiscover_service("mail"),
         }]);
         let agent = autodiscover_agent(&bed, &dns).await;
         let m = probed(&agent, &[&AD], 1.0).await;
@@ -234,7 +234,7 @@ async fn a_pox_challenge_takes_the_urls_from_the_json_endpoint() {
              location = {AUTODISCOVER_XML} {{\n{CHALLENGE_401}\n}}",
             bed.root("ad").display()
         );
-        let _nginx = bed.nginx(vec![Site {
+        let _nginx = bed.nginx(vec![ServerBlock {
             listen: bed.block.addr(2, 443),
             tls: true,
             directives,
@@ -260,7 +260,7 @@ async fn only_the_json_endpoint_answering_is_enough() {
             .expect("dnsmasq starts");
         // No POX service anywhere (404), but the v2 endpoint at autodiscover.D answers.
         bed.write("ad", AUTODISCOVER_JSON, &json_answer(&ews_url(MAIL_HOST)));
-        let _nginx = bed.nginx(vec![Site {
+        let _nginx = bed.nginx(vec![ServerBlock {
             listen: bed.block.addr(2, 443),
             tls: true,
             directives: format!(
@@ -291,10 +291,10 @@ async fn pox_settings_without_an_ews_url_take_it_from_json_and_keep_the_pox_serv
             &pox_answer_without_ews("mbx12.example.test"),
         );
         bed.write("ad", AUTODISCOVER_JSON, &json_answer(&ews_url(MAIL_HOST)));
-        let _nginx = bed.nginx(vec![Site {
+        let _nginx = bed.nginx(vec![ServerBlock {
             listen: bed.block.addr(2, 443),
             tls: true,
-            directives: bed.autodiscover_site("ad"),
+            directives: bed.autodiscover_service("ad"),
         }]);
         let agent = autodiscover_agent(&bed, &dns).await;
         let m = probed(&agent, &[&AD], 1.0).await;
@@ -326,15 +326,15 @@ async fn a_redirect_url_answer_is_followed_to_the_settings() {
         );
         bed.answers("mail", "mbx6.example.test", &ews_url(MAIL_HOST));
         let _nginx = bed.nginx(vec![
-            Site {
+            ServerBlock {
                 listen: bed.block.addr(2, 443),
                 tls: true,
-                directives: bed.autodiscover_site("ad"),
+                directives: bed.autodiscover_service("ad"),
             },
-            Site {
+            ServerBlock {
                 listen: bed.block.addr(3, 443),
                 tls: true,
-                directives: bed.autodiscover_site("mail"),
+                directives: bed.autodiscover_service("mail"),
             },
         ]);
         let agent = autodiscover_agent(&bed, &dns).await;
@@ -371,10 +371,10 @@ async fn an_answer_with_a_byte_order_mark_is_read() {
                 pox_answer("mbx10.example.test", &ews_url(MAIL_HOST))
             ),
         );
-        let _nginx = bed.nginx(vec![Site {
+        let _nginx = bed.nginx(vec![ServerBlock {
             listen: bed.block.addr(2, 443),
             tls: true,
-            directives: bed.autodiscover_site("ad"),
+            directives: bed.autodiscover_service("ad"),
         }]);
         let agent = autodiscover_agent(&bed, &dns).await;
         let m = probed(&agent, &[&AD], 1.0).await;
@@ -405,10 +405,10 @@ async fn a_blackholed_domain_does_not_starve_the_autodiscover_host() {
         // https://D/ is tried first and its packets vanish: connect would hang
         // for the whole probe timeout if the first method could take it all.
         let _drop = DropRule::drop_tcp(bed.block.addr(1, 443));
-        let _nginx = bed.nginx(vec![Site {
+        let _nginx = bed.nginx(vec![ServerBlock {
             listen: bed.block.addr(2, 443),
             tls: true,
-            directives: bed.autodiscover_site("ad"),
+            directives: bed.autodiscover_service("ad"),
         }]);
         let agent = Agent::start(&config(
             dns.addr,

@@ -8,7 +8,7 @@ mod support;
 use support::agent::{Agent, within};
 use support::exchange::{
     AD, AUTODISCOVER_HOST, AUTODISCOVER_XML, DOMAIN, EMAIL, ExchangeBed, MAIL_HOST, PROBE_TIMEOUT,
-    Site, TEST_LIMIT, answer, answers, assert_failed, assert_up, autodiscover_agent, config,
+    ServerBlock, TEST_LIMIT, answer, answers, assert_failed, assert_up, autodiscover_agent, config,
     config_every, ews_url, phases, pox_error, probed, probes, sorted, wait_until, with, zone,
 };
 
@@ -26,10 +26,10 @@ async fn an_autodiscover_error_answer_fails_in_response_with_protocol_error() {
             AUTODISCOVER_XML,
             &pox_error(500, "The email address can't be found."),
         );
-        let _nginx = bed.nginx(vec![Site {
+        let _nginx = bed.nginx(vec![ServerBlock {
             listen: bed.block.addr(2, 443),
             tls: true,
-            directives: bed.autodiscover_site("ad"),
+            directives: bed.autodiscover_service("ad"),
         }]);
         let agent = autodiscover_agent(&bed, &dns).await;
         let m = probed(&agent, &[&AD], 1.0).await;
@@ -87,10 +87,10 @@ async fn a_changed_answer_is_counted_once_as_a_change() {
             .start()
             .expect("dnsmasq starts");
         bed.answers("ad", "mbx1.example.test", &ews_url(MAIL_HOST));
-        let _nginx = bed.nginx(vec![Site {
+        let _nginx = bed.nginx(vec![ServerBlock {
             listen: bed.block.addr(2, 443),
             tls: true,
-            directives: bed.autodiscover_site("ad"),
+            directives: bed.autodiscover_service("ad"),
         }]);
         let agent = Agent::start(&config_every(
             dns.addr,
@@ -163,15 +163,15 @@ async fn a_redirect_to_plain_http_is_not_followed() {
             "location = {AUTODISCOVER_XML} {{ return 302 http://{MAIL_HOST}{AUTODISCOVER_XML}; }}"
         );
         let _nginx = bed.nginx(vec![
-            Site {
+            ServerBlock {
                 listen: bed.block.addr(2, 80),
                 tls: false,
                 directives: redirect,
             },
-            Site {
+            ServerBlock {
                 listen: bed.block.addr(3, 80),
                 tls: false,
-                directives: bed.autodiscover_site("mail"),
+                directives: bed.autodiscover_service("mail"),
             },
         ]);
         let agent = autodiscover_agent(&bed, &dns).await;
@@ -193,10 +193,10 @@ async fn the_answer_is_kept_through_a_failed_round_and_its_return_is_no_change()
             .start()
             .expect("dnsmasq starts");
         bed.answers("ad", "mbx1.example.test", &ews_url(MAIL_HOST));
-        let _nginx = bed.nginx(vec![Site {
+        let _nginx = bed.nginx(vec![ServerBlock {
             listen: bed.block.addr(2, 443),
             tls: true,
-            directives: bed.autodiscover_site("ad"),
+            directives: bed.autodiscover_service("ad"),
         }]);
         let agent = Agent::start(&config_every(
             dns.addr,
@@ -268,12 +268,12 @@ async fn credentials_never_go_to_where_the_plain_http_redirect_points() {
             bed.root("mail").display()
         );
         let _nginx = bed.nginx(vec![
-            Site {
+            ServerBlock {
                 listen: bed.block.addr(2, 80),
                 tls: false,
                 directives: redirect,
             },
-            Site {
+            ServerBlock {
                 listen: bed.block.addr(3, 443),
                 tls: true,
                 directives: guarded,

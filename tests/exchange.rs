@@ -10,7 +10,7 @@ use std::net::Ipv4Addr;
 
 use support::agent::{Agent, Metrics, within};
 use support::exchange::{
-    CHALLENGE_401, DOMAIN, EMAIL, ExchangeBed, MAIL_HOST, PROBE_TIMEOUT, Site, TEST_LIMIT,
+    CHALLENGE_401, DOMAIN, EMAIL, ExchangeBed, MAIL_HOST, PROBE_TIMEOUT, ServerBlock, TEST_LIMIT,
     assert_failed, assert_up, check, config, ews_url, phases, probed, sorted,
 };
 use support::{Dnsmasq, Nginx, TestPki, Validity};
@@ -507,12 +507,12 @@ async fn the_default_checks_are_autodiscover_ews_activesync_mapi_and_owa_on_port
                 "return 302 https://$host/owa/auth/logon.aspx?replaceCurrent=1;",
             );
         let _nginx = bed.nginx(vec![
-            Site {
+            ServerBlock {
                 listen: bed.block.addr(2, 443),
                 tls: true,
-                directives: bed.autodiscover_site("ad"),
+                directives: bed.autodiscover_service("ad"),
             },
-            Site {
+            ServerBlock {
                 listen: bed.block.addr(3, 443),
                 tls: true,
                 directives: front_end,

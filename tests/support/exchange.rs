@@ -432,7 +432,7 @@ pub struct ExchangeBed {
 }
 
 /// One `server { }` of an [`ExchangeBed`]'s nginx.
-pub struct Site {
+pub struct ServerBlock {
     /// Where it listens.
     pub listen: SocketAddr,
     /// TLS (the bed's certificate) or plain HTTP.
@@ -494,7 +494,7 @@ impl ExchangeBed {
 
     /// Directives serving root `root`'s Autodiscover answers: the POX file for POST
     /// (and GET), the JSON file for GET with any query string.
-    pub fn autodiscover_site(&self, root: &str) -> String {
+    pub fn autodiscover_service(&self, root: &str) -> String {
         format!(
             "root {};\n{}\nlocation = {AUTODISCOVER_JSON} {{ default_type application/json; }}",
             self.root(root).display(),
@@ -502,20 +502,20 @@ impl ExchangeBed {
         )
     }
 
-    /// One nginx holding every site (none: no nginx, nothing listens).
-    pub fn nginx(&self, mut sites: Vec<Site>) -> Option<super::Nginx> {
+    /// One nginx holding every server block (none: no nginx, nothing listens).
+    pub fn nginx(&self, mut blocks: Vec<ServerBlock>) -> Option<super::Nginx> {
         // The builder's first server is the one `listen()` sets, and it is TLS
-        // whenever a certificate is given: put a TLS site first if there is one.
-        sites.sort_by_key(|site| !site.tls);
-        let first = sites.first()?;
+        // whenever a certificate is given: put a TLS block first if there is one.
+        blocks.sort_by_key(|block| !block.tls);
+        let first = blocks.first()?;
         let mut builder = super::Nginx::builder()
             .listen(first.listen)
             .server_block_extra(&first.directives);
         if first.tls {
             builder = builder.tls(&self.cert.0, &self.cert.1);
         }
-        for site in &sites[1..] {
-            builder = builder.server(site.listen, site.tls, &site.directives);
+        for block in &blocks[1..] {
+            builder = builder.server(block.listen, block.tls, &block.directives);
         }
         Some(builder.start().expect("nginx starts"))
     }
