@@ -230,6 +230,43 @@ async fn a_body_over_one_mib_is_up_when_the_text_is_in_its_first_mib() {
     .await;
 }
 
+/// Filler, then `text` starting at byte `start`, then filler to 2 MiB.
+fn text_from(start: usize, text: &str) -> Vec<u8> {
+    let mut body = vec![b'.'; start];
+    body.extend_from_slice(text.as_bytes());
+    body.resize(2 * MIB, b'.');
+    body
+}
+
+#[tokio::test]
+async fn the_body_limit_is_exactly_one_mib() {
+    within(TEST_LIMIT, async {
+        let web = Web::new();
+        let len = EXPECT_BODY.len();
+        // The text's last byte is the 1 MiB-th byte: inside the limit.
+        web.file("ends-at-limit.html", &text_from(MIB - len, EXPECT_BODY));
+        // One byte later: its last byte is cut off.
+        web.file("crosses-limit.html", &text_from(MIB - len + 1, EXPECT_BODY));
+        let nginx = web.nginx("");
+        let expect = format!("expect_body: \"{EXPECT_BODY}\"");
+        let agent = web
+            .agent(
+                PROBE_TIMEOUT,
+                &[
+                    web.target("webmail", &nginx, "/ends-at-limit.html", &expect),
+                    web.target("crosses", &nginx, "/crosses-limit.html", &expect),
+                ],
+            )
+            .await;
+        let crosses = [("target", "crosses"), ("protocol", "https")];
+        let m = probed(&agent, &[&W, &crosses], 1.0).await;
+        assert_up(&m, &W);
+        assert_failed(&m, &crosses, "response", "body_mismatch", "server_service");
+        agent.stop().await.expect("clean stop");
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn text_only_beyond_the_first_mib_is_a_body_mismatch() {
     within(TEST_LIMIT, async {
