@@ -13,9 +13,9 @@ use std::net::Ipv4Addr;
 use support::agent::{Agent, within};
 use support::exchange::{
     AD, AUTODISCOVER_HOST, AUTODISCOVER_JSON, AUTODISCOVER_XML, CHALLENGE_401, DOMAIN, EMAIL,
-    ExchangeBed, MAIL_HOST, ServerBlock, TEST_LIMIT, answer, answers, assert_up,
-    autodiscover_agent, config, ews_url, json_answer, phases, pox_answer, pox_answer_without_ews,
-    pox_redirect_url, probed, sorted, zone,
+    ExchangeBed, MAIL_HOST, PROVIDER_AUTODISCOVER_HOST, PROVIDER_DOMAIN, ServerBlock, TEST_LIMIT,
+    answer, answers, assert_up, autodiscover_agent, config, ews_url, json_answer, phases,
+    pox_answer, pox_answer_without_ews, pox_redirect_addr, pox_redirect_url, probed, sorted, zone,
 };
 use support::{DropRule, free_port};
 
@@ -347,6 +347,52 @@ async fn a_redirect_url_answer_is_followed_to_the_settings() {
                 "pox_autodiscover_host",
                 &ews_url(MAIL_HOST),
                 "mbx6.example.test"
+            )
+        );
+        agent.stop().await.expect("clean stop");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_redirect_addr_answer_starts_again_for_the_new_address() {
+    within(TEST_LIMIT, async {
+        let bed = ExchangeBed::new();
+        let dns = zone()
+            .local_domain(PROVIDER_DOMAIN)
+            .a(AUTODISCOVER_HOST, bed.autodiscover_ip())
+            .a(PROVIDER_AUTODISCOVER_HOST, bed.provider_ip())
+            .start()
+            .expect("dnsmasq starts");
+        // The old domain's service knows the mailbox moved to another address.
+        bed.write(
+            "ad",
+            AUTODISCOVER_XML,
+            &pox_redirect_addr(&format!("probe@{PROVIDER_DOMAIN}")),
+        );
+        let provider_ews = ews_url("outlook.provider.test");
+        bed.answers("provider", "mbx13.provider.test", &provider_ews);
+        let _nginx = bed.nginx(vec![
+            ServerBlock {
+                listen: bed.block.addr(2, 443),
+                tls: true,
+                directives: bed.autodiscover_service("ad"),
+            },
+            ServerBlock {
+                listen: bed.block.addr(4, 443),
+                tls: true,
+                directives: bed.autodiscover_service("provider"),
+            },
+        ]);
+        let agent = autodiscover_agent(&bed, &dns).await;
+        let m = probed(&agent, &[&AD], 1.0).await;
+        assert_up(&m, &AD);
+        assert_eq!(
+            answers(&m),
+            answer(
+                "pox_autodiscover_host",
+                &provider_ews,
+                "mbx13.provider.test"
             )
         );
         agent.stop().await.expect("clean stop");

@@ -21,13 +21,18 @@ pub const AUTODISCOVER_HOST: &str = "autodiscover.example.test";
 /// The Exchange front end the answers point to.
 pub const MAIL_HOST: &str = "mail.example.test";
 /// Every name a test certificate must cover.
-pub const CERT_NAMES: [&str; 5] = [
+pub const CERT_NAMES: [&str; 6] = [
     DOMAIN,
     AUTODISCOVER_HOST,
     MAIL_HOST,
     WEBMAIL_HOST,
     OTHER_HOST,
+    PROVIDER_AUTODISCOVER_HOST,
 ];
+/// Another provider's domain, for answers that send the client to another address.
+pub const PROVIDER_DOMAIN: &str = "provider.test";
+/// `autodiscover.` of [`PROVIDER_DOMAIN`].
+pub const PROVIDER_AUTODISCOVER_HOST: &str = "autodiscover.provider.test";
 /// The webmail page's host.
 pub const WEBMAIL_HOST: &str = "webmail.example.test";
 /// Another origin, for redirects that leave the webmail host.
@@ -114,6 +119,23 @@ pub fn pox_error(code: u16, message: &str) -> String {
       <Message>{message}</Message>
       <DebugData />
     </Error>
+  </Response>
+</Autodiscover>
+"#
+    )
+}
+
+/// A POX Autodiscover answer sending the client on to another mail address
+/// (`redirectAddr`), as after a migration to another provider.
+pub fn pox_redirect_addr(address: &str) -> String {
+    format!(
+        r#"<?xml version="1.0" encoding="utf-8"?>
+<Autodiscover xmlns="http://schemas.microsoft.com/exchange/autodiscover/responseschema/2006">
+  <Response xmlns="http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a">
+    <Account>
+      <Action>redirectAddr</Action>
+      <RedirectAddr>{address}</RedirectAddr>
+    </Account>
   </Response>
 </Autodiscover>
 "#
@@ -418,8 +440,9 @@ pub const TEST_LIMIT: Duration = Duration::from_secs(90);
 /// A test CA with one certificate for every Exchange name, document roots the
 /// test writes Autodiscover answers into, and a loopback block of its own.
 /// Address plan: `.1` is the mail domain `D`, `.2` is `autodiscover.D`, `.3` is
-/// `mail.D` (the Exchange front end and redirect target); which of them has a DNS
-/// record and a listener is each test's choice.
+/// `mail.D` (the Exchange front end and redirect target), `.4` is another
+/// provider's Autodiscover; which of them has a DNS record and a listener is each
+/// test's choice.
 pub struct ExchangeBed {
     /// Holds the PKI and the document roots; removed on drop.
     pub dir: tempfile::TempDir,
@@ -468,6 +491,11 @@ impl ExchangeBed {
     /// `mail.D`'s address.
     pub fn mail_ip(&self) -> Ipv4Addr {
         self.block.ip(3)
+    }
+
+    /// The address of `autodiscover.` of another provider's domain.
+    pub fn provider_ip(&self) -> Ipv4Addr {
+        self.block.ip(4)
     }
 
     /// The document root `name` (created on first use).
