@@ -5,7 +5,8 @@
 
 mod support;
 
-use support::agent::{Agent, within};
+use support::agent::{Agent, Metrics, http, within};
+use support::binary::Binary;
 use support::exchange::{
     AD, AUTODISCOVER_HOST, AUTODISCOVER_XML, DOMAIN, EMAIL, ExchangeBed, MAIL_HOST, PROBE_TIMEOUT,
     ServerBlock, TEST_LIMIT, answer, answers, assert_failed, assert_up, autodiscover_agent, config,
@@ -307,6 +308,114 @@ async fn credentials_never_go_to_where_the_plain_http_redirect_points() {
         assert_eq!(m.value("mailprobe_http_status_code", &AD), 401.0);
         assert_eq!(answers(&m), answer("pox_http_redirect", "", ""));
         agent.stop().await.expect("clean stop");
+    })
+    .await;
+}
+
+/// Distinctive, so a search for it in any output cannot match by accident.
+const PASSWORD: &str = "Aut0d-Compass-5e91b4";
+const WRONG_PASSWORD: &str = "Wr0ng-Anchor-8d26f1";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_basic_login_to_autodiscover_is_accepted_or_rejected_and_never_shown() {
+    within(TEST_LIMIT, async {
+        let bed = ExchangeBed::new();
+        let dns = zone()
+            .a(AUTODISCOVER_HOST, bed.autodiscover_ip())
+            .start()
+            .expect("dnsmasq starts");
+        bed.answers("ad", "mbx14.example.test", &ews_url(MAIL_HOST));
+        let htpasswd = bed.dir.path().join("htpasswd");
+        std::fs::write(&htpasswd, format!("{EMAIL}:{{PLAIN}}{PASSWORD}\n")).unwrap();
+        // auth_basic runs before the static handler, so POST needs the login too.
+        let directives = format!(
+            "auth_basic \"Autodiscover\";\nauth_basic_user_file {};\n{}",
+            htpasswd.display(),
+            bed.autodiscover_service("ad")
+        );
+        let _nginx = bed.nginx(vec![ServerBlock {
+            listen: bed.block.addr(2, 443),
+            tls: true,
+            directives,
+        }]);
+        let mut targets = String::new();
+        for (name, password) in [("ex-good", PASSWORD), ("ex-bad", WRONG_PASSWORD)] {
+            let file = bed.dir.path().join(format!("{name}.pass"));
+            std::fs::write(&file, format!("{password}\n")).unwrap();
+            targets.push_str(&bed.target(
+                name,
+                &format!(
+                    "email: {EMAIL}, checks: [autodiscover], \
+                     auth: {{username: {EMAIL}, password_file: \"{}\"}}",
+                    file.display()
+                ),
+            ));
+        }
+        let config_path = bed.dir.path().join("mailprobe.yaml");
+        std::fs::write(&config_path, config(dns.addr, PROBE_TIMEOUT, &targets)).unwrap();
+
+        // Everything the agent logs, at the most verbose level, libraries included.
+        let (mut binary, addr) =
+            tokio::task::block_in_place(|| Binary::start_with(&config_path, "trace"));
+        for name in ["ex-good", "ex-bad"] {
+            // An exchange check is logged as `TARGET/CHECK`.
+            let needle = format!("\"target\":\"{name}/autodiscover\"");
+            let is_result = |line: &str| {
+                line.contains(&needle)
+                    && (line.contains("probe succeeded") || line.contains("probe failed"))
+            };
+            if !binary.log.iter().any(|line| is_result(line)) {
+                tokio::task::block_in_place(|| while !is_result(&binary.wait_line(&needle)) {});
+            }
+        }
+        let (status, text) = http(addr, "GET", "/metrics", &[]).await;
+        assert_eq!(status, 200);
+        let m = Metrics::parse(&text);
+        let good = [
+            ("target", "ex-good"),
+            ("protocol", "exchange"),
+            ("check", "autodiscover"),
+        ];
+        let bad = [
+            ("target", "ex-bad"),
+            ("protocol", "exchange"),
+            ("check", "autodiscover"),
+        ];
+        assert_up(&m, &good);
+        assert_eq!(
+            m.value(
+                "mailprobe_autodiscover_info",
+                &[
+                    good[0],
+                    good[2],
+                    ("method", "pox_autodiscover_host"),
+                    ("server", "mbx14.example.test"),
+                ]
+            ),
+            1.0
+        );
+        assert_failed(&m, &bad, "auth", "auth_failed", "server_auth");
+
+        let mut outputs = vec![("/metrics".to_owned(), text)];
+        for name in ["ex-good", "ex-bad"] {
+            let (status, body) = http(addr, "GET", &format!("/debug?target={name}"), &[]).await;
+            assert_eq!(status, 200, "{body}");
+            outputs.push((format!("/debug?target={name}"), body));
+        }
+        binary.signal(libc::SIGTERM);
+        let status = tokio::task::block_in_place(|| binary.wait_exit());
+        assert_eq!(status.code(), Some(0));
+        outputs.push(("the log".to_owned(), binary.log.join("\n")));
+        for password in [PASSWORD, WRONG_PASSWORD] {
+            use base64::Engine as _;
+            let header =
+                base64::engine::general_purpose::STANDARD.encode(format!("{EMAIL}:{password}"));
+            for form in [password.to_owned(), header] {
+                for (place, text) in &outputs {
+                    assert!(!text.contains(&form), "a password form appears in {place}");
+                }
+            }
+        }
     })
     .await;
 }
