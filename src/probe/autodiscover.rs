@@ -193,6 +193,17 @@ enum Reached {
     RedirectAddr(String),
 }
 
+/// How the URL a POX request goes to was found, which decides whether it may have the
+/// password.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trust {
+    /// From the domain's name or its SRV record: the address Outlook would trust.
+    Dns,
+    /// From a redirect that came over plain HTTP, which anyone on the path can forge
+    /// (Outlook asks the user before following it): never sent the password.
+    PlainHttpRedirect,
+}
+
 /// Why a method ended without reaching a service. The recorder holds the failure.
 enum Stop {
     /// Nothing there: try the next method.
@@ -273,11 +284,18 @@ impl Search<'_> {
         }
         let from_json = self.json(same_host(url, JSON_PATH), recorder).await;
         let _ = recorder.take_failure();
-        Ok(from_json.unwrap_or(Answer {
-            method,
-            ews_url: String::new(),
-            server: settings.server.unwrap_or_default(),
-        }))
+        Ok(match from_json {
+            // The URL from JSON; the mailbox server is still the one POX named.
+            Some(answer) => Answer {
+                server: settings.server.unwrap_or(answer.server),
+                ..answer
+            },
+            None => Answer {
+                method,
+                ews_url: String::new(),
+                server: settings.server.unwrap_or_default(),
+            },
+        })
     }
 
     /// A service that wants credentials: the JSON endpoint on the same host may still
@@ -310,12 +328,17 @@ impl Search<'_> {
     ) -> Result<(Url, Reached), Stop> {
         match method {
             Method::PoxDomain => {
-                self.pox(https_url(domain, 443, POX_PATH), until, recorder)
-                    .await
+                self.pox(
+                    https_url(domain, 443, POX_PATH),
+                    Trust::Dns,
+                    until,
+                    recorder,
+                )
+                .await
             }
             Method::PoxAutodiscoverHost => {
                 let host = format!("autodiscover.{domain}");
-                self.pox(https_url(&host, 443, POX_PATH), until, recorder)
+                self.pox(https_url(&host, 443, POX_PATH), Trust::Dns, until, recorder)
                     .await
             }
             Method::PoxHttpRedirect => {
@@ -340,7 +363,8 @@ impl Search<'_> {
                 match response.location() {
                     Some(to) if response.status.is_redirection() && to.scheme() == "https" => {
                         recorder.note(format!("{url} redirects to {to}"));
-                        self.pox(to, until, recorder).await
+                        self.pox(to, Trust::PlainHttpRedirect, until, recorder)
+                            .await
                     }
                     _ => Err(not_here(
                         recorder,
@@ -360,8 +384,13 @@ impl Search<'_> {
                     .await
                     .map_err(|_| Stop::NotHere)?;
                 recorder.note(format!("{name} SRV points to {host}:{port}"));
-                self.pox(https_url(&host, port, POX_PATH), until, recorder)
-                    .await
+                self.pox(
+                    https_url(&host, port, POX_PATH),
+                    Trust::Dns,
+                    until,
+                    recorder,
+                )
+                .await
             }
             Method::Json => Err(Stop::NotHere),
         }
@@ -371,6 +400,7 @@ impl Search<'_> {
     async fn pox(
         &self,
         mut url: Url,
+        trust: Trust,
         until: Instant,
         recorder: &mut Recorder,
     ) -> Result<(Url, Reached), Stop> {
@@ -382,6 +412,7 @@ impl Search<'_> {
             let mut response = self.post(&url, false, until, recorder).await?;
             let mut sent_credentials = false;
             if response.status == StatusCode::UNAUTHORIZED
+                && trust == Trust::Dns
                 && self.target.endpoint.auth.is_some()
                 && response.url.scheme() == "https"
                 && response
@@ -410,7 +441,11 @@ impl Search<'_> {
                     return Err(Stop::Final);
                 }
                 StatusCode::UNAUTHORIZED if !response.challenges().is_empty() => {
-                    if self.target.endpoint.auth.is_some() {
+                    if self.target.endpoint.auth.is_some() && trust == Trust::PlainHttpRedirect {
+                        recorder.note(format!(
+                            "{at} was named by a plain-HTTP redirect: it is not sent the password"
+                        ));
+                    } else if self.target.endpoint.auth.is_some() {
                         recorder.note(format!(
                             "{at} does not offer Basic ({}); mailprobe logs in with Basic only",
                             response.challenges().join(", ")

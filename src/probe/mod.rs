@@ -539,8 +539,9 @@ fn rounded_to_ms(duration: Duration) -> Duration {
 }
 
 /// Lines kept in one probe's log: a mail session with STARTTLS and login logs about
-/// twenty; the bound only matters for a misbehaving dialogue.
-pub const MAX_LOG_LINES: usize = 64;
+/// twenty, a web page at the end of ten redirects about a hundred (nine per hop); the
+/// bound only matters for a misbehaving dialogue.
+pub const MAX_LOG_LINES: usize = 128;
 
 /// Runs one probe of `target`, bounded by the target's timeout.
 ///
