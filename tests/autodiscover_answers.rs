@@ -312,6 +312,72 @@ async fn credentials_never_go_to_where_the_plain_http_redirect_points() {
     .await;
 }
 
+#[tokio::test]
+async fn credentials_never_go_to_an_https_redirect_target_on_another_host() {
+    within(TEST_LIMIT, async {
+        let bed = ExchangeBed::new();
+        let dns = zone()
+            .a(AUTODISCOVER_HOST, bed.autodiscover_ip())
+            .a(MAIL_HOST, bed.mail_ip())
+            .start()
+            .expect("dnsmasq starts");
+        // autodiscover.D answers the POST with a 302 to another host (the README:
+        // credentials never go to a redirect target on another host). That host
+        // asks for Basic (401) and refuses (403) a request carrying a password.
+        let redirect = format!(
+            "location = {AUTODISCOVER_XML} {{ return 302 https://{MAIL_HOST}{AUTODISCOVER_XML}; }}"
+        );
+        let guarded = format!(
+            "location = {AUTODISCOVER_XML} {{\n\
+             \x20 if ($http_authorization) {{ return 403; }}\n\
+             \x20 add_header WWW-Authenticate 'Basic realm=\"Autodiscover\"' always;\n\
+             \x20 return 401;\n\
+             }}"
+        );
+        let _nginx = bed.nginx(vec![
+            ServerBlock {
+                listen: bed.block.addr(2, 443),
+                tls: true,
+                directives: redirect,
+            },
+            ServerBlock {
+                listen: bed.block.addr(3, 443),
+                tls: true,
+                directives: guarded,
+            },
+        ]);
+        let password_file = bed.dir.path().join("ex.pass");
+        std::fs::write(&password_file, format!("{PASSWORD}\n")).unwrap();
+        let agent = Agent::start(&config(
+            dns.addr,
+            PROBE_TIMEOUT,
+            &bed.target(
+                "ex",
+                &format!(
+                    "email: {EMAIL}, checks: [autodiscover], \
+                     auth: {{username: {EMAIL}, password_file: \"{}\"}}",
+                    password_file.display()
+                ),
+            ),
+        ))
+        .await;
+        let m = probed(&agent, &[&AD], 1.0).await;
+        assert_ne!(
+            m.get("mailprobe_http_status_code", &AD),
+            Some(403.0),
+            "the host autodiscover.D redirected to received the password"
+        );
+        // Found through autodiscover.D; the service it points to asks for credentials.
+        let (_, debug) = http(agent.addr, "GET", "/debug?target=ex", &[]).await;
+        assert_eq!(m.get("mailprobe_up", &AD), Some(1.0), "{debug}");
+        assert_up(&m, &AD);
+        assert_eq!(m.value("mailprobe_http_status_code", &AD), 401.0);
+        assert_eq!(answers(&m), answer("pox_autodiscover_host", "", ""));
+        agent.stop().await.expect("clean stop");
+    })
+    .await;
+}
+
 /// Distinctive, so a search for it in any output cannot match by accident.
 const PASSWORD: &str = "Aut0d-Compass-5e91b4";
 const WRONG_PASSWORD: &str = "Wr0ng-Anchor-8d26f1";
