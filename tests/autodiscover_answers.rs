@@ -62,6 +62,31 @@ async fn nothing_answering_fails_with_the_autodiscover_hosts_connect_refused() {
 }
 
 #[tokio::test]
+async fn a_failing_autodiscover_host_is_reported_with_its_own_status() {
+    within(TEST_LIMIT, async {
+        let bed = ExchangeBed::new();
+        let dns = zone()
+            .a(AUTODISCOVER_HOST, bed.autodiscover_ip())
+            .start()
+            .expect("dnsmasq starts");
+        // The POX service is down (503); the JSON endpoint does not exist (404).
+        let _nginx = bed.nginx(vec![ServerBlock {
+            listen: bed.block.addr(2, 443),
+            tls: true,
+            directives: format!("location = {AUTODISCOVER_XML} {{ return 503; }}"),
+        }]);
+        let agent = autodiscover_agent(&bed, &dns).await;
+        let m = probed(&agent, &[&AD], 1.0).await;
+        assert_failed(&m, &AD, "request", "http_status", "server_service");
+        // The status of the failure reported (autodiscover.D's), not of a later
+        // question that found nothing.
+        assert_eq!(m.value("mailprobe_http_status_code", &AD), 503.0);
+        agent.stop().await.expect("clean stop");
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn no_autodiscover_records_fail_in_resolve_with_dns_nxdomain() {
     within(TEST_LIMIT, async {
         let bed = ExchangeBed::new();
