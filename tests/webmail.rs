@@ -5,9 +5,10 @@
 
 mod support;
 
-use support::agent::{Metrics, http, within};
+use support::agent::{Agent, Metrics, http, within};
 use support::exchange::{
-    PROBE_TIMEOUT, TEST_LIMIT, WEBMAIL_HOST, assert_failed, assert_up, phases, probed, sorted, with,
+    PROBE_TIMEOUT, TEST_LIMIT, WEBMAIL_HOST, assert_failed, assert_up, config_every, phases,
+    probed, sorted, wait_until, with,
 };
 use support::web::{EXPECT_BODY, MIB, PAGE, W, Web};
 
@@ -498,6 +499,34 @@ async fn server_name_verifies_a_url_that_names_an_address() {
             sorted(&["connect", "tls", "request", "response"])
         );
         assert_failed(&m, &by_address, "tls", "cert_name_mismatch", "server_tls");
+        agent.stop().await.expect("clean stop");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_status_of_an_earlier_round_is_not_kept_when_the_server_goes_away() {
+    within(TEST_LIMIT, async {
+        let web = Web::new();
+        web.file("index.html", PAGE.as_bytes());
+        let nginx = web.nginx("");
+        let target = web.target("webmail", &nginx, "/", "");
+        let agent = Agent::start(&config_every(web.dns.addr, "2s", "2s", &target)).await;
+        let m = probed(&agent, &[&W], 1.0).await;
+        assert_eq!(m.value("mailprobe_http_status_code", &W), 200.0);
+
+        // The server goes away: the next round has no HTTP status at all.
+        drop(nginx);
+        let m = wait_until(&agent, "a failed round", |m| {
+            m.get("mailprobe_up", &W) == Some(0.0)
+        })
+        .await;
+        assert_failed(&m, &W, "connect", "connect_refused", "server_service");
+        assert_ne!(
+            m.get("mailprobe_http_status_code", &W),
+            Some(200.0),
+            "the last probe got no status: 200 is the previous round's"
+        );
         agent.stop().await.expect("clean stop");
     })
     .await;
