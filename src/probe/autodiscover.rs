@@ -179,6 +179,8 @@ struct Search<'a> {
 struct Attempt {
     method: Method,
     failure: Failure,
+    /// The HTTP status it got, if any.
+    status: Option<u16>,
     tls: Option<TlsFacts>,
     peer: Option<std::net::SocketAddr>,
 }
@@ -411,10 +413,12 @@ impl Search<'_> {
             // domain (often a web host that is not Exchange) is not copied.
             let mut response = self.post(&url, false, until, recorder).await?;
             let mut sent_credentials = false;
+            // Only to the host DNS named: not to where it redirected (another host).
             if response.status == StatusCode::UNAUTHORIZED
                 && trust == Trust::Dns
                 && self.target.endpoint.auth.is_some()
                 && response.url.scheme() == "https"
+                && response.url.origin() == url.origin()
                 && response
                     .challenges()
                     .iter()
@@ -638,10 +642,13 @@ impl Search<'_> {
 
     /// Keeps what a method found instead of a service, so the next can start clean.
     fn remember(&mut self, method: Method, recorder: &mut Recorder) {
+        // Taken, so that the next method starts without this one's status.
+        let status = http::http_facts(recorder).status.take();
         if let Some(failure) = recorder.take_failure() {
             self.attempts.push(Attempt {
                 method,
                 failure,
+                status,
                 tls: recorder.tls.take(),
                 peer: recorder.peer.take(),
             });
@@ -670,6 +677,7 @@ impl Search<'_> {
             );
         }
         let attempt = self.attempts.swap_remove(chosen);
+        http::http_facts(recorder).status = attempt.status;
         recorder.tls = attempt.tls;
         recorder.peer = attempt.peer;
         recorder.restore_failure(Failure {

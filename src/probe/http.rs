@@ -231,6 +231,9 @@ pub async fn fetch(
     deadline: Instant,
     recorder: &mut Recorder,
 ) -> Result<Response, Failed> {
+    // Present from the start, so that a probe failing before any answer reports no
+    // status rather than leaving the previous round's in place.
+    http_facts(recorder);
     let mut followed = 0;
     loop {
         let answer = exchange(&request, server, env, deadline, recorder).await?;
