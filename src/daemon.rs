@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{self, Config, Protocol};
+use crate::config::{self, Config, ExchangeCheck, Protocol};
 use crate::fault::Fault;
 use crate::history::History;
 use crate::http;
@@ -187,7 +187,7 @@ impl Running {
     fn start(config: Config, env: Arc<ProbeEnv>, outputs: &Outputs) -> Running {
         let metrics = &outputs.metrics;
         for target in &config.targets {
-            metrics.register_target(&target.name, target.protocol);
+            metrics.register_target(&target.name, target.protocol, target.check());
         }
         metrics.record_reload(true, config.targets.len());
         let site = Arc::new(SiteMonitor::new(&config, Arc::clone(&env)));
@@ -203,8 +203,13 @@ impl Running {
             targets: config
                 .targets
                 .iter()
-                .map(|t| (t.name.to_string(), Arc::clone(t)))
-                .collect(),
+                .fold(HashMap::new(), |mut by_name, t| {
+                    by_name
+                        .entry(t.name.to_string())
+                        .or_insert_with(Vec::new)
+                        .push(Arc::clone(t));
+                    by_name
+                }),
             env: Arc::clone(&env),
             site: Arc::clone(&site),
         });
@@ -265,15 +270,15 @@ impl Running {
                 "`listen` changed: the agent keeps its current address until it is restarted"
             );
         }
-        let kept: HashSet<(&str, Protocol)> = config
+        let kept: HashSet<(&str, Protocol, Option<ExchangeCheck>)> = config
             .targets
             .iter()
-            .map(|t| (&*t.name, t.protocol))
+            .map(|t| (&*t.name, t.protocol, t.check()))
             .collect();
         for old in &self.config.targets {
-            if !kept.contains(&(&*old.name, old.protocol)) {
-                metrics.forget_target(&old.name, old.protocol);
-                outputs.history.forget(&old.name);
+            if !kept.contains(&(&*old.name, old.protocol, old.check())) {
+                metrics.forget_target(&old.name, old.protocol, old.check());
+                outputs.history.forget(&old.name, old.check());
             }
         }
         let count = config.targets.len();
@@ -325,7 +330,7 @@ async fn measure_site_every(
 }
 
 fn probe_job(env: Arc<ProbeEnv>, site: Arc<SiteMonitor>, outputs: Outputs) -> Job {
-    let last_state: Arc<Mutex<HashMap<Arc<str>, Fault>>> = Arc::default();
+    let last_state: Arc<Mutex<LastStates>> = Arc::default();
     Arc::new(move |target| {
         let env = Arc::clone(&env);
         let site = Arc::clone(&site);
@@ -349,20 +354,24 @@ fn probe_job(env: Arc<ProbeEnv>, site: Arc<SiteMonitor>, outputs: Outputs) -> Jo
     })
 }
 
+/// The last fault domain of each probe series (a target, or one check of it).
+type LastStates = HashMap<(Arc<str>, Option<ExchangeCheck>), Fault>;
+
 /// Logs every result at debug, and changes (a new failure or a new fault domain at
 /// warn, recovery at info), so an unattended agent's log says when things changed
 /// without repeating the same failure every interval.
-fn log_result(result: &ProbeResult, fault: Fault, last_state: &Mutex<HashMap<Arc<str>, Fault>>) {
+fn log_result(result: &ProbeResult, fault: Fault, last_state: &Mutex<LastStates>) {
     // A change is up → down, down → up, or a failing target whose verdict moved
     // (the uplink came back but the server is still down, say).
     let changed = {
         // Poisoning cannot corrupt a map of plain values; carry on with it.
         let mut states = last_state.lock().unwrap_or_else(|p| p.into_inner());
-        states.insert(Arc::clone(&result.target), fault) != Some(fault)
+        states.insert((Arc::clone(&result.target), result.check), fault) != Some(fault)
     };
+    let target = result.display_name();
     match result.failure() {
         Some(failure) if changed => tracing::warn!(
-            target = %result.target,
+            target = %target,
             protocol = %result.protocol,
             phase = %failure.phase,
             reason = failure.kind.as_metrics_label(),
@@ -370,19 +379,19 @@ fn log_result(result: &ProbeResult, fault: Fault, last_state: &Mutex<HashMap<Arc
             "probe failed: {}", failure.message
         ),
         Some(failure) => tracing::debug!(
-            target = %result.target,
+            target = %target,
             phase = %failure.phase,
             reason = failure.kind.as_metrics_label(),
             "probe still failing: {}", failure.message
         ),
         None if changed => tracing::info!(
-            target = %result.target,
+            target = %target,
             protocol = %result.protocol,
             duration_ms = result.duration.as_millis() as u64,
             "probe succeeded"
         ),
         None => {
-            tracing::debug!(target = %result.target, duration_ms = result.duration.as_millis() as u64, "probe succeeded")
+            tracing::debug!(target = %target, duration_ms = result.duration.as_millis() as u64, "probe succeeded")
         }
     }
 }

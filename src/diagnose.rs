@@ -18,7 +18,8 @@ use std::time::Duration;
 use crate::classify::classify;
 use crate::config::Discovery;
 use crate::config::{
-    Config, DnsQuery, Endpoint, Protocol, RecordKind, SmtpTarget, Target, TargetSpec, TlsMode,
+    Config, DnsQuery, Endpoint, ExchangeCheck, ExchangeTarget, Protocol, RecordKind, SmtpTarget,
+    Target, TargetSpec, TlsMode,
 };
 use crate::fault::Fault;
 use crate::oneshot::Report;
@@ -225,6 +226,18 @@ impl ServiceCheck {
     }
 }
 
+/// The Autodiscover check for the address, as Outlook would run it.
+#[derive(Debug)]
+pub struct AutodiscoverCheck {
+    /// The generated exchange target (check `autodiscover`).
+    pub target: Arc<Target>,
+    /// The probe result and its verdict.
+    pub report: Report,
+    /// Whether the domain publishes `autodiscover.` or `_autodiscover._tcp`: only then
+    /// is a failure a fault (many domains have no Exchange at all).
+    pub published: bool,
+}
+
 /// Everything `diagnose` found.
 #[derive(Debug)]
 pub struct Diagnosis {
@@ -234,6 +247,8 @@ pub struct Diagnosis {
     pub dns: Vec<DnsCheck>,
     /// Every mail endpoint probed.
     pub services: Vec<ServiceCheck>,
+    /// Autodiscover for the address.
+    pub autodiscover: AutodiscoverCheck,
     /// Whether the endpoints are guesses (no mail SRV record published).
     pub guessed: bool,
     /// The site context, measured once.
@@ -258,7 +273,10 @@ impl Diagnosis {
             .iter()
             .filter(|c| !c.informational() && !c.report.result.is_success())
             .map(|c| (&c.target, &c.report));
-        dns.chain(services).collect()
+        let autodiscover = Some(&self.autodiscover)
+            .filter(|c| c.published && !c.report.result.is_success())
+            .map(|c| (&c.target, &c.report));
+        dns.chain(services).chain(autodiscover).collect()
     }
 
     /// Whether no mail client endpoint (IMAP, POP3, submission) was found at all.
@@ -367,9 +385,26 @@ pub async fn run(
         }
     }
 
-    progress.add(found.len());
-    let targets: Vec<Arc<Target>> = found.iter().map(|(_, _, t)| Arc::clone(t)).collect();
-    let results = run_all(&targets, &env, &progress).await;
+    progress.add(found.len() + 1);
+    let autodiscover_target = autodiscover_target(&address, &config, options);
+    let mut targets: Vec<Arc<Target>> = found.iter().map(|(_, _, t)| Arc::clone(t)).collect();
+    targets.push(Arc::clone(&autodiscover_target));
+    let mut results = run_all(&targets, &env, &progress).await;
+    let autodiscover_result = results.pop().expect("the autodiscover target ran");
+    let published = dns.iter().any(|c| {
+        c.status == DnsStatus::Found
+            && (c.query().domain == fqdn("_autodiscover._tcp", &domain)
+                || c.query().domain == fqdn("autodiscover", &domain))
+    });
+    let autodiscover = AutodiscoverCheck {
+        report: Report {
+            fault: classify(&autodiscover_result, Some(&site)),
+            result: autodiscover_result,
+            site: Some(Arc::clone(&site)),
+        },
+        target: autodiscover_target,
+        published,
+    };
     let services = found
         .into_iter()
         .zip(results)
@@ -391,6 +426,7 @@ pub async fn run(
         address,
         dns,
         services,
+        autodiscover,
         guessed,
         site,
         site_resolvers: env.site_dns.iter().map(|s| s.label.clone()).collect(),
@@ -525,6 +561,31 @@ fn mail_target(
     let name = format!("{service} {host}:{port}");
     let schedule = (options.timeout, options.timeout);
     endpoint_target(name, protocol, (host, port, tls), config, ehlo, schedule)
+}
+
+/// The autodiscover check for the address (for a bare domain, `postmaster@DOMAIN`:
+/// RFC 5321 makes every mail domain have that mailbox).
+fn autodiscover_target(address: &Address, config: &Config, options: &Options) -> Arc<Target> {
+    let user = address.user.as_deref().unwrap_or("postmaster");
+    let domain = &address.domain;
+    Arc::new(Target {
+        name: "autodiscover".into(),
+        protocol: Protocol::Exchange,
+        interval: options.timeout,
+        timeout: options.timeout,
+        spec: TargetSpec::Exchange(ExchangeTarget {
+            check: ExchangeCheck::Autodiscover,
+            endpoint: Endpoint {
+                host: domain.clone(),
+                port: 443,
+                tls: TlsMode::Implicit,
+                server_name: domain.clone(),
+                extra_roots: Arc::clone(&config.tls_roots),
+                auth: None,
+            },
+            email: Some(format!("{user}@{domain}")),
+        }),
+    })
 }
 
 /// A mail target for `host:port` (never logging in), named `name`, with

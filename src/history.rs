@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::UNIX_EPOCH;
 
+use crate::config::ExchangeCheck;
 use crate::probe::{ProbeResult, ProtocolFacts};
 
 /// Successes kept per target: enough to see the usual timings.
@@ -19,17 +20,22 @@ struct TargetHistory {
     failures: VecDeque<Arc<ProbeResult>>,
 }
 
-/// The recent results of every target.
+/// One series: a target, and for exchange targets one of its checks.
+type SeriesKey = (Arc<str>, Option<ExchangeCheck>);
+
+/// The recent results of every target (of every check of an exchange target).
 #[derive(Debug, Default)]
 pub struct History {
-    targets: Mutex<HashMap<Arc<str>, TargetHistory>>,
+    targets: Mutex<HashMap<SeriesKey, TargetHistory>>,
 }
 
 impl History {
     /// Remembers a result, dropping the oldest of its kind beyond the limits.
     pub fn push(&self, result: Arc<ProbeResult>) {
         let mut targets = self.lock();
-        let history = targets.entry(Arc::clone(&result.target)).or_default();
+        let history = targets
+            .entry((Arc::clone(&result.target), result.check))
+            .or_default();
         let (queue, limit) = if result.is_success() {
             (&mut history.successes, KEPT_SUCCESSES)
         } else {
@@ -42,21 +48,32 @@ impl History {
     }
 
     /// Forgets a target that left the configuration.
-    pub fn forget(&self, target: &str) {
-        self.lock().remove(target);
+    pub fn forget(&self, target: &str, check: Option<ExchangeCheck>) {
+        self.lock()
+            .retain(|(name, kept), _| &**name != target || *kept != check);
     }
 
     /// The recent results of `target`, newest first, as text; `None` for an unknown
     /// target. Contains no secret: results never hold one.
     pub fn render(&self, target: &str) -> Option<String> {
         let targets = self.lock();
-        let history = targets.get(target)?;
-        let mut results: Vec<&Arc<ProbeResult>> =
-            history.successes.iter().chain(&history.failures).collect();
+        let mut results: Vec<&Arc<ProbeResult>> = targets
+            .iter()
+            .filter(|((name, _), _)| &**name == target)
+            .flat_map(|(_, history)| history.successes.iter().chain(&history.failures))
+            .collect();
+        if results.is_empty() {
+            return None;
+        }
         results.sort_by_key(|r| std::cmp::Reverse(r.started_at));
         let mut out = format!(
-            "target {target}: {} recent results (last {KEPT_SUCCESSES} successes, last {KEPT_FAILURES} failures), newest first\n",
-            results.len()
+            "target {target}: {} recent results (last {KEPT_SUCCESSES} successes, last {KEPT_FAILURES} failures{}), newest first\n",
+            results.len(),
+            if results.iter().any(|r| r.check.is_some()) {
+                " of each check"
+            } else {
+                ""
+            }
         );
         for result in results {
             out.push('\n');
@@ -65,7 +82,7 @@ impl History {
         Some(out)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, TargetHistory>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SeriesKey, TargetHistory>> {
         // A map of immutable results cannot be left inconsistent by a panic.
         self.targets.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -80,9 +97,12 @@ fn render_result(out: &mut String, result: &ProbeResult) {
         None => "success".to_owned(),
         Some(f) => format!("FAILURE phase={} reason={}", f.phase, f.kind),
     };
+    let check = result
+        .check
+        .map_or_else(String::new, |check| format!("check {check}: "));
     let _ = writeln!(
         out,
-        "== {started:.3} ({}) {verdict} in {:.1} ms",
+        "== {started:.3} ({}) {check}{verdict} in {:.1} ms",
         humantime::format_rfc3339_millis(result.started_at),
         result.duration.as_secs_f64() * 1000.0
     );
@@ -127,6 +147,9 @@ fn render_result(out: &mut String, result: &ProbeResult) {
                 capabilities.mechanisms_text()
             );
         }
+        ProtocolFacts::Http(http) => {
+            let _ = writeln!(out, "   http: {http}");
+        }
         ProtocolFacts::Dns(dns) => {
             if let Some(consistent) = dns.consistent {
                 let _ = writeln!(out, "   consistent with reference: {consistent}");
@@ -160,6 +183,7 @@ mod tests {
         Arc::new(ProbeResult {
             target: Arc::from("t"),
             protocol: Protocol::Tcp,
+            check: None,
             started_at: SystemTime::UNIX_EPOCH + Duration::from_secs(at),
             duration: Duration::from_millis(3),
             phases: Vec::new(),

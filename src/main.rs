@@ -134,9 +134,13 @@ fn probe_once(config_path: &std::path::Path, target: &str, cli: &Cli) -> ExitCod
         Err(code) => return code,
     };
     match runtime.block_on(mailprobe::oneshot::run(&config, target)) {
-        Ok((target, report)) => {
-            print!("{}", mailprobe::oneshot::render(&target, &report));
-            if report.result.is_success() {
+        Ok(reports) => {
+            let texts: Vec<String> = reports
+                .iter()
+                .map(|(target, report)| mailprobe::oneshot::render(target, report))
+                .collect();
+            print!("{}", texts.join("\n"));
+            if reports.iter().all(|(_, report)| report.result.is_success()) {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE

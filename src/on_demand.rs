@@ -24,8 +24,8 @@ pub const MAX_CONCURRENT_REQUESTS: usize = 16;
 pub struct ProbeContext {
     /// The running configuration (for ad-hoc targets and `probe_endpoint.allow`).
     pub config: Config,
-    /// Configured targets by name.
-    pub targets: HashMap<String, Arc<Target>>,
+    /// Configured targets by name (every check of an exchange target under its name).
+    pub targets: HashMap<String, Vec<Arc<Target>>>,
     /// Resolvers and verifiers.
     pub env: Arc<ProbeEnv>,
     /// The site monitor, to classify failures.
@@ -84,8 +84,8 @@ impl OnDemand {
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(context));
     }
 
-    /// Probes the configured target `name` now and returns a registry with only that
-    /// probe's series.
+    /// Probes the configured target `name` now (every check of an exchange target, at
+    /// once) and returns a registry with only those probes' series.
     ///
     /// # Errors
     ///
@@ -98,13 +98,13 @@ impl OnDemand {
             .unwrap_or_else(|p| p.into_inner())
             .clone()
             .ok_or(Refusal::NotReady)?;
-        let target = match request {
+        let targets = match request {
             ProbeRequest::Configured(name) => context
                 .targets
                 .get(name)
                 .cloned()
                 .ok_or(Refusal::UnknownTarget)?,
-            ProbeRequest::Adhoc { module, target } => Arc::new(
+            ProbeRequest::Adhoc { module, target } => vec![Arc::new(
                 config::adhoc_target(&context.config, module, target).map_err(
                     |error| match error {
                         AdhocError::NotAllowed => Refusal::NotAllowed,
@@ -117,16 +117,19 @@ impl OnDemand {
                         }
                     },
                 )?,
-            ),
+            )],
         };
         let _slot = Arc::clone(&self.slots)
             .try_acquire_owned()
             .map_err(|_| Refusal::Busy)?;
-        let started = Instant::now();
-        let result = probe::run(&target, &context.env).await;
-        let (fault, _) = context.site.judge(&result, started).await;
         let metrics = Metrics::probe_only();
-        metrics.record(&result, fault);
+        let probes = targets.iter().map(|target| async {
+            let started = Instant::now();
+            let result = probe::run(target, &context.env).await;
+            let (fault, _) = context.site.judge(&result, started).await;
+            metrics.record(&result, fault);
+        });
+        futures_util::future::join_all(probes).await;
         Ok(metrics)
     }
 }

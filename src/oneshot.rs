@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::classify::classify;
 use crate::config::{Config, Target, TargetSpec};
 use crate::fault::Fault;
-use crate::probe::{self, ErrorKind, ProbeResult};
+use crate::probe::{self, ErrorKind, ProbeResult, ProtocolFacts};
 use crate::runtime::ProbeEnv;
 use crate::site::{SiteContext, SiteMonitor};
 
@@ -22,40 +22,48 @@ pub struct Report {
     pub site: Option<Arc<SiteContext>>,
 }
 
-/// Runs `name` from `config` once, measuring the site context alongside.
+/// Runs `name` from `config` once, measuring the site context alongside. An exchange
+/// target runs every check (`name/check` runs one).
 ///
 /// # Errors
 ///
 /// A message when the target does not exist or the probe environment cannot be built.
-pub async fn run(config: &Config, name: &str) -> Result<(Arc<Target>, Report), String> {
+pub async fn run(config: &Config, name: &str) -> Result<Vec<(Arc<Target>, Report)>, String> {
     let env = Arc::new(ProbeEnv::new(config)?);
     let mut targets = config.targets.clone();
     for discovery in &config.discover {
         targets.extend(crate::diagnose::expand(discovery, config, &env).await);
     }
-    let target = targets
+    let chosen: Vec<Arc<Target>> = targets
         .iter()
-        .find(|t| &*t.name == name)
+        .filter(|t| &*t.name == name || t.display_name() == name)
         .cloned()
-        .ok_or_else(|| {
-            let names: Vec<&str> = targets.iter().map(|t| &*t.name).collect();
-            format!(
-                "no target `{name}` in {}; its targets are: {}",
-                config.source.display(),
-                names.join(", ")
-            )
-        })?;
+        .collect();
+    if chosen.is_empty() {
+        let mut names: Vec<&str> = targets.iter().map(|t| &*t.name).collect();
+        names.dedup();
+        return Err(format!(
+            "no target `{name}` in {}; its targets are: {}",
+            config.source.display(),
+            names.join(", ")
+        ));
+    }
     let site = SiteMonitor::new(config, Arc::clone(&env));
-    let (result, context) = tokio::join!(probe::run(&target, &env), site.measure());
-    let fault = classify(&result, Some(&context));
-    Ok((
-        target,
-        Report {
-            result,
-            fault,
-            site: Some(context),
-        },
-    ))
+    let probes = futures_util::future::join_all(chosen.iter().map(|t| probe::run(t, &env)));
+    let (results, context) = tokio::join!(probes, site.measure());
+    Ok(chosen
+        .into_iter()
+        .zip(results)
+        .map(|(target, result)| {
+            let fault = classify(&result, Some(&context));
+            let report = Report {
+                result,
+                fault,
+                site: Some(Arc::clone(&context)),
+            };
+            (target, report)
+        })
+        .collect())
 }
 
 /// The report as text: phases, the failure, the site context, and the verdict.
@@ -65,15 +73,23 @@ pub fn render(target: &Target, report: &Report) -> String {
     let _ = writeln!(
         out,
         "target {} ({}, {})",
-        target.name,
+        target.display_name(),
         target.protocol,
-        describe(target)
+        target.describe()
     );
     if let Some(peer) = result.peer {
         let _ = writeln!(out, "  address used: {peer}");
     }
-    for timing in &result.phases {
-        let failed = result.failure().is_some_and(|f| f.phase == timing.phase);
+    // A phase can run more than once (redirects, Autodiscover's methods): the failure
+    // belongs to its last run.
+    let failed_at = result.failure().and_then(|failure| {
+        result
+            .phases
+            .iter()
+            .rposition(|timing| timing.phase == failure.phase)
+    });
+    for (index, timing) in result.phases.iter().enumerate() {
+        let failed = failed_at == Some(index);
         let _ = writeln!(
             out,
             "  {:<9} {:>9.1} ms{}",
@@ -81,6 +97,9 @@ pub fn render(target: &Target, report: &Report) -> String {
             timing.duration.as_secs_f64() * 1000.0,
             if failed { "  FAILED" } else { "" }
         );
+    }
+    if let ProtocolFacts::Http(http) = &result.facts {
+        let _ = writeln!(out, "  http: {http}");
     }
     if let Some(failure) = result.failure() {
         let _ = writeln!(out, "  reason: {} ({})", failure.kind, failure.message);
@@ -91,19 +110,6 @@ pub fn render(target: &Target, report: &Report) -> String {
     let _ = writeln!(out, "  fault domain: {}", report.fault);
     let _ = writeln!(out, "\n{}", verdict(target, report));
     out
-}
-
-fn describe(target: &Target) -> String {
-    match (&target.spec, target.spec.endpoint()) {
-        (TargetSpec::Dns(query), _) => format!("{} {}", query.domain, query.record.as_str()),
-        (_, Some(endpoint)) => format!(
-            "{}:{} tls={}",
-            endpoint.host,
-            endpoint.port,
-            endpoint.tls.as_str()
-        ),
-        (_, None) => String::new(),
-    }
 }
 
 fn site_summary(site: &SiteContext) -> String {
@@ -136,7 +142,7 @@ pub fn verdict(target: &Target, report: &Report) -> String {
     let Some(failure) = result.failure() else {
         return format!(
             "{} is healthy: every phase succeeded in {:.0} ms.",
-            target.name,
+            target.display_name(),
             result.duration.as_secs_f64() * 1000.0
         );
     };
@@ -150,7 +156,7 @@ pub fn verdict(target: &Target, report: &Report) -> String {
         },
     };
     match report.fault {
-        Fault::None => format!("{} is healthy.", target.name),
+        Fault::None => format!("{} is healthy.", target.display_name()),
         Fault::ServerService if failure.kind == ErrorKind::ConnectRefused => format!(
             "{host} refused the connection on port {port}: the mail service is down (server side)."
         ),
@@ -199,7 +205,8 @@ pub fn verdict(target: &Target, report: &Report) -> String {
         ),
         Fault::Unknown => format!(
             "{} failed ({}), and there is not enough evidence to say whose fault it is.",
-            target.name, failure.kind
+            target.display_name(),
+            failure.kind
         ),
     }
 }

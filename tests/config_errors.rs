@@ -148,13 +148,42 @@ fn port_out_of_range() {
     );
 }
 
-/// A valid https target: this version cannot probe it yet.
+/// An `expect_body` that is not a regular expression.
 #[test]
-fn protocol_not_implemented() {
+fn bad_body_pattern() {
     assert_eq!(
-        error_for("protocol_not_implemented"),
-        "tests/fixtures/config/protocol_not_implemented.yaml:4:15: targets[0].protocol: protocol `https` is not implemented in this version of mailprobe yet; available now: dns, tcp, imap, pop3, smtp (use `protocol: tcp` with `tls: implicit` to check that the port answers with a valid certificate)"
+        error_for("bad_body_pattern"),
+        "tests/fixtures/config/bad_body_pattern.yaml:6:18: targets[0].expect_body: not a valid regular expression: unclosed group"
     );
+}
+
+/// A typo in an exchange target's `checks`.
+#[test]
+fn unknown_exchange_check() {
+    assert_eq!(
+        error_for("unknown_exchange_check"),
+        "tests/fixtures/config/unknown_exchange_check.yaml:7:13: targets[0].checks: unknown check `ewz` (did you mean `ews`?); expected some of autodiscover, ews, activesync, owa, mapi, ecp, oab, rpc"
+    );
+}
+
+/// Autodiscover (a default check) without the mailbox to look up.
+#[test]
+fn autodiscover_without_email() {
+    assert_eq!(
+        error_for("autodiscover_without_email"),
+        "tests/fixtures/config/autodiscover_without_email.yaml:3:5: targets[0].email: target `exchange` (protocol `exchange`) needs `email`: a mailbox for Autodiscover to look up, e.g. `probe@example.com` (or leave `autodiscover` out of `checks`)"
+    );
+}
+
+/// A password in the URL: refused, and not repeated in the message.
+#[test]
+fn url_with_credentials() {
+    let error = error_for("url_with_credentials");
+    assert_eq!(
+        error,
+        "tests/fixtures/config/url_with_credentials.yaml:5:10: targets[0].url: the URL carries credentials; put them under `auth` (with `password_file`) so they never appear in metrics or logs"
+    );
+    assert!(!error.contains("secret"));
 }
 
 /// `tls: starttls` on a protocol without STARTTLS.

@@ -165,13 +165,9 @@ fn a_discovered_imap_server_is_probed_and_its_outage_is_the_servers_fault() {
         .find(|d| d["name"] == "_pop3._tcp.example.test")
         .unwrap_or_else(|| panic!("no _pop3 question: {context}"));
     assert_eq!(pop3["status"], "absent", "{context}");
-    assert!(
-        report["autodiscover_http"]
-            .as_str()
-            .unwrap()
-            .contains("not checked (HTTP probes not implemented yet)"),
-        "{context}"
-    );
+    // example.test publishes no Autodiscover: tried, not found, not a fault.
+    assert_eq!(report["autodiscover"]["status"], "absent", "{context}");
+    assert_eq!(report["autodiscover"]["published"], false, "{context}");
     assert!(
         run.stderr.is_empty(),
         "no progress lines when stderr is not a terminal: {}",
@@ -231,7 +227,7 @@ fn the_text_report_has_the_help_desk_sections() {
     );
     assert!(
         run.stdout
-            .contains("content: not checked (HTTP probes not implemented yet)"),
+            .contains("Autodiscover: none found (no Exchange or Microsoft 365 for this domain)"),
         "{}",
         run.stdout
     );

@@ -62,6 +62,7 @@ fn failed(phase: Phase, kind: ErrorKind) -> ProbeResult {
     ProbeResult {
         target: Arc::from("t"),
         protocol: Protocol::Imap,
+        check: None,
         started_at: SystemTime::UNIX_EPOCH,
         duration: Duration::from_millis(5),
         phases: Vec::new(),

@@ -242,7 +242,7 @@ impl serde_saphyr::MessageFormatter for Wording<'_> {
 
 /// The expected key a typo most likely meant: the nearest by edit distance, if it is
 /// near enough that suggesting it helps.
-fn closest<'k>(written: &str, expected: &[&'k str]) -> Option<&'k str> {
+pub(crate) fn closest<'k>(written: &str, expected: &[&'k str]) -> Option<&'k str> {
     expected
         .iter()
         .map(|key| (edit_distance(written, key), *key))

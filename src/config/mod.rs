@@ -98,14 +98,6 @@ impl Protocol {
         }
     }
 
-    /// Whether this build can probe the protocol.
-    pub fn is_implemented(self) -> bool {
-        matches!(
-            self,
-            Protocol::Dns | Protocol::Tcp | Protocol::Imap | Protocol::Pop3 | Protocol::Smtp
-        )
-    }
-
     /// Whether the protocol has an in-band TLS upgrade (`tls: starttls`).
     pub fn has_starttls(self) -> bool {
         matches!(self, Protocol::Imap | Protocol::Pop3 | Protocol::Smtp)
@@ -316,7 +308,8 @@ pub struct Discovery {
 /// One validated target.
 #[derive(Debug)]
 pub struct Target {
-    /// Unique name; the `target` label.
+    /// The configured name; the `target` label. Unique, except that the checks of one
+    /// exchange target share it (they differ in [`Target::check`]).
     pub name: Arc<str>,
     /// The protocol.
     pub protocol: Protocol,
@@ -326,6 +319,59 @@ pub struct Target {
     pub timeout: Duration,
     /// What the protocol needs.
     pub spec: TargetSpec,
+}
+
+impl Target {
+    /// The Exchange check this probe runs (its `check` label), for exchange targets.
+    pub fn check(&self) -> Option<ExchangeCheck> {
+        match &self.spec {
+            TargetSpec::Exchange(exchange) => Some(exchange.check),
+            _ => None,
+        }
+    }
+
+    /// What the target probes, in one line: `mail.example.com:993 tls=implicit login`,
+    /// `example.com. MX`, the page's URL, or the mailbox Autodiscover looks up.
+    pub fn describe(&self) -> String {
+        let login = |endpoint: &Endpoint| {
+            if endpoint.auth.is_some() {
+                " login"
+            } else {
+                ""
+            }
+        };
+        match &self.spec {
+            TargetSpec::Dns(query) => format!("{} {}", query.domain, query.record.as_str()),
+            TargetSpec::Https(https) => format!("{}{}", https.url, login(&https.endpoint)),
+            TargetSpec::Exchange(exchange) if exchange.check == ExchangeCheck::Autodiscover => {
+                format!(
+                    "autodiscover for {}{}",
+                    exchange.email.as_deref().unwrap_or("-"),
+                    login(&exchange.endpoint)
+                )
+            }
+            TargetSpec::Exchange(ExchangeTarget { endpoint, .. })
+            | TargetSpec::Tcp(endpoint)
+            | TargetSpec::Imap(endpoint)
+            | TargetSpec::Pop3(endpoint)
+            | TargetSpec::Smtp(SmtpTarget { endpoint, .. }) => format!(
+                "{}:{} tls={}{}",
+                endpoint.host,
+                endpoint.port,
+                endpoint.tls.as_str(),
+                login(endpoint)
+            ),
+        }
+    }
+
+    /// `name`, or `name/check` for an Exchange check: what logs and messages call
+    /// this probe.
+    pub fn display_name(&self) -> String {
+        match self.check() {
+            Some(check) => format!("{}/{check}", self.name),
+            None => self.name.to_string(),
+        }
+    }
 }
 
 /// The protocol-specific part of a target.
@@ -341,6 +387,10 @@ pub enum TargetSpec {
     Smtp(SmtpTarget),
     /// `protocol: dns`.
     Dns(DnsQuery),
+    /// `protocol: https` (webmail).
+    Https(HttpsTarget),
+    /// One check of a `protocol: exchange` target.
+    Exchange(ExchangeTarget),
 }
 
 impl TargetSpec {
@@ -351,9 +401,120 @@ impl TargetSpec {
                 Some(endpoint)
             }
             TargetSpec::Smtp(smtp) => Some(&smtp.endpoint),
+            TargetSpec::Https(https) => Some(&https.endpoint),
+            TargetSpec::Exchange(exchange) => Some(&exchange.endpoint),
             TargetSpec::Dns(_) => None,
         }
     }
+}
+
+/// A `protocol: https` target: a web page (webmail) fetched like a browser would.
+#[derive(Debug, Clone)]
+pub struct HttpsTarget {
+    /// The page to fetch.
+    pub url: url::Url,
+    /// The URL's host and port, with the target's TLS trust, SNI name and Basic
+    /// credentials.
+    pub endpoint: Endpoint,
+    /// Acceptable final status codes; `None` accepts any 2xx.
+    pub expect_status: Option<Vec<u16>>,
+    /// A pattern the final body must contain.
+    pub expect_body: Option<regex::bytes::Regex>,
+}
+
+/// The URL's host as a dialler takes it: a name, or an address without brackets.
+pub fn url_host(url: &url::Url) -> String {
+    match url.host() {
+        Some(url::Host::Domain(name)) => name.to_owned(),
+        Some(url::Host::Ipv4(ip)) => ip.to_string(),
+        Some(url::Host::Ipv6(ip)) => ip.to_string(),
+        None => String::new(),
+    }
+}
+
+/// One service of an Exchange server (or Exchange Online) a `protocol: exchange`
+/// target checks. Each check is its own probe and its own series (label `check`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ExchangeCheck {
+    /// Autodiscover, the way Outlook finds its server (POX and the v2 JSON endpoint).
+    Autodiscover,
+    /// Exchange Web Services, `/EWS/Exchange.asmx`.
+    Ews,
+    /// Exchange ActiveSync (phones), `OPTIONS /Microsoft-Server-ActiveSync`.
+    Activesync,
+    /// Outlook on the web, `/owa/`.
+    Owa,
+    /// MAPI over HTTP (Outlook), `/mapi/healthcheck.htm`.
+    Mapi,
+    /// The admin center, `/ecp/healthcheck.htm`.
+    Ecp,
+    /// The offline address book, `/oab/healthcheck.htm`.
+    Oab,
+    /// Outlook Anywhere (RPC over HTTP), `/rpc/healthcheck.htm`.
+    Rpc,
+}
+
+impl ExchangeCheck {
+    /// Every check, in the order the documentation lists them.
+    pub const ALL: [ExchangeCheck; 8] = [
+        ExchangeCheck::Autodiscover,
+        ExchangeCheck::Ews,
+        ExchangeCheck::Activesync,
+        ExchangeCheck::Owa,
+        ExchangeCheck::Mapi,
+        ExchangeCheck::Ecp,
+        ExchangeCheck::Oab,
+        ExchangeCheck::Rpc,
+    ];
+
+    /// The checks a target runs when it does not list `checks`: what Outlook, phones
+    /// and browsers use.
+    pub const DEFAULT: [ExchangeCheck; 5] = [
+        ExchangeCheck::Autodiscover,
+        ExchangeCheck::Ews,
+        ExchangeCheck::Activesync,
+        ExchangeCheck::Mapi,
+        ExchangeCheck::Owa,
+    ];
+
+    /// The configuration name and `check` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExchangeCheck::Autodiscover => "autodiscover",
+            ExchangeCheck::Ews => "ews",
+            ExchangeCheck::Activesync => "activesync",
+            ExchangeCheck::Owa => "owa",
+            ExchangeCheck::Mapi => "mapi",
+            ExchangeCheck::Ecp => "ecp",
+            ExchangeCheck::Oab => "oab",
+            ExchangeCheck::Rpc => "rpc",
+        }
+    }
+
+    fn parse(name: &str) -> Option<ExchangeCheck> {
+        ExchangeCheck::ALL
+            .into_iter()
+            .find(|c| c.as_str().eq_ignore_ascii_case(name))
+    }
+}
+
+impl fmt::Display for ExchangeCheck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One check of a `protocol: exchange` target.
+#[derive(Debug, Clone)]
+pub struct ExchangeTarget {
+    /// Which service this probe checks.
+    pub check: ExchangeCheck,
+    /// The server (`host`, `port`) with the target's TLS trust, SNI name and Basic
+    /// credentials. Autodiscover finds its own hosts from the mailbox's domain and
+    /// uses only the trust and credentials.
+    pub endpoint: Endpoint,
+    /// The mailbox Autodiscover asks about (required for that check).
+    pub email: Option<String>,
 }
 
 /// An SMTP target: where to connect and how to introduce ourselves.
@@ -579,29 +740,14 @@ pub fn summary(config: &Config) -> String {
         );
     }
     for target in &config.targets {
-        let what = match (&target.spec, target.spec.endpoint()) {
-            (TargetSpec::Dns(query), _) => format!("{} {}", query.domain, query.record.as_str()),
-            (_, Some(endpoint)) => format!(
-                "{}:{} tls={}{}",
-                endpoint.host,
-                endpoint.port,
-                endpoint.tls.as_str(),
-                if endpoint.auth.is_some() {
-                    " login"
-                } else {
-                    ""
-                }
-            ),
-            (_, None) => String::new(),
-        };
         let _ = writeln!(
             out,
             "  {:<20} {:<8} every {:<6} timeout {:<6} {}",
-            target.name,
+            target.display_name(),
             target.protocol.as_str(),
             humantime::format_duration(target.interval).to_string(),
             humantime::format_duration(target.timeout).to_string(),
-            what
+            target.describe()
         );
     }
     out

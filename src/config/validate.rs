@@ -145,7 +145,12 @@ pub(super) fn validate(raw: RawConfig, file: &Path) -> Result<Config, ConfigErro
             ));
         }
         seen.insert(&name.value, name.referenced);
-        validated.push(Arc::new(validator.target(entry, &name.value, &field)?));
+        validated.extend(
+            validator
+                .target(entry, &name.value, &field)?
+                .into_iter()
+                .map(Arc::new),
+        );
     }
     Ok(Config {
         source: file.to_path_buf(),

@@ -12,8 +12,12 @@ use crate::probe::ProtocolFacts;
 use crate::runtime::ResolverRole;
 use crate::site::{GatewayState, SiteContext};
 
-/// What the report says about the HTTP-based checks this build cannot do yet.
-pub const HTTP_NOT_CHECKED: &str = "not checked (HTTP probes not implemented yet)";
+/// What the report says about webmail, whose URL `diagnose` cannot know.
+pub const WEBMAIL_NOT_CHECKED: &str = "not checked: its URL cannot be discovered; add a \
+     `protocol: https` target for it and run `mailprobe probe`";
+/// What the report says about Thunderbird's autoconfig document.
+pub const AUTOCONFIG_NOT_CHECKED: &str =
+    "content not checked (Thunderbird autoconfig is not probed)";
 
 /// The text report: four sections, then the verdict paragraph.
 pub fn render(diagnosis: &Diagnosis) -> String {
@@ -135,11 +139,17 @@ pub fn render(diagnosis: &Diagnosis) -> String {
         };
         let _ = writeln!(
             out,
-            "  {:<40} DNS: {dns}; content: {HTTP_NOT_CHECKED}",
+            "  {:<40} DNS: {dns}",
             format!("{name}.{}", address.domain)
         );
     }
-    let _ = writeln!(out, "  webmail: {HTTP_NOT_CHECKED}");
+    let _ = writeln!(
+        out,
+        "  Autodiscover: {}",
+        autodiscover_summary(&diagnosis.autodiscover)
+    );
+    let _ = writeln!(out, "  autoconfig: {AUTOCONFIG_NOT_CHECKED}");
+    let _ = writeln!(out, "  webmail: {WEBMAIL_NOT_CHECKED}");
 
     let _ = writeln!(out, "\nSite network");
     for line in site_lines(&diagnosis.site) {
@@ -149,6 +159,24 @@ pub fn render(diagnosis: &Diagnosis) -> String {
     let _ = writeln!(out, "\nVerdict");
     let _ = writeln!(out, "{}", verdict(diagnosis));
     out
+}
+
+/// One line on Autodiscover: where it answered and what, or why it did not.
+fn autodiscover_summary(check: &super::AutodiscoverCheck) -> String {
+    let result = &check.report.result;
+    let answer = match &result.facts {
+        ProtocolFacts::Http(http) => http.autodiscover.as_ref(),
+        _ => None,
+    };
+    match (result.failure(), answer) {
+        (None, Some(answer)) => answer.to_string(),
+        (None, None) => "answered".to_owned(),
+        (Some(failure), _) if check.published => format!(
+            "FAILED ({}, {}): {}",
+            failure.kind, check.report.fault, failure.message
+        ),
+        (Some(_), _) => "none found (no Exchange or Microsoft 365 for this domain)".to_owned(),
+    }
 }
 
 struct Answer {
@@ -381,11 +409,49 @@ struct JsonReport<'a> {
     dns: Vec<JsonDns<'a>>,
     services: Vec<JsonService<'a>>,
     guessed_endpoints: bool,
-    autodiscover_http: &'static str,
-    webmail_http: &'static str,
+    autodiscover: JsonAutodiscover,
+    webmail: &'static str,
     site: Vec<String>,
     faults: Vec<&'static str>,
     verdict: String,
+}
+
+#[derive(Serialize)]
+struct JsonAutodiscover {
+    /// `answered`, `failed` (published but broken) or `absent`.
+    status: &'static str,
+    published: bool,
+    method: Option<&'static str>,
+    ews_url: Option<String>,
+    server: Option<String>,
+    fault: &'static str,
+    reason: Option<String>,
+    message: Option<String>,
+}
+
+impl JsonAutodiscover {
+    fn of(check: &super::AutodiscoverCheck) -> Self {
+        let result = &check.report.result;
+        let answer = match &result.facts {
+            ProtocolFacts::Http(http) => http.autodiscover.as_ref(),
+            _ => None,
+        };
+        let failure = result.failure();
+        JsonAutodiscover {
+            status: match (failure, check.published) {
+                (None, _) => "answered",
+                (Some(_), true) => "failed",
+                (Some(_), false) => "absent",
+            },
+            published: check.published,
+            method: answer.map(|a| a.method.as_str()),
+            ews_url: answer.map(|a| a.ews_url.clone()),
+            server: answer.map(|a| a.server.clone()),
+            fault: check.report.fault.as_metrics_label(),
+            reason: failure.map(|f| f.kind.to_string()),
+            message: failure.map(|f| f.message.clone()),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -492,8 +558,8 @@ pub fn to_json(diagnosis: &Diagnosis) -> String {
             })
             .collect(),
         guessed_endpoints: diagnosis.guessed,
-        autodiscover_http: HTTP_NOT_CHECKED,
-        webmail_http: HTTP_NOT_CHECKED,
+        autodiscover: JsonAutodiscover::of(&diagnosis.autodiscover),
+        webmail: WEBMAIL_NOT_CHECKED,
         site: site_lines(&diagnosis.site),
         faults: {
             let mut faults: Vec<Fault> = diagnosis.faults().iter().map(|(_, r)| r.fault).collect();
@@ -552,6 +618,7 @@ mod tests {
         let result = ProbeResult {
             target: Arc::clone(&target.name),
             protocol,
+            check: None,
             started_at: SystemTime::now(),
             duration: Duration::from_millis(5),
             phases: Vec::new(),
@@ -582,12 +649,47 @@ mod tests {
     }
 
     fn diagnosis(services: Vec<ServiceCheck>, site: Arc<SiteContext>) -> Diagnosis {
-        Diagnosis {
-            address: Address {
-                user: None,
-                domain: "example.test".to_owned(),
+        let address = Address {
+            user: None,
+            domain: "example.test".to_owned(),
+        };
+        let autodiscover_target = super::super::autodiscover_target(
+            &address,
+            &config(),
+            &crate::diagnose::Options {
+                timeout: Duration::from_secs(1),
+                progress: false,
             },
+        );
+        let autodiscover = super::super::AutodiscoverCheck {
+            report: Report {
+                result: ProbeResult {
+                    target: Arc::clone(&autodiscover_target.name),
+                    protocol: Protocol::Exchange,
+                    check: autodiscover_target.check(),
+                    started_at: SystemTime::now(),
+                    duration: Duration::from_millis(5),
+                    phases: Vec::new(),
+                    outcome: Err(Failure {
+                        phase: Phase::Connect,
+                        kind: ErrorKind::ConnectRefused,
+                        message: "test".to_owned(),
+                    }),
+                    peer: None,
+                    tls: None,
+                    facts: ProtocolFacts::None,
+                    log: Vec::new(),
+                },
+                fault: Fault::ServerService,
+                site: Some(Arc::clone(&site)),
+            },
+            target: autodiscover_target,
+            published: false,
+        };
+        Diagnosis {
+            address,
             dns: Vec::new(),
+            autodiscover,
             services,
             guessed: false,
             site,

@@ -16,14 +16,14 @@ use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabel, EncodeLabelSet, LabelSetEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::config::{Protocol, RecordKind};
+use crate::config::{ExchangeCheck, Protocol, RecordKind};
 use crate::fault::Fault;
 use crate::probe::{ErrorKind, Phase, ProbeResult, ProtocolFacts};
 
@@ -63,48 +63,66 @@ pub const KNOWN_CAPABILITIES: [&str; 22] = [
 
 /// The most characters of a server-supplied fact (TLS issuer) that become a label.
 const MAX_FACT_LABEL_LEN: usize = 64;
+/// The most characters of a URL from a server's answer (the Autodiscover EWS URL)
+/// that become a label: on-premises EWS URLs run to about 60 characters.
+const MAX_URL_LABEL_LEN: usize = 128;
 
 type FloatGauge = Gauge<f64, AtomicU64>;
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct TargetLabels {
+/// The labels of one probe series: `target`, `protocol` and, for the checks of an
+/// exchange target, `check`. Every per-target family starts with these.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+struct Series {
     target: String,
     protocol: &'static str,
+    check: Option<&'static str>,
+}
+
+impl EncodeLabelSet for Series {
+    fn encode(&self, encoder: &mut LabelSetEncoder<'_>) -> Result<(), std::fmt::Error> {
+        ("target", self.target.as_str()).encode(encoder.encode_label())?;
+        ("protocol", self.protocol).encode(encoder.encode_label())?;
+        // Absent rather than empty for the protocols without checks.
+        if let Some(check) = self.check {
+            ("check", check).encode(encoder.encode_label())?;
+        }
+        Ok(())
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PhaseLabels {
-    target: String,
-    protocol: &'static str,
+    #[prometheus(flatten)]
+    series: Series,
     phase: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabels {
-    target: String,
-    protocol: &'static str,
+    #[prometheus(flatten)]
+    series: Series,
     result: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct FailureLabels {
-    target: String,
-    protocol: &'static str,
+    #[prometheus(flatten)]
+    series: Series,
     phase: &'static str,
     reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct FaultLabels {
-    target: String,
-    protocol: &'static str,
+    #[prometheus(flatten)]
+    series: Series,
     domain: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct LastFailureLabels {
-    target: String,
-    protocol: &'static str,
+    #[prometheus(flatten)]
+    series: Series,
     phase: &'static str,
     reason: &'static str,
     domain: &'static str,
@@ -112,32 +130,41 @@ struct LastFailureLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TlsInfoLabels {
-    target: String,
-    protocol: &'static str,
+    #[prometheus(flatten)]
+    series: Series,
     version: String,
     issuer: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DnsResolverLabels {
-    target: String,
-    protocol: &'static str,
+    #[prometheus(flatten)]
+    series: Series,
     resolver: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DnsRecordLabels {
-    target: String,
-    protocol: &'static str,
+    #[prometheus(flatten)]
+    series: Series,
     resolver: String,
     r#type: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CapabilityLabels {
-    target: String,
-    protocol: &'static str,
+    #[prometheus(flatten)]
+    series: Series,
     capability: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AutodiscoverLabels {
+    #[prometheus(flatten)]
+    series: Series,
+    method: &'static str,
+    ews_url: String,
+    server: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -155,28 +182,33 @@ struct FactSeries {
     dns_resolvers: BTreeSet<String>,
     dns_types: BTreeSet<&'static str>,
     capabilities: BTreeSet<&'static str>,
+    autodiscover: Option<AutodiscoverLabels>,
 }
 
 /// Every metric family the agent exports.
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
-    up: Family<TargetLabels, Gauge>,
-    probe_duration: Family<TargetLabels, FloatGauge>,
+    up: Family<Series, Gauge>,
+    probe_duration: Family<Series, FloatGauge>,
     phase_duration: Family<PhaseLabels, FloatGauge>,
     phase_seconds: Family<PhaseLabels, Histogram, fn() -> Histogram>,
     probes: Family<ResultLabels, Counter>,
     failures: Family<FailureLabels, Counter>,
     fault: Family<FaultLabels, Gauge>,
     last_failure_info: Family<LastFailureLabels, Gauge>,
-    last_success: Family<TargetLabels, FloatGauge>,
-    tls_not_after: Family<TargetLabels, Gauge>,
+    last_success: Family<Series, FloatGauge>,
+    tls_not_after: Family<Series, Gauge>,
     tls_info: Family<TlsInfoLabels, Gauge>,
     dns_records: Family<DnsRecordLabels, Gauge>,
     dns_expected_match: Family<DnsResolverLabels, Gauge>,
-    dns_consistent: Family<TargetLabels, Gauge>,
+    dns_consistent: Family<Series, Gauge>,
     dns_lookup_duration: Family<DnsResolverLabels, FloatGauge>,
     capability_info: Family<CapabilityLabels, Gauge>,
+    http_status_code: Family<Series, Gauge>,
+    http_redirects: Family<Series, Gauge>,
+    autodiscover_info: Family<AutodiscoverLabels, Gauge>,
+    autodiscover_changes: Family<Series, Counter>,
     site_gateway_up: Family<NoLabels, Gauge>,
     site_gateway_info: Family<GatewayLabels, Gauge>,
     site_resolver_up: Family<SiteResolverLabels, Gauge>,
@@ -187,7 +219,7 @@ pub struct Metrics {
     reload_success_timestamp: FloatGauge,
     targets: Gauge,
     overruns: Counter,
-    facts: Mutex<HashMap<String, FactSeries>>,
+    facts: Mutex<HashMap<Series, FactSeries>>,
 }
 
 impl Default for Metrics {
@@ -231,6 +263,10 @@ impl Metrics {
             dns_consistent: Family::default(),
             dns_lookup_duration: Family::default(),
             capability_info: Family::default(),
+            http_status_code: Family::default(),
+            http_redirects: Family::default(),
+            autodiscover_info: Family::default(),
+            autodiscover_changes: Family::default(),
             site_gateway_up: Family::default(),
             site_gateway_info: Family::default(),
             site_resolver_up: Family::default(),
@@ -324,6 +360,26 @@ impl Metrics {
             "Capabilities the mail server advertised (from a fixed list)",
             m.capability_info.clone(),
         );
+        r.register(
+            "mailprobe_http_status_code",
+            "HTTP status of the last answer (after redirects) in the last probe",
+            m.http_status_code.clone(),
+        );
+        r.register(
+            "mailprobe_http_redirects",
+            "Redirects followed in the last probe",
+            m.http_redirects.clone(),
+        );
+        r.register(
+            "mailprobe_autodiscover_info",
+            "What Autodiscover answered: the method that found it, the EWS URL and the server",
+            m.autodiscover_info.clone(),
+        );
+        r.register(
+            "mailprobe_autodiscover_changes",
+            "Times the Autodiscover answer differed from the previous round's (a mailbox moved or upgraded)",
+            m.autodiscover_changes.clone(),
+        );
         // Agent-wide families: not in a `/probe` answer, which describes one probe.
         if agent_wide {
             r.register(
@@ -395,24 +451,27 @@ impl Metrics {
 
     /// Makes a target's counters exist from the start, so `increase()` sees its
     /// first failure.
-    pub fn register_target(&self, target: &str, protocol: Protocol) {
+    pub fn register_target(&self, target: &str, protocol: Protocol, check: Option<ExchangeCheck>) {
+        let t = series(target, protocol, check);
         for result in ["success", "failure"] {
             let _ = self.probes.get_or_create(&ResultLabels {
-                target: target.to_owned(),
-                protocol: protocol.as_str(),
+                series: t.clone(),
                 result,
             });
         }
     }
 
     /// Removes every series of a target that left the configuration.
-    pub fn forget_target(&self, target: &str, protocol: Protocol) {
-        let t = target_labels(target, protocol);
+    pub fn forget_target(&self, target: &str, protocol: Protocol, check: Option<ExchangeCheck>) {
+        let t = series(target, protocol, check);
         self.up.remove(&t);
         self.probe_duration.remove(&t);
         self.last_success.remove(&t);
         self.tls_not_after.remove(&t);
         self.dns_consistent.remove(&t);
+        self.http_status_code.remove(&t);
+        self.http_redirects.remove(&t);
+        self.autodiscover_changes.remove(&t);
         for phase in Phase::ALL {
             let labels = phase_labels(&t, phase);
             self.phase_duration.remove(&labels);
@@ -423,15 +482,17 @@ impl Metrics {
         }
         for result in ["success", "failure"] {
             self.probes.remove(&ResultLabels {
-                target: t.target.clone(),
-                protocol: t.protocol,
+                series: t.clone(),
                 result,
             });
         }
         for domain in Fault::ALL {
             self.fault.remove(&fault_labels(&t, domain));
         }
-        let facts = self.facts_lock().remove(target).unwrap_or_default();
+        let facts = self.facts_lock().remove(&t).unwrap_or_default();
+        if let Some(labels) = facts.autodiscover {
+            self.autodiscover_info.remove(&labels);
+        }
         if let Some(labels) = facts.last_failure {
             self.last_failure_info.remove(&labels);
         }
@@ -455,7 +516,7 @@ impl Metrics {
 
     /// Updates every family from one probe result and its fault domain.
     pub fn record(&self, result: &ProbeResult, fault: Fault) {
-        let t = target_labels(&result.target, result.protocol);
+        let t = series(&result.target, result.protocol, result.check);
         self.up
             .get_or_create(&t)
             .set(i64::from(result.is_success()));
@@ -464,9 +525,15 @@ impl Metrics {
             .set(result.duration.as_secs_f64());
         for phase in Phase::ALL {
             let labels = phase_labels(&t, phase);
-            match result.phases.iter().find(|timing| timing.phase == phase) {
-                Some(timing) => {
-                    let seconds = timing.duration.as_secs_f64();
+            // A phase may run more than once (each redirect hop resolves, connects and
+            // handshakes again): its time is the sum.
+            let mut ran = result.phases.iter().filter(|timing| timing.phase == phase);
+            match ran.next() {
+                Some(first) => {
+                    let seconds = ran
+                        .map(|timing| timing.duration)
+                        .fold(first.duration, |sum, d| sum + d)
+                        .as_secs_f64();
                     self.phase_duration.get_or_create(&labels).set(seconds);
                     self.phase_seconds.get_or_create(&labels).observe(seconds);
                 }
@@ -478,8 +545,7 @@ impl Metrics {
         }
         self.probes
             .get_or_create(&ResultLabels {
-                target: t.target.clone(),
-                protocol: t.protocol,
+                series: t.clone(),
                 result: if result.is_success() {
                     "success"
                 } else {
@@ -494,7 +560,7 @@ impl Metrics {
         }
 
         let mut facts_by_target = self.facts_lock();
-        let facts = facts_by_target.entry(t.target.clone()).or_default();
+        let facts = facts_by_target.entry(t.clone()).or_default();
         if let Some(old) = facts.last_failure.take() {
             self.last_failure_info.remove(&old);
         }
@@ -504,8 +570,7 @@ impl Metrics {
                     .get_or_create(&failure_labels(&t, failure.phase, failure.kind))
                     .inc();
                 let labels = LastFailureLabels {
-                    target: t.target.clone(),
-                    protocol: t.protocol,
+                    series: t.clone(),
                     phase: failure.phase.as_metrics_label(),
                     reason: failure.kind.as_metrics_label(),
                     domain: fault.as_metrics_label(),
@@ -521,13 +586,64 @@ impl Metrics {
         match &result.facts {
             ProtocolFacts::Dns(dns) => self.record_dns(&t, dns, facts),
             ProtocolFacts::Mail(mail) => self.record_capabilities(&t, result, mail, facts),
+            ProtocolFacts::Http(http) => self.record_http(&t, http, facts),
             ProtocolFacts::None => {}
         }
     }
 
+    fn record_http(
+        &self,
+        t: &Series,
+        http: &crate::probe::http::HttpFacts,
+        facts: &mut FactSeries,
+    ) {
+        match http.status {
+            Some(status) => self
+                .http_status_code
+                .get_or_create(t)
+                .set(i64::from(status)),
+            None => self.http_status_code.get_or_create(t).set(0),
+        };
+        self.http_redirects
+            .get_or_create(t)
+            .set(i64::from(http.redirects));
+        let Some(answer) = &http.autodiscover else {
+            // A failed round keeps the last answer: the change count compares answers.
+            return;
+        };
+        let labels = AutodiscoverLabels {
+            series: t.clone(),
+            method: answer.method.as_str(),
+            ews_url: sanitise_label(&answer.ews_url, MAX_URL_LABEL_LEN),
+            server: sanitise_label(&answer.server, MAX_URL_LABEL_LEN),
+        };
+        let changes = self.autodiscover_changes.get_or_create(t);
+        match facts.autodiscover.take() {
+            Some(old) if old == labels => {}
+            Some(old) => {
+                tracing::info!(
+                    target = %t.target,
+                    from_method = old.method,
+                    from_ews_url = %old.ews_url,
+                    from_server = %old.server,
+                    method = labels.method,
+                    ews_url = %labels.ews_url,
+                    server = %labels.server,
+                    "the Autodiscover answer changed"
+                );
+                changes.inc();
+                self.autodiscover_info.remove(&old);
+            }
+            None => {}
+        }
+        drop(changes);
+        self.autodiscover_info.get_or_create(&labels).set(1);
+        facts.autodiscover = Some(labels);
+    }
+
     fn record_capabilities(
         &self,
-        t: &TargetLabels,
+        t: &Series,
         result: &ProbeResult,
         mail: &crate::probe::mail::MailFacts,
         facts: &mut FactSeries,
@@ -557,7 +673,7 @@ impl Metrics {
         facts.capabilities = present;
     }
 
-    fn record_tls(&self, t: &TargetLabels, result: &ProbeResult, facts: &mut FactSeries) {
+    fn record_tls(&self, t: &Series, result: &ProbeResult, facts: &mut FactSeries) {
         let Some(tls) = &result.tls else { return };
         if let Some(not_after) = tls.not_after {
             self.tls_not_after.get_or_create(t).set(not_after);
@@ -567,8 +683,7 @@ impl Metrics {
             return;
         };
         let labels = TlsInfoLabels {
-            target: t.target.clone(),
-            protocol: t.protocol,
+            series: t.clone(),
             version: sanitise_fact(version),
             issuer: sanitise_fact(issuer),
         };
@@ -581,12 +696,7 @@ impl Metrics {
         }
     }
 
-    fn record_dns(
-        &self,
-        t: &TargetLabels,
-        dns: &crate::probe::dns::DnsFacts,
-        facts: &mut FactSeries,
-    ) {
+    fn record_dns(&self, t: &Series, dns: &crate::probe::dns::DnsFacts, facts: &mut FactSeries) {
         let record = dns.record.map_or("", RecordKind::as_str);
         facts.dns_types.insert(record);
         for answer in &dns.answers {
@@ -659,65 +769,60 @@ impl Metrics {
         Ok(out)
     }
 
-    fn facts_lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, FactSeries>> {
+    fn facts_lock(&self) -> std::sync::MutexGuard<'_, HashMap<Series, FactSeries>> {
         // The map only holds label sets; a panic elsewhere cannot leave it inconsistent
         // in a way that matters more than losing the metrics, so recover the guard.
         self.facts.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
-fn target_labels(target: &str, protocol: Protocol) -> TargetLabels {
-    TargetLabels {
+fn series(target: &str, protocol: Protocol, check: Option<ExchangeCheck>) -> Series {
+    Series {
         target: target.to_owned(),
         protocol: protocol.as_str(),
+        check: check.map(ExchangeCheck::as_str),
     }
 }
 
-fn phase_labels(t: &TargetLabels, phase: Phase) -> PhaseLabels {
+fn phase_labels(t: &Series, phase: Phase) -> PhaseLabels {
     PhaseLabels {
-        target: t.target.clone(),
-        protocol: t.protocol,
+        series: t.clone(),
         phase: phase.as_metrics_label(),
     }
 }
 
-fn failure_labels(t: &TargetLabels, phase: Phase, kind: ErrorKind) -> FailureLabels {
+fn failure_labels(t: &Series, phase: Phase, kind: ErrorKind) -> FailureLabels {
     FailureLabels {
-        target: t.target.clone(),
-        protocol: t.protocol,
+        series: t.clone(),
         phase: phase.as_metrics_label(),
         reason: kind.as_metrics_label(),
     }
 }
 
-fn fault_labels(t: &TargetLabels, domain: Fault) -> FaultLabels {
+fn fault_labels(t: &Series, domain: Fault) -> FaultLabels {
     FaultLabels {
-        target: t.target.clone(),
-        protocol: t.protocol,
+        series: t.clone(),
         domain: domain.as_metrics_label(),
     }
 }
 
-fn capability_labels(t: &TargetLabels, capability: &'static str) -> CapabilityLabels {
+fn capability_labels(t: &Series, capability: &'static str) -> CapabilityLabels {
     CapabilityLabels {
-        target: t.target.clone(),
-        protocol: t.protocol,
+        series: t.clone(),
         capability,
     }
 }
 
-fn dns_resolver_labels(t: &TargetLabels, resolver: &str) -> DnsResolverLabels {
+fn dns_resolver_labels(t: &Series, resolver: &str) -> DnsResolverLabels {
     DnsResolverLabels {
-        target: t.target.clone(),
-        protocol: t.protocol,
+        series: t.clone(),
         resolver: resolver.to_owned(),
     }
 }
 
-fn dns_record_labels(t: &TargetLabels, resolver: &str, record: &'static str) -> DnsRecordLabels {
+fn dns_record_labels(t: &Series, resolver: &str, record: &'static str) -> DnsRecordLabels {
     DnsRecordLabels {
-        target: t.target.clone(),
-        protocol: t.protocol,
+        series: t.clone(),
         resolver: resolver.to_owned(),
         r#type: record,
     }
@@ -725,7 +830,12 @@ fn dns_record_labels(t: &TargetLabels, resolver: &str, record: &'static str) -> 
 
 /// A server-supplied fact fit for a label: printable ASCII only, bounded length.
 fn sanitise_fact(fact: &str) -> String {
-    fact.chars()
+    sanitise_label(fact, MAX_FACT_LABEL_LEN)
+}
+
+/// `text` as a label value: printable ASCII only, at most `max` characters.
+fn sanitise_label(text: &str, max: usize) -> String {
+    text.chars()
         .map(|c| {
             if c.is_ascii_graphic() || c == ' ' {
                 c
@@ -733,7 +843,7 @@ fn sanitise_fact(fact: &str) -> String {
                 '?'
             }
         })
-        .take(MAX_FACT_LABEL_LEN)
+        .take(max)
         .collect()
 }
 

@@ -6,8 +6,11 @@
 //! classifier read. Protocol files (`tcp.rs`, `dns.rs`, …) only talk their protocol; the
 //! shared dialling lives in [`dial`], certificate handling in [`tls`].
 
+pub mod autodiscover;
 pub mod dial;
 pub mod dns;
+pub mod exchange;
+pub mod http;
 pub mod imap;
 pub mod lines;
 pub mod mail;
@@ -15,6 +18,7 @@ pub mod pop3;
 pub mod smtp;
 pub mod tcp;
 pub mod tls;
+pub mod webmail;
 
 use std::fmt;
 use std::future::Future;
@@ -24,7 +28,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
-use crate::config::{Protocol, Target, TargetSpec};
+use crate::config::{ExchangeCheck, Protocol, Target, TargetSpec};
 use crate::runtime::ProbeEnv;
 
 /// One step of a probe. The label values are part of the metrics contract.
@@ -313,6 +317,8 @@ pub enum ProtocolFacts {
     Dns(dns::DnsFacts),
     /// A mail session's banner and capabilities.
     Mail(mail::MailFacts),
+    /// What an HTTP probe (webmail, Exchange) saw.
+    Http(http::HttpFacts),
 }
 
 /// Everything one run of one probe found out.
@@ -322,6 +328,8 @@ pub struct ProbeResult {
     pub target: Arc<str>,
     /// The target's protocol.
     pub protocol: Protocol,
+    /// The Exchange check, for exchange targets (the `check` label).
+    pub check: Option<ExchangeCheck>,
     /// When the probe started (wall clock).
     pub started_at: SystemTime,
     /// Total time the probe took.
@@ -349,6 +357,14 @@ impl ProbeResult {
     /// The failure, if any.
     pub fn failure(&self) -> Option<&Failure> {
         self.outcome.as_ref().err()
+    }
+
+    /// `target`, or `target/check` for an Exchange check: what logs call this series.
+    pub fn display_name(&self) -> String {
+        match self.check {
+            Some(check) => format!("{}/{check}", self.target),
+            None => self.target.to_string(),
+        }
     }
 }
 
@@ -458,7 +474,19 @@ impl Recorder {
         Failed
     }
 
-    /// Records that the probe's deadline expired, blaming the phase that was running.
+    /// Takes the recorded failure away: a step that may fail without failing the probe
+    /// (one of several Autodiscover methods) keeps it aside.
+    fn take_failure(&mut self) -> Option<Failure> {
+        self.failure.take()
+    }
+
+    /// Puts back a failure taken with [`Recorder::take_failure`].
+    fn restore_failure(&mut self, failure: Failure) {
+        self.failure = Some(failure);
+    }
+
+    /// Records that the time allowed (the probe's, or a step's share of it) ran out,
+    /// blaming the phase that was running.
     fn deadline_expired(&mut self, timeout: Duration) {
         let phase = match self.current.take() {
             Some((phase, started)) => {
@@ -475,15 +503,15 @@ impl Recorder {
                 .map_or(Phase::Connect, |timing| timing.phase),
         };
         self.note(format!(
-            "{phase}: the probe's deadline of {} expired",
-            humantime::format_duration(timeout)
+            "{phase}: the time allowed ({}) ran out",
+            humantime::format_duration(rounded_to_ms(timeout))
         ));
         self.failure = Some(Failure {
             phase,
             kind: ErrorKind::timeout_in(phase),
             message: format!(
-                "no answer within the probe timeout of {}",
-                humantime::format_duration(timeout)
+                "no answer within {}",
+                humantime::format_duration(rounded_to_ms(timeout))
             ),
         });
     }
@@ -492,6 +520,7 @@ impl Recorder {
         ProbeResult {
             target: target.name.clone(),
             protocol: target.protocol,
+            check: target.check(),
             started_at,
             duration,
             phases: self.phases,
@@ -502,6 +531,11 @@ impl Recorder {
             log: self.log,
         }
     }
+}
+
+/// `1.234s` rather than `1s 234ms 567us 890ns`.
+fn rounded_to_ms(duration: Duration) -> Duration {
+    Duration::from_millis(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// Lines kept in one probe's log: a mail session with STARTTLS and login logs about
@@ -537,6 +571,10 @@ pub async fn run(target: &Target, env: &ProbeEnv) -> ProbeResult {
             TargetSpec::Smtp(smtp) => {
                 let dialogue = smtp::Smtp::new(smtp.ehlo_name.clone());
                 mail::session(dialogue, &smtp.endpoint, deadline, env, &mut recorder).await
+            }
+            TargetSpec::Https(https) => webmail::probe(https, deadline, env, &mut recorder).await,
+            TargetSpec::Exchange(exchange) => {
+                exchange::probe(exchange, deadline, env, &mut recorder).await
             }
         };
     })

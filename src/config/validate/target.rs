@@ -1,6 +1,6 @@
-//! One `targets:` entry → [`Target`]: required keys, keys that apply to the protocol,
-//! TLS mode, endpoint, DNS question, credentials. The not-implemented check runs last, so
-//! a target using a protocol this version cannot probe yet is otherwise fully checked.
+//! One `targets:` entry → [`Target`]s: required keys, keys that apply to the protocol,
+//! TLS mode, endpoint, DNS question, URL, Exchange checks, credentials. An exchange
+//! entry becomes one target per check.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -9,17 +9,19 @@ use serde_saphyr::{Location, Spanned};
 
 use super::{
     Validator, check_host, check_interval_covers_timeout, check_port, load_roots, normalise_name,
-    parse_host_port, setting,
+    setting,
 };
 use crate::config::error::ErrorSite;
 use crate::config::raw::{RawAuth, RawTarget};
 use crate::config::{
     ConfigError, Credentials, DEFAULT_INTERVAL, DEFAULT_TIMEOUT, Discovery, DnsQuery, Endpoint,
-    MAX_TARGET_NAME_LEN, Protocol, RecordKind, Secret, SmtpTarget, Target, TargetSpec, TlsMode,
+    ExchangeCheck, ExchangeTarget, HttpsTarget, MAX_TARGET_NAME_LEN, Protocol, RecordKind, Secret,
+    SmtpTarget, Target, TargetSpec, TlsMode, url_host,
 };
 
-/// The only scheme an https target's `url` may have: the probe is about TLS webmail.
-const HTTPS_SCHEME: &str = "https://";
+/// The largest compiled `expect_body` pattern: generous for any page marker, small
+/// enough that a pathological pattern cannot eat the agent's memory.
+const MAX_BODY_PATTERN_SIZE: usize = 1 << 20;
 
 /// One `targets:` entry under validation: what every message about it needs.
 struct Entry<'r> {
@@ -158,14 +160,14 @@ impl Validator<'_> {
         })
     }
 
-    /// Every check on one target. The not-implemented check comes last, so that a file
-    /// using a protocol this version cannot probe yet is otherwise fully checked.
+    /// Every check on one target entry: one [`Target`], or one per check for an
+    /// exchange entry.
     pub(super) fn target(
         &self,
         entry: &Spanned<RawTarget>,
         name: &str,
         field: &str,
-    ) -> Result<Target, ConfigError> {
+    ) -> Result<Vec<Target>, ConfigError> {
         let errors = &self.site;
         let raw = &entry.value;
         let Some(protocol_text) = &raw.protocol else {
@@ -223,33 +225,171 @@ impl Validator<'_> {
             .as_ref()
             .map(|auth| credentials(errors, auth, &entry.key("auth")))
             .transpose()?;
-        let spec = match protocol {
-            Protocol::Dns => TargetSpec::Dns(dns_query(errors, &entry)?),
-            Protocol::Tcp => TargetSpec::Tcp(self.endpoint(&entry, tls, auth)?),
-            Protocol::Imap => TargetSpec::Imap(self.endpoint(&entry, tls, auth)?),
-            Protocol::Pop3 => TargetSpec::Pop3(self.endpoint(&entry, tls, auth)?),
-            Protocol::Smtp => TargetSpec::Smtp(SmtpTarget {
+        let specs = match protocol {
+            Protocol::Dns => vec![TargetSpec::Dns(dns_query(errors, &entry)?)],
+            Protocol::Tcp => vec![TargetSpec::Tcp(self.endpoint(&entry, tls, auth)?)],
+            Protocol::Imap => vec![TargetSpec::Imap(self.endpoint(&entry, tls, auth)?)],
+            Protocol::Pop3 => vec![TargetSpec::Pop3(self.endpoint(&entry, tls, auth)?)],
+            Protocol::Smtp => vec![TargetSpec::Smtp(SmtpTarget {
                 endpoint: self.endpoint(&entry, tls, auth)?,
                 ehlo_name: ehlo_name(errors, &entry)?,
-            }),
-            // Checked now, so that the file needs no edit when these protocols land.
-            Protocol::Https => {
-                check_url(errors, &entry)?;
-                return Err(not_implemented(errors, protocol_text, &entry));
+            })],
+            Protocol::Https => vec![TargetSpec::Https(self.https(&entry, auth)?)],
+            Protocol::Exchange => self
+                .exchange(&entry, auth)?
+                .into_iter()
+                .map(TargetSpec::Exchange)
+                .collect(),
+        };
+        let name: Arc<str> = Arc::from(name);
+        Ok(specs
+            .into_iter()
+            .map(|spec| Target {
+                name: Arc::clone(&name),
+                protocol,
+                interval: interval.value,
+                timeout: timeout.value,
+                spec,
+            })
+            .collect())
+    }
+
+    /// `protocol: https`: the URL, the expected status and body.
+    fn https(
+        &self,
+        entry: &Entry<'_>,
+        auth: Option<Credentials>,
+    ) -> Result<HttpsTarget, ConfigError> {
+        let errors = &self.site;
+        let raw = entry.raw;
+        let url = https_url(errors, entry)?;
+        let host = url_host(&url);
+        let server_name = match &raw.server_name {
+            Some(name) => {
+                check_host(errors, name, &entry.key("server_name"))?;
+                name.value.clone()
             }
-            Protocol::Exchange => {
-                self.endpoint(&entry, tls, auth)?;
-                return Err(not_implemented(errors, protocol_text, &entry));
+            None => host.clone(),
+        };
+        let expect_status = match &raw.expect_status {
+            None => None,
+            Some(codes) if codes.value.is_empty() => {
+                return Err(errors.at(
+                    codes.referenced,
+                    entry.key("expect_status"),
+                    "`expect_status` is empty: list the acceptable codes (e.g. [200]), or \
+                     remove it to accept any 2xx",
+                ));
+            }
+            Some(codes) => {
+                if let Some(bad) = codes.value.iter().find(|c| !(100..=599).contains(*c)) {
+                    return Err(errors.at(
+                        codes.referenced,
+                        entry.key("expect_status"),
+                        format!("{bad} is not an HTTP status code (100-599)"),
+                    ));
+                }
+                Some(codes.value.clone())
             }
         };
-        debug_assert!(protocol.is_implemented());
-        Ok(Target {
-            name: Arc::from(name),
-            protocol,
-            interval: interval.value,
-            timeout: timeout.value,
-            spec,
+        let expect_body = raw
+            .expect_body
+            .as_ref()
+            .map(|pattern| {
+                regex::bytes::RegexBuilder::new(&pattern.value)
+                    .size_limit(MAX_BODY_PATTERN_SIZE)
+                    .build()
+                    .map_err(|error| {
+                        // The library's message draws a caret under the pattern over
+                        // several lines; its last line says what is wrong.
+                        let text = error.to_string();
+                        let reason = text
+                            .lines()
+                            .rev()
+                            .find_map(|line| line.trim().strip_prefix("error: "))
+                            .unwrap_or(text.as_str())
+                            .to_owned();
+                        errors.at(
+                            pattern.referenced,
+                            entry.key("expect_body"),
+                            format!("not a valid regular expression: {reason}"),
+                        )
+                    })
+            })
+            .transpose()?;
+        Ok(HttpsTarget {
+            endpoint: Endpoint {
+                port: url.port_or_known_default().unwrap_or(443),
+                host,
+                tls: TlsMode::Implicit,
+                server_name,
+                extra_roots: self.roots(entry)?.into(),
+                auth,
+            },
+            url,
+            expect_status,
+            expect_body,
         })
+    }
+
+    /// `protocol: exchange`: one target per check, sharing the server and mailbox.
+    fn exchange(
+        &self,
+        entry: &Entry<'_>,
+        auth: Option<Credentials>,
+    ) -> Result<Vec<ExchangeTarget>, ConfigError> {
+        let errors = &self.site;
+        let raw = entry.raw;
+        let checks = exchange_checks(errors, entry)?;
+        let email = match &raw.email {
+            Some(email) => Some(mailbox(errors, email, &entry.key("email"))?),
+            None if checks.contains(&ExchangeCheck::Autodiscover) => {
+                return Err(entry.missing(
+                    errors,
+                    "email",
+                    "a mailbox for Autodiscover to look up, e.g. `probe@example.com` \
+                     (or leave `autodiscover` out of `checks`)",
+                ));
+            }
+            None => None,
+        };
+        let needs_host = checks.iter().any(|c| *c != ExchangeCheck::Autodiscover);
+        let endpoint = match (&raw.host, &email) {
+            (Some(_), _) | (None, None) => self.endpoint(entry, TlsMode::Implicit, auth)?,
+            (None, Some(_)) if needs_host => self.endpoint(entry, TlsMode::Implicit, auth)?,
+            // Autodiscover alone: the hosts come from the mailbox's domain.
+            (None, Some(email)) => {
+                let domain = email.rsplit('@').next().unwrap_or_default().to_owned();
+                Endpoint {
+                    server_name: domain.clone(),
+                    host: domain,
+                    port: 443,
+                    tls: TlsMode::Implicit,
+                    extra_roots: self.roots(entry)?.into(),
+                    auth,
+                }
+            }
+        };
+        Ok(checks
+            .into_iter()
+            .map(|check| ExchangeTarget {
+                check,
+                endpoint: endpoint.clone(),
+                email: email.clone(),
+            })
+            .collect())
+    }
+
+    /// `tls.ca_file` plus the target's own `ca_file`.
+    fn roots(
+        &self,
+        entry: &Entry<'_>,
+    ) -> Result<Vec<rustls_pki_types::CertificateDer<'static>>, ConfigError> {
+        let mut roots = self.global_roots.clone();
+        if let Some(ca_file) = &entry.raw.ca_file {
+            roots.extend(load_roots(&self.site, ca_file, &entry.key("ca_file"))?);
+        }
+        Ok(roots)
     }
 
     fn tls_mode(&self, entry: &Entry<'_>) -> Result<TlsMode, ConfigError> {
@@ -321,10 +461,7 @@ impl Validator<'_> {
             }
             None => host.value.clone(),
         };
-        let mut roots = self.global_roots.clone();
-        if let Some(ca_file) = &raw.ca_file {
-            roots.extend(load_roots(errors, ca_file, &entry.key("ca_file"))?);
-        }
+        let roots = self.roots(entry)?;
         Ok(Endpoint {
             host: host
                 .value
@@ -359,23 +496,6 @@ pub(crate) fn local_host_name() -> String {
         .map(|name| name.trim().to_owned())
         .filter(|name| normalise_name(name).is_some())
         .unwrap_or_else(|| "localhost".to_owned())
-}
-
-fn not_implemented(
-    errors: &ErrorSite<'_>,
-    protocol_text: &Spanned<String>,
-    entry: &Entry<'_>,
-) -> ConfigError {
-    errors.at(
-        protocol_text.referenced,
-        entry.key("protocol"),
-        format!(
-            "protocol `{}` is not implemented in this version of mailprobe yet; \
-             available now: dns, tcp, imap, pop3, smtp (use `protocol: tcp` with `tls: implicit` to check \
-             that the port answers with a valid certificate)",
-            entry.protocol
-        ),
-    )
 }
 
 fn default_port(protocol: Protocol, tls: TlsMode) -> Option<u16> {
@@ -417,7 +537,15 @@ fn keys_for(protocol: Protocol) -> &'static [&'static str] {
             "ca_file",
             "auth",
         ],
-        Protocol::Exchange => &["host", "email", "checks", "server_name", "ca_file", "auth"],
+        Protocol::Exchange => &[
+            "host",
+            "port",
+            "email",
+            "checks",
+            "server_name",
+            "ca_file",
+            "auth",
+        ],
         Protocol::Dns => &["domain", "record", "expect", "require_consistent"],
     }
 }
@@ -441,49 +569,126 @@ fn check_keys_apply(errors: &ErrorSite<'_>, entry: &Entry<'_>) -> Result<(), Con
     Ok(())
 }
 
-/// `url` of an https target: present, `https://`, with a plausible host and port.
-fn check_url(errors: &ErrorSite<'_>, entry: &Entry<'_>) -> Result<(), ConfigError> {
+/// `url` of an https target: present, `https://`, with a host, without credentials.
+fn https_url(errors: &ErrorSite<'_>, entry: &Entry<'_>) -> Result<url::Url, ConfigError> {
     let url = entry.required(
         errors,
         entry.raw.url.as_ref(),
         "url",
         "the page to fetch, e.g. `https://webmail.example.com/`",
     )?;
-    if https_url_has_host(&url.value) {
-        Ok(())
-    } else {
-        Err(errors.at(
+    parse_https_url(&url.value).map_err(|problem| {
+        errors.at(
             url.referenced,
             entry.key("url"),
-            format!(
-                "`{}` is not an https:// URL with a host name, such as \
-                 `https://webmail.example.com/`",
-                url.value
-            ),
-        ))
-    }
+            // The URL itself is not repeated: it may carry a password.
+            format!("the URL {problem}"),
+        )
+    })
 }
 
-/// `https://host[:port][/...]` with a host name or IP address and, if given, a valid
-/// port.
-fn https_url_has_host(url: &str) -> bool {
-    let url = url.trim();
-    let Some(rest) = url
-        .get(..HTTPS_SCHEME.len())
-        .filter(|scheme| scheme.eq_ignore_ascii_case(HTTPS_SCHEME))
-        .map(|_| &url[HTTPS_SCHEME.len()..])
-    else {
-        return false;
+/// An `https://` URL with a host name or address and no user name or password.
+fn parse_https_url(text: &str) -> Result<url::Url, String> {
+    const EXAMPLE: &str = "such as `https://webmail.example.com/`";
+    let url = url::Url::parse(text.trim()).map_err(|error| {
+        format!("is not a valid URL ({error}); write an https:// URL {EXAMPLE}")
+    })?;
+    if url.scheme() != "https" {
+        return Err(format!(
+            "is not an https:// URL; webmail is probed over TLS, {EXAMPLE}"
+        ));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(
+            "carries credentials; put them under `auth` (with `password_file`) \
+             so they never appear in metrics or logs"
+                .to_owned(),
+        );
+    }
+    let host = url_host(&url);
+    // `https:///path` would be read as host `path`, as browsers do; say it instead.
+    let written_host = text.trim().get("https://".len()..).unwrap_or_default();
+    if host.is_empty()
+        || written_host.starts_with('/')
+        || (host.parse::<IpAddr>().is_err() && normalise_name(&host).is_none())
+    {
+        return Err(format!("has no valid host name; write a URL {EXAMPLE}"));
+    }
+    Ok(url)
+}
+
+/// `checks` of an exchange target: known names, no repeats; the default set when absent.
+fn exchange_checks(
+    errors: &ErrorSite<'_>,
+    entry: &Entry<'_>,
+) -> Result<Vec<ExchangeCheck>, ConfigError> {
+    let Some(listed) = &entry.raw.checks else {
+        return Ok(ExchangeCheck::DEFAULT.to_vec());
     };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let host = match parse_host_port(authority) {
-        Some(with_port) => with_port.host,
-        None => authority
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned(),
+    let known = || {
+        ExchangeCheck::ALL
+            .iter()
+            .map(|c| c.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     };
-    host.parse::<IpAddr>().is_ok() || normalise_name(&host).is_some()
+    if listed.value.is_empty() {
+        return Err(errors.at(
+            listed.referenced,
+            entry.key("checks"),
+            format!(
+                "`checks` is empty: list what to check ({}), or remove it for the default",
+                known()
+            ),
+        ));
+    }
+    let mut checks = Vec::with_capacity(listed.value.len());
+    for name in &listed.value {
+        let check = ExchangeCheck::parse(name).ok_or_else(|| {
+            let names: Vec<&str> = ExchangeCheck::ALL.iter().map(|c| c.as_str()).collect();
+            let hint = crate::config::error::closest(name, &names)
+                .map(|near| format!(" (did you mean `{near}`?)"))
+                .unwrap_or_default();
+            errors.at(
+                listed.referenced,
+                entry.key("checks"),
+                format!("unknown check `{name}`{hint}; expected some of {}", known()),
+            )
+        })?;
+        if checks.contains(&check) {
+            return Err(errors.at(
+                listed.referenced,
+                entry.key("checks"),
+                format!("`{check}` is listed twice"),
+            ));
+        }
+        checks.push(check);
+    }
+    Ok(checks)
+}
+
+/// `email`: `local@domain`, with a valid domain; returned with the domain lower-cased.
+fn mailbox(
+    errors: &ErrorSite<'_>,
+    email: &Spanned<String>,
+    field: &str,
+) -> Result<String, ConfigError> {
+    let invalid = || {
+        errors.at(
+            email.referenced,
+            field,
+            format!(
+                "`{}` is not an e-mail address such as `probe@example.com`",
+                email.value
+            ),
+        )
+    };
+    let (local, domain) = email.value.trim().rsplit_once('@').ok_or_else(invalid)?;
+    if local.is_empty() || local.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(invalid());
+    }
+    let domain = normalise_name(domain).ok_or_else(invalid)?;
+    Ok(format!("{local}@{}", domain.trim_end_matches('.')))
 }
 
 fn dns_query(errors: &ErrorSite<'_>, entry: &Entry<'_>) -> Result<DnsQuery, ConfigError> {
@@ -673,17 +878,17 @@ mod tests {
 
     #[test]
     fn an_https_url_needs_the_scheme_and_a_valid_host() {
-        assert!(https_url_has_host("https://webmail.example.com/"));
-        assert!(https_url_has_host("HTTPS://webmail.example.com"));
-        assert!(https_url_has_host(
-            "https://webmail.example.com:8443/owa?x=1"
-        ));
-        assert!(https_url_has_host("https://[2001:db8::1]:8443/"));
-        assert!(https_url_has_host("https://192.0.2.10"));
-        assert!(!https_url_has_host("http://webmail.example.com/"));
-        assert!(!https_url_has_host("webmail.example.com"));
-        assert!(!https_url_has_host("https:///path"));
-        assert!(!https_url_has_host("https://webmail.example.com:99999/"));
-        assert!(!https_url_has_host("https://user:pw@webmail.example.com/"));
+        let ok = |text| parse_https_url(text).is_ok();
+        assert!(ok("https://webmail.example.com/"));
+        assert!(ok("HTTPS://webmail.example.com"));
+        assert!(ok("https://webmail.example.com:8443/owa?x=1"));
+        assert!(ok("https://[2001:db8::1]:8443/"));
+        assert!(ok("https://192.0.2.10"));
+        assert!(!ok("http://webmail.example.com/"));
+        assert!(!ok("webmail.example.com"));
+        assert!(!ok("https:///path"));
+        assert!(!ok("https://webmail.example.com:99999/"));
+        assert!(!ok("https://user:pw@webmail.example.com/"));
+        assert!(!ok("https://bad_host!.example.com/"));
     }
 }

@@ -1,0 +1,783 @@
+//! The autodiscover check: find the mailbox's server the way Outlook does.
+//!
+//! For the mailbox's domain D, in Outlook's order, the first method that reaches an
+//! Autodiscover service wins:
+//!
+//! 1. `pox_domain`: POST the POX request to `https://D/autodiscover/autodiscover.xml`;
+//! 2. `pox_autodiscover_host`: POST to `https://autodiscover.D/autodiscover/autodiscover.xml`;
+//! 3. `pox_http_redirect`: GET `http://autodiscover.D/autodiscover/autodiscover.xml`
+//!    (no credentials), which must redirect to an HTTPS URL, then POST there;
+//! 4. `pox_srv`: look up SRV `_autodiscover._tcp.D` and POST to its host and port.
+//!
+//! A service is reached when it answers with POX settings, or with a 401 and a
+//! challenge (it is there, but wants credentials). Without settings, the v2 JSON
+//! endpoint (`/autodiscover/autodiscover.json?Email=…&Protocol=EWS`, unauthenticated
+//! on Exchange 2016+ and Exchange Online) gives the EWS URL, and the method is `json`.
+//! The answer (method, EWS URL, server) is exported as `mailprobe_autodiscover_info`,
+//! and a change between rounds is counted.
+//!
+//! Each method gets an equal share of the time left, so a blackholed first guess
+//! cannot starve the others. When nothing answers, the probe reports the failure of
+//! `pox_autodiscover_host` (the canonical name) and lists what every method found.
+
+mod answer;
+
+use std::cmp::Reverse;
+
+use ::http::header::{CONTENT_TYPE, HeaderValue};
+use ::http::{Method as HttpMethod, StatusCode};
+use bytes::Bytes;
+use hickory_resolver::TokioResolver;
+use hickory_resolver::proto::rr::{RData, RecordType};
+use tokio::time::Instant;
+use url::Url;
+
+pub use answer::{JsonAnswer, PoxAnswer, PoxSettings, parse_json, parse_pox};
+
+use super::dial::dns_error;
+use super::http::{self, Redirects, Request, Server, challenge_list};
+use super::{ErrorKind, Failed, Failure, Phase, ProbeError, Recorder, TlsFacts};
+use crate::config::{Endpoint, ExchangeTarget, TlsMode};
+use crate::runtime::ProbeEnv;
+
+/// `redirectAddr` and `redirectUrl` answers followed before giving up (Outlook's
+/// limit is 10 as well).
+pub const MAX_AUTODISCOVER_REDIRECTS: u32 = 10;
+/// The path every POX method asks.
+const POX_PATH: &str = "/autodiscover/autodiscover.xml";
+/// The v2 JSON endpoint's path.
+const JSON_PATH: &str = "/autodiscover/autodiscover.json";
+/// The response schema Outlook asks for.
+const RESPONSE_SCHEMA: &str =
+    "http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a";
+
+/// How an answer was found: the `method` label of `mailprobe_autodiscover_info`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Method {
+    /// POST to `https://D/autodiscover/autodiscover.xml`.
+    PoxDomain,
+    /// POST to `https://autodiscover.D/autodiscover/autodiscover.xml`.
+    PoxAutodiscoverHost,
+    /// The redirect from `http://autodiscover.D/…`, then POST.
+    PoxHttpRedirect,
+    /// SRV `_autodiscover._tcp.D`, then POST.
+    PoxSrv,
+    /// The v2 JSON endpoint.
+    Json,
+}
+
+impl Method {
+    /// The POX methods, in the order Outlook tries them.
+    pub const POX: [Method; 4] = [
+        Method::PoxDomain,
+        Method::PoxAutodiscoverHost,
+        Method::PoxHttpRedirect,
+        Method::PoxSrv,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::PoxDomain => "pox_domain",
+            Method::PoxAutodiscoverHost => "pox_autodiscover_host",
+            Method::PoxHttpRedirect => "pox_http_redirect",
+            Method::PoxSrv => "pox_srv",
+            Method::Json => "json",
+        }
+    }
+}
+
+/// What Autodiscover answered: the facts a mailbox move or upgrade changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// Where the URLs came from.
+    pub method: Method,
+    /// The EWS URL (empty when the service only asked for credentials).
+    pub ews_url: String,
+    /// The mailbox server (`<Server>`, else the EWS URL's host; empty when unknown).
+    pub server: String,
+}
+
+impl std::fmt::Display for Answer {
+    /// `answered by pox_srv: EWS https://…/EWS/Exchange.asmx, server ex01.example.com`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let or_not_given = |text: &str| {
+            if text.is_empty() {
+                "not given".to_owned()
+            } else {
+                text.to_owned()
+            }
+        };
+        write!(
+            f,
+            "answered by {}: EWS {}, server {}",
+            self.method.as_str(),
+            or_not_given(&self.ews_url),
+            or_not_given(&self.server)
+        )
+    }
+}
+
+/// Runs the autodiscover check.
+///
+/// # Errors
+///
+/// [`Failed`] when no method reaches an Autodiscover service, or one answers with an
+/// error or rejects the credentials.
+pub async fn probe(
+    target: &ExchangeTarget,
+    deadline: Instant,
+    env: &ProbeEnv,
+    recorder: &mut Recorder,
+) -> Result<(), Failed> {
+    let Some(email) = target.email.clone() else {
+        return Err(recorder.fail(
+            Phase::Request,
+            ProbeError::new(
+                ErrorKind::ProtocolError,
+                "autodiscover needs `email` (the configuration check should have said so)",
+            ),
+        ));
+    };
+    let mut search = Search {
+        target,
+        env,
+        deadline,
+        email,
+        redirects: 0,
+        attempts: Vec::new(),
+        answered_status: 0,
+    };
+    let answer = search.run(recorder).await?;
+    // The status that counts is the answering service's, not that of a later
+    // optional question (the JSON endpoint on an older server says 404).
+    http::http_facts(recorder).status = Some(match answer.method {
+        Method::Json => 200,
+        _ => search.answered_status,
+    });
+    recorder.note(format!("Autodiscover {answer}"));
+    http::http_facts(recorder).autodiscover = Some(answer);
+    Ok(())
+}
+
+/// One search for a mailbox's Autodiscover answer.
+struct Search<'a> {
+    target: &'a ExchangeTarget,
+    env: &'a ProbeEnv,
+    deadline: Instant,
+    /// The address asked about (changes with `redirectAddr`).
+    email: String,
+    /// `redirectAddr` / `redirectUrl` answers followed so far.
+    redirects: u32,
+    /// Methods that found no service, with what they found instead.
+    attempts: Vec<Attempt>,
+    /// The status the POX service answered with (200 settings, 401 challenge).
+    answered_status: u16,
+}
+
+/// A method that found no service.
+struct Attempt {
+    method: Method,
+    failure: Failure,
+    tls: Option<TlsFacts>,
+    peer: Option<std::net::SocketAddr>,
+}
+
+/// What reaching a service gave.
+enum Reached {
+    /// POX settings.
+    Settings(PoxSettings),
+    /// A 401 with a challenge: the service is there and wants credentials.
+    Challenged,
+    /// Ask again for another address.
+    RedirectAddr(String),
+}
+
+/// Why a method ended without reaching a service. The recorder holds the failure.
+enum Stop {
+    /// Nothing there: try the next method.
+    NotHere,
+    /// The service answered and the answer is final (an error, rejected credentials).
+    Final,
+}
+
+impl Search<'_> {
+    async fn run(&mut self, recorder: &mut Recorder) -> Result<Answer, Failed> {
+        'address: loop {
+            let domain = self
+                .email
+                .rsplit_once('@')
+                .map(|(_, domain)| domain.to_ascii_lowercase())
+                .unwrap_or_default();
+            recorder.note(format!("Autodiscover for {} (domain {domain})", self.email));
+            for (index, method) in Method::POX.into_iter().enumerate() {
+                // Every method still to try, and the JSON endpoint, get an equal share.
+                let until = share_of(self.deadline, Method::POX.len() - index + 1);
+                let started = Instant::now();
+                let outcome = tokio::time::timeout_at(
+                    until,
+                    self.pox_method(method, &domain, until, recorder),
+                )
+                .await
+                .unwrap_or_else(|_| {
+                    recorder.deadline_expired(until.saturating_duration_since(started));
+                    Err(Stop::NotHere)
+                });
+                match outcome {
+                    Ok((_, Reached::RedirectAddr(address))) => {
+                        self.count_redirect(recorder)?;
+                        recorder.note(format!("redirected to the address {address}"));
+                        self.email = address;
+                        self.attempts.clear();
+                        continue 'address;
+                    }
+                    Ok((url, Reached::Settings(settings))) => {
+                        self.answered_status = 200;
+                        return self.settings_answer(method, &url, settings, recorder).await;
+                    }
+                    Ok((url, Reached::Challenged)) => {
+                        self.answered_status = 401;
+                        return Ok(self.challenged_answer(method, &url, recorder).await);
+                    }
+                    Err(Stop::Final) => return Err(Failed),
+                    Err(Stop::NotHere) => self.remember(method, recorder),
+                }
+            }
+            // No POX service: the JSON endpoint at the canonical name is the last hope.
+            let canonical = https_url(&format!("autodiscover.{domain}"), 443, JSON_PATH);
+            if let Some(answer) = self.json(canonical, recorder).await {
+                return Ok(answer);
+            }
+            self.remember(Method::Json, recorder);
+            return Err(self.nothing_answered(&domain, recorder));
+        }
+    }
+
+    /// Settings from POX; the JSON endpoint is asked only when they lack an EWS URL.
+    async fn settings_answer(
+        &mut self,
+        method: Method,
+        url: &Url,
+        settings: PoxSettings,
+        recorder: &mut Recorder,
+    ) -> Result<Answer, Failed> {
+        if let Some(ews_url) = settings.ews_url {
+            let server = settings
+                .server
+                .unwrap_or_else(|| host_of(&ews_url).unwrap_or_default());
+            return Ok(Answer {
+                method,
+                ews_url,
+                server,
+            });
+        }
+        let from_json = self.json(same_host(url, JSON_PATH), recorder).await;
+        let _ = recorder.take_failure();
+        Ok(from_json.unwrap_or(Answer {
+            method,
+            ews_url: String::new(),
+            server: settings.server.unwrap_or_default(),
+        }))
+    }
+
+    /// A service that wants credentials: the JSON endpoint on the same host may still
+    /// say where EWS is; either way the service is alive.
+    async fn challenged_answer(
+        &mut self,
+        method: Method,
+        url: &Url,
+        recorder: &mut Recorder,
+    ) -> Answer {
+        let from_json = self.json(same_host(url, JSON_PATH), recorder).await;
+        if from_json.is_none() {
+            // The JSON endpoint is newer than many servers: its absence is no fault.
+            let _ = recorder.take_failure();
+        }
+        from_json.unwrap_or(Answer {
+            method,
+            ews_url: String::new(),
+            server: String::new(),
+        })
+    }
+
+    /// One POX method, up to the answer of the service it reaches.
+    async fn pox_method(
+        &self,
+        method: Method,
+        domain: &str,
+        until: Instant,
+        recorder: &mut Recorder,
+    ) -> Result<(Url, Reached), Stop> {
+        match method {
+            Method::PoxDomain => {
+                self.pox(https_url(domain, 443, POX_PATH), until, recorder)
+                    .await
+            }
+            Method::PoxAutodiscoverHost => {
+                let host = format!("autodiscover.{domain}");
+                self.pox(https_url(&host, 443, POX_PATH), until, recorder)
+                    .await
+            }
+            Method::PoxHttpRedirect => {
+                let url = Url::parse(&format!("http://autodiscover.{domain}{POX_PATH}"))
+                    .map_err(|_| Stop::NotHere)?;
+                let endpoint = self.endpoint_for(&url);
+                let server = Server {
+                    endpoint: &endpoint,
+                    send_credentials: false,
+                };
+                let response = http::fetch(
+                    Request::get(url.clone()),
+                    server,
+                    Redirects::Stop,
+                    false,
+                    self.env,
+                    until,
+                    recorder,
+                )
+                .await
+                .map_err(|_| Stop::NotHere)?;
+                match response.location() {
+                    Some(to) if response.status.is_redirection() && to.scheme() == "https" => {
+                        recorder.note(format!("{url} redirects to {to}"));
+                        self.pox(to, until, recorder).await
+                    }
+                    _ => Err(not_here(
+                        recorder,
+                        Phase::Request,
+                        ErrorKind::HttpStatus,
+                        format!(
+                            "{url} answered {} rather than a redirect to HTTPS",
+                            response.status_text()
+                        ),
+                    )),
+                }
+            }
+            Method::PoxSrv => {
+                let name = format!("_autodiscover._tcp.{domain}.");
+                let (host, port) = recorder
+                    .phase(Phase::Resolve, srv_target(&self.env.dial_resolver, &name))
+                    .await
+                    .map_err(|_| Stop::NotHere)?;
+                recorder.note(format!("{name} SRV points to {host}:{port}"));
+                self.pox(https_url(&host, port, POX_PATH), until, recorder)
+                    .await
+            }
+            Method::Json => Err(Stop::NotHere),
+        }
+    }
+
+    /// POSTs the POX request to `url` (following `redirectUrl` answers).
+    async fn pox(
+        &self,
+        mut url: Url,
+        until: Instant,
+        recorder: &mut Recorder,
+    ) -> Result<(Url, Reached), Stop> {
+        let mut redirects = 0;
+        loop {
+            // Credentials only go where a service asked for them with a Basic
+            // challenge: Outlook's habit of sending them to whatever answers at the
+            // domain (often a web host that is not Exchange) is not copied.
+            let mut response = self.post(&url, false, until, recorder).await?;
+            let mut sent_credentials = false;
+            if response.status == StatusCode::UNAUTHORIZED
+                && self.target.endpoint.auth.is_some()
+                && response.url.scheme() == "https"
+                && response
+                    .challenges()
+                    .iter()
+                    .any(|scheme| scheme.eq_ignore_ascii_case("basic"))
+            {
+                let asking = response.url.clone();
+                recorder.note(format!("{asking} asks for Basic credentials: logging in"));
+                response = self.post(&asking, true, until, recorder).await?;
+                sent_credentials = response.url == asking;
+            }
+            let at = response.url.clone();
+            match response.status {
+                StatusCode::UNAUTHORIZED if sent_credentials => {
+                    recorder.fail(
+                        Phase::Auth,
+                        ProbeError::new(
+                            ErrorKind::AuthFailed,
+                            format!(
+                                "{at} rejected the Basic credentials (401; it asks for: {})",
+                                challenge_list(&response.challenges())
+                            ),
+                        ),
+                    );
+                    return Err(Stop::Final);
+                }
+                StatusCode::UNAUTHORIZED if !response.challenges().is_empty() => {
+                    if self.target.endpoint.auth.is_some() {
+                        recorder.note(format!(
+                            "{at} does not offer Basic ({}); mailprobe logs in with Basic only",
+                            response.challenges().join(", ")
+                        ));
+                    }
+                    recorder.note(format!(
+                        "{at} is an Autodiscover service asking for credentials ({})",
+                        response.challenges().join(", ")
+                    ));
+                    return Ok((at, Reached::Challenged));
+                }
+                StatusCode::OK => {}
+                _ => {
+                    return Err(not_here(
+                        recorder,
+                        Phase::Request,
+                        ErrorKind::HttpStatus,
+                        format!("{at} answered {}", response.status_text()),
+                    ));
+                }
+            }
+            match parse_pox(&response.body) {
+                Ok(PoxAnswer::Settings(settings)) => return Ok((at, Reached::Settings(settings))),
+                Ok(PoxAnswer::RedirectAddr(address)) => {
+                    return Ok((at, Reached::RedirectAddr(address)));
+                }
+                Ok(PoxAnswer::RedirectUrl(next)) => {
+                    let next = Url::parse(&next).ok().filter(|u| u.scheme() == "https");
+                    let Some(next) = next else {
+                        recorder.fail(
+                            Phase::Response,
+                            ProbeError::new(
+                                ErrorKind::ProtocolError,
+                                format!("{at} redirects Autodiscover to a URL that is not HTTPS"),
+                            ),
+                        );
+                        return Err(Stop::Final);
+                    };
+                    redirects += 1;
+                    if redirects > MAX_AUTODISCOVER_REDIRECTS {
+                        recorder.fail(
+                            Phase::Response,
+                            ProbeError::new(
+                                ErrorKind::ProtocolError,
+                                format!(
+                                    "more than {MAX_AUTODISCOVER_REDIRECTS} Autodiscover redirects"
+                                ),
+                            ),
+                        );
+                        return Err(Stop::Final);
+                    }
+                    recorder.note(format!("{at} redirects Autodiscover to {next}"));
+                    url = next;
+                }
+                Ok(PoxAnswer::Error { code, message }) => {
+                    recorder.fail(
+                        Phase::Response,
+                        ProbeError::new(
+                            ErrorKind::ProtocolError,
+                            format!(
+                                "{at} answered with Autodiscover error {code}: {}",
+                                super::lines::sanitise(&message, 200)
+                            ),
+                        ),
+                    );
+                    return Err(Stop::Final);
+                }
+                Err(why) => {
+                    return Err(not_here(
+                        recorder,
+                        Phase::Response,
+                        ErrorKind::ProtocolError,
+                        format!("{at} answered 200, but {why}"),
+                    ));
+                }
+            }
+        }
+    }
+
+    /// POSTs the POX request to `url` (re-POSTing where a redirect points, as
+    /// Autodiscover clients do), with credentials when `with_credentials`.
+    async fn post(
+        &self,
+        url: &Url,
+        with_credentials: bool,
+        until: Instant,
+        recorder: &mut Recorder,
+    ) -> Result<http::Response, Stop> {
+        let endpoint = self.endpoint_for(url);
+        let server = Server {
+            endpoint: &endpoint,
+            send_credentials: with_credentials,
+        };
+        let mut request = Request::new(HttpMethod::POST, url.clone());
+        request.headers.push((
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/xml; charset=utf-8"),
+        ));
+        request.body = pox_request(&self.email);
+        let redirects = Redirects::Follow {
+            keep_post: true,
+            stop_at: None,
+        };
+        http::fetch(request, server, redirects, true, self.env, until, recorder)
+            .await
+            .map_err(|_| Stop::NotHere)
+    }
+
+    /// Asks the v2 JSON endpoint at `base` for the EWS URL. `None` (with the failure
+    /// in the recorder) when it gives none.
+    async fn json(&self, mut url: Url, recorder: &mut Recorder) -> Option<Answer> {
+        url.query_pairs_mut()
+            .append_pair("Email", &self.email)
+            .append_pair("Protocol", "EWS");
+        let endpoint = self.endpoint_for(&url);
+        let server = Server {
+            endpoint: &endpoint,
+            send_credentials: false,
+        };
+        let response = http::fetch(
+            Request::get(url),
+            server,
+            Redirects::BROWSER,
+            true,
+            self.env,
+            self.deadline,
+            recorder,
+        )
+        .await
+        .ok()?;
+        let at = &response.url;
+        let problem = if response.status == StatusCode::OK {
+            match parse_json(&response.body) {
+                Ok(JsonAnswer::Url { url, .. }) => {
+                    return Some(Answer {
+                        method: Method::Json,
+                        server: host_of(&url).unwrap_or_default(),
+                        ews_url: url,
+                    });
+                }
+                Ok(JsonAnswer::Error { code, message }) => format!(
+                    "{at} answered with error {code}: {}",
+                    super::lines::sanitise(&message, 200)
+                ),
+                Err(why) => format!("{at} answered 200, but {why}"),
+            }
+        } else {
+            format!("{at} answered {}", response.status_text())
+        };
+        let kind = if response.status == StatusCode::OK {
+            ErrorKind::ProtocolError
+        } else {
+            ErrorKind::HttpStatus
+        };
+        recorder.fail(Phase::Request, ProbeError::new(kind, problem));
+        None
+    }
+
+    /// Where a request to `url` goes: its host and port, with the target's trust and
+    /// credentials (sent to that origin only, and only over HTTPS).
+    fn endpoint_for(&self, url: &Url) -> Endpoint {
+        let host = crate::config::url_host(url);
+        Endpoint {
+            server_name: host.clone(),
+            host,
+            port: url.port_or_known_default().unwrap_or(443),
+            tls: if url.scheme() == "https" {
+                TlsMode::Implicit
+            } else {
+                TlsMode::None
+            },
+            extra_roots: self.target.endpoint.extra_roots.clone(),
+            auth: self.target.endpoint.auth.clone(),
+        }
+    }
+
+    fn count_redirect(&mut self, recorder: &mut Recorder) -> Result<(), Failed> {
+        self.redirects += 1;
+        if self.redirects > MAX_AUTODISCOVER_REDIRECTS {
+            return Err(recorder.fail(
+                Phase::Response,
+                ProbeError::new(
+                    ErrorKind::ProtocolError,
+                    format!("more than {MAX_AUTODISCOVER_REDIRECTS} Autodiscover redirects"),
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Keeps what a method found instead of a service, so the next can start clean.
+    fn remember(&mut self, method: Method, recorder: &mut Recorder) {
+        if let Some(failure) = recorder.take_failure() {
+            self.attempts.push(Attempt {
+                method,
+                failure,
+                tls: recorder.tls.take(),
+                peer: recorder.peer.take(),
+            });
+        }
+    }
+
+    /// Reports the canonical method's failure, listing what every method found.
+    fn nothing_answered(&mut self, domain: &str, recorder: &mut Recorder) -> Failed {
+        let summary: Vec<String> = self
+            .attempts
+            .iter()
+            .map(|a| format!("{}: {}", a.method.as_str(), a.failure.kind))
+            .collect();
+        let chosen = self
+            .attempts
+            .iter()
+            .position(|a| a.method == Method::PoxAutodiscoverHost)
+            .unwrap_or(0);
+        if chosen >= self.attempts.len() {
+            return recorder.fail(
+                Phase::Request,
+                ProbeError::new(
+                    ErrorKind::ProtocolError,
+                    format!("no Autodiscover service found for {domain}"),
+                ),
+            );
+        }
+        let attempt = self.attempts.swap_remove(chosen);
+        recorder.tls = attempt.tls;
+        recorder.peer = attempt.peer;
+        recorder.restore_failure(Failure {
+            message: format!(
+                "no Autodiscover service found for {domain} ({}); autodiscover.{domain}: {}",
+                summary.join(", "),
+                attempt.failure.message
+            ),
+            ..attempt.failure
+        });
+        Failed
+    }
+}
+
+/// Records a failure meaning "no service here".
+fn not_here(recorder: &mut Recorder, phase: Phase, kind: ErrorKind, message: String) -> Stop {
+    recorder.fail(phase, ProbeError::new(kind, message));
+    Stop::NotHere
+}
+
+/// The POX request body for `email`.
+fn pox_request(email: &str) -> Bytes {
+    let email = email
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
+    Bytes::from(format!(
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n\
+         <Autodiscover xmlns=\"http://schemas.microsoft.com/exchange/autodiscover/outlook/requestschema/2006\">\n\
+         <Request><EMailAddress>{email}</EMailAddress>\
+         <AcceptableResponseSchema>{RESPONSE_SCHEMA}</AcceptableResponseSchema></Request>\n\
+         </Autodiscover>\n"
+    ))
+}
+
+/// `https://host:port/path` (the port left out when it is 443).
+fn https_url(host: &str, port: u16, path: &str) -> Url {
+    let authority = if port == 443 {
+        host.to_owned()
+    } else {
+        format!("{host}:{port}")
+    };
+    Url::parse(&format!("https://{authority}{path}"))
+        .or_else(|_| Url::parse(&format!("https://invalid.invalid{path}")))
+        .expect("a fixed URL parses")
+}
+
+/// `path` on the same scheme, host and port as `url`.
+fn same_host(url: &Url, path: &str) -> Url {
+    let mut url = url.clone();
+    url.set_path(path);
+    url.set_query(None);
+    url
+}
+
+fn host_of(url: &str) -> Option<String> {
+    Url::parse(url).ok().map(|u| crate::config::url_host(&u))
+}
+
+/// A deadline giving the current step `1/parts` of the time left.
+fn share_of(deadline: Instant, parts: usize) -> Instant {
+    let now = Instant::now();
+    let left = deadline.saturating_duration_since(now);
+    now + left / u32::try_from(parts.max(1)).unwrap_or(1)
+}
+
+/// The SRV record's target with the lowest priority (highest weight among equals).
+async fn srv_target(resolver: &TokioResolver, name: &str) -> Result<(String, u16), ProbeError> {
+    let question = format!("{} SRV", name.trim_end_matches('.'));
+    let lookup = resolver
+        .lookup(name, RecordType::SRV)
+        .await
+        .map_err(|error| dns_error(&error, &question, None))?;
+    lookup
+        .answers()
+        .iter()
+        .filter_map(|record| match &record.data {
+            RData::SRV(srv) => Some(srv),
+            _ => None,
+        })
+        .filter(|srv| !srv.target.is_root())
+        .min_by_key(|srv| (srv.priority, Reverse(srv.weight)))
+        .map(|srv| {
+            (
+                srv.target.to_ascii().trim_end_matches('.').to_owned(),
+                srv.port,
+            )
+        })
+        .ok_or_else(|| ProbeError::new(ErrorKind::DnsNodata, format!("{question} has no target")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn the_pox_request_escapes_the_address() {
+        let body = pox_request("a&b<c>@example.com");
+        let text = std::str::from_utf8(&body).unwrap();
+        assert!(text.contains("<EMailAddress>a&amp;b&lt;c&gt;@example.com</EMailAddress>"));
+        assert!(text.contains(RESPONSE_SCHEMA));
+    }
+
+    #[test]
+    fn urls_leave_out_the_default_port() {
+        assert_eq!(
+            https_url("autodiscover.example.com", 443, POX_PATH).as_str(),
+            "https://autodiscover.example.com/autodiscover/autodiscover.xml"
+        );
+        assert_eq!(
+            https_url("mail.example.com", 8443, POX_PATH).as_str(),
+            "https://mail.example.com:8443/autodiscover/autodiscover.xml"
+        );
+        let json = same_host(
+            &Url::parse("https://mail.example.com:8443/autodiscover/autodiscover.xml?x=1").unwrap(),
+            JSON_PATH,
+        );
+        assert_eq!(
+            json.as_str(),
+            "https://mail.example.com:8443/autodiscover/autodiscover.json"
+        );
+    }
+
+    #[test]
+    fn method_labels_are_stable() {
+        let labels: Vec<&str> = Method::POX.iter().map(|m| m.as_str()).collect();
+        assert_eq!(
+            labels,
+            [
+                "pox_domain",
+                "pox_autodiscover_host",
+                "pox_http_redirect",
+                "pox_srv"
+            ]
+        );
+        assert_eq!(Method::Json.as_str(), "json");
+    }
+
+    #[test]
+    fn a_share_never_exceeds_the_time_left() {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        assert!(share_of(deadline, 5) <= Instant::now() + Duration::from_secs(2));
+        assert!(share_of(deadline, 0) <= deadline);
+    }
+}

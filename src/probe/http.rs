@@ -1,0 +1,647 @@
+//! The HTTP/1.1 client every web probe uses, written once.
+//!
+//! hyper's `client::conn::http1` runs over a connection the probe dialled itself with
+//! [`dial::open`], so resolve, connect and TLS are the shared, typed phases; then
+//! `request` is the time until the response headers arrive and `response` the time to
+//! read the body. Redirects are followed up to [`MAX_REDIRECTS`], each hop on a new
+//! connection and each noted in the probe's log. Bodies are read up to
+//! [`MAX_BODY_BYTES`]; the rest is never read.
+
+use std::fmt::Write as _;
+
+use bytes::{Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use tokio::time::Instant;
+use tokio_util::task::AbortOnDropHandle;
+use url::Url;
+
+use super::dial;
+use super::lines::sanitise;
+use super::{ErrorKind, Failed, Phase, ProbeError, ProtocolFacts, Recorder};
+use crate::config::{Credentials, Endpoint, TlsMode};
+use crate::runtime::ProbeEnv;
+
+/// Redirects followed before a probe gives up: more than any sane login flow needs
+/// (browsers allow about 20), few enough to stop a loop quickly.
+pub const MAX_REDIRECTS: u32 = 10;
+/// The most body bytes read: a login page or an Autodiscover answer is a few KiB, and
+/// a hostile or broken server must not make the agent buffer without bound.
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+/// Bound on the status line plus headers (hyper's buffer): real servers send under
+/// 16 KiB of headers.
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// At most this many response headers.
+const MAX_HEADERS: usize = 100;
+/// How we introduce ourselves: operators grepping their access logs should find us.
+const USER_AGENT: &str = concat!("mailprobe/", env!("CARGO_PKG_VERSION"));
+
+/// What the probe learned over HTTP, for `/debug` and the metrics.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HttpFacts {
+    /// The status of the last answer received.
+    pub status: Option<u16>,
+    /// Redirects followed.
+    pub redirects: u32,
+    /// Bytes of the final body read (at most [`MAX_BODY_BYTES`]).
+    pub body_bytes: usize,
+    /// Whether the body went on past [`MAX_BODY_BYTES`] (the rest was not read).
+    pub body_truncated: bool,
+    /// What Autodiscover answered, for the autodiscover check.
+    pub autodiscover: Option<super::autodiscover::Answer>,
+}
+
+impl std::fmt::Display for HttpFacts {
+    /// `status 200, 1 redirect(s), 1532 body bytes read`, and what Autodiscover answered.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.status {
+            Some(status) => write!(f, "status {status}")?,
+            None => f.write_str("no answer")?,
+        }
+        write!(
+            f,
+            ", {} redirect(s), {} body bytes read{}",
+            self.redirects,
+            self.body_bytes,
+            if self.body_truncated {
+                " (truncated)"
+            } else {
+                ""
+            }
+        )?;
+        if let Some(answer) = &self.autodiscover {
+            write!(f, "; Autodiscover {answer}")?;
+        }
+        Ok(())
+    }
+}
+
+/// One request: method, URL, extra headers and a body.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// The method.
+    pub method: Method,
+    /// Where to send it (`http` or `https`).
+    pub url: Url,
+    /// Headers beyond Host, User-Agent, Accept, Connection and Authorization.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// The body (empty for GET and OPTIONS).
+    pub body: Bytes,
+}
+
+impl Request {
+    /// A request without a body.
+    pub fn new(method: Method, url: Url) -> Self {
+        Request {
+            method,
+            url,
+            headers: Vec::new(),
+            body: Bytes::new(),
+        }
+    }
+
+    /// A GET.
+    pub fn get(url: Url) -> Self {
+        Request::new(Method::GET, url)
+    }
+}
+
+/// How a fetch treats redirects.
+#[derive(Debug, Clone, Copy)]
+pub enum Redirects {
+    /// Return the first answer, redirect or not.
+    Stop,
+    /// Follow up to [`MAX_REDIRECTS`]; with `stop_at`, return a redirect whose target
+    /// it accepts instead of following it (a logon page, say).
+    Follow {
+        /// Whether a POST stays a POST after a 301/302 (Autodiscover clients re-POST;
+        /// browsers switch to GET).
+        keep_post: bool,
+        /// A redirect target not to follow.
+        stop_at: Option<fn(&Url) -> bool>,
+    },
+}
+
+impl Redirects {
+    /// Follow redirects the way a browser does.
+    pub const BROWSER: Redirects = Redirects::Follow {
+        keep_post: false,
+        stop_at: None,
+    };
+}
+
+/// The server the target names and how to talk to it: its trust anchors and SNI name
+/// apply to every hop, its credentials only to hops to that same origin.
+#[derive(Debug, Clone, Copy)]
+pub struct Server<'a> {
+    /// The configured endpoint (host, port, server name, roots, credentials).
+    pub endpoint: &'a Endpoint,
+    /// Send the endpoint's credentials (HTTP Basic) to its origin.
+    pub send_credentials: bool,
+}
+
+/// An answer, with at most [`MAX_BODY_BYTES`] of its body.
+#[derive(Debug)]
+pub struct Response {
+    /// The URL that gave this answer (after redirects).
+    pub url: Url,
+    /// The status.
+    pub status: StatusCode,
+    /// The headers.
+    pub headers: HeaderMap,
+    /// The body read (empty when the caller did not ask for it).
+    pub body: Bytes,
+}
+
+impl Response {
+    /// The schemes of the `WWW-Authenticate` challenges (`Negotiate`, `NTLM`, `Basic`).
+    pub fn challenges(&self) -> Vec<String> {
+        self.headers
+            .get_all(header::WWW_AUTHENTICATE)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(challenge_schemes)
+            .collect()
+    }
+
+    /// `Location`, resolved against the request URL.
+    pub fn location(&self) -> Option<Url> {
+        let location = self.headers.get(header::LOCATION)?.to_str().ok()?;
+        self.url.join(location).ok()
+    }
+
+    /// `403 Forbidden`, for messages.
+    pub fn status_text(&self) -> String {
+        status_text(self.status)
+    }
+}
+
+/// `403 Forbidden`.
+pub fn status_text(status: StatusCode) -> String {
+    match status.canonical_reason() {
+        Some(reason) => format!("{} {reason}", status.as_u16()),
+        None => status.as_u16().to_string(),
+    }
+}
+
+/// The auth schemes named in one `WWW-Authenticate` value. A value may hold several
+/// challenges (`Negotiate, NTLM`) and a challenge may carry parameters
+/// (`Basic realm="x", charset="UTF-8"`): a scheme is a token not followed by `=`.
+pub fn challenge_schemes(value: &str) -> Vec<String> {
+    let mut schemes = Vec::new();
+    for part in value.split(',') {
+        let first = part.split_whitespace().next().unwrap_or_default();
+        if !first.is_empty()
+            && !first.contains('=')
+            && first
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.!#$%&'*+^`|~".contains(c))
+        {
+            schemes.push(first.to_owned());
+        }
+    }
+    schemes
+}
+
+/// `Negotiate, NTLM`, or `nothing` when the server sent no challenge.
+pub fn challenge_list(challenges: &[String]) -> String {
+    if challenges.is_empty() {
+        "nothing".to_owned()
+    } else {
+        challenges.join(", ")
+    }
+}
+
+/// Fetches `request`, following redirects as `redirects` says; reads the final body
+/// when `read_body` is set.
+///
+/// # Errors
+///
+/// [`Failed`] when a dial phase failed, the server broke HTTP, or redirects went past
+/// [`MAX_REDIRECTS`]; the recorder holds the phase and reason. An HTTP status is never
+/// an error here: the caller judges it.
+pub async fn fetch(
+    mut request: Request,
+    server: Server<'_>,
+    redirects: Redirects,
+    read_body: bool,
+    env: &ProbeEnv,
+    deadline: Instant,
+    recorder: &mut Recorder,
+) -> Result<Response, Failed> {
+    let mut followed = 0;
+    loop {
+        let answer = exchange(&request, server, env, deadline, recorder).await?;
+        let Redirects::Follow { keep_post, stop_at } = redirects else {
+            return answer.finish(read_body, recorder).await;
+        };
+        let response = &answer.response;
+        let target = match (response.status.is_redirection(), response.location()) {
+            (true, Some(target)) => target,
+            (true, None) if response.status != StatusCode::NOT_MODIFIED => {
+                return Err(recorder.fail(
+                    Phase::Request,
+                    ProbeError::new(
+                        ErrorKind::ProtocolError,
+                        format!(
+                            "{} {} answered {} without a usable Location",
+                            request.method,
+                            request.url,
+                            response.status_text()
+                        ),
+                    ),
+                ));
+            }
+            _ => return answer.finish(read_body, recorder).await,
+        };
+        if stop_at.is_some_and(|accept| accept(&target)) {
+            recorder.note(format!(
+                "{} redirects to {target}: not followed",
+                response.status_text()
+            ));
+            return answer.finish(false, recorder).await;
+        }
+        if !matches!(target.scheme(), "http" | "https") {
+            return Err(recorder.fail(
+                Phase::Request,
+                ProbeError::new(
+                    ErrorKind::ProtocolError,
+                    format!("redirected to `{}`, which is not HTTP", target.scheme()),
+                ),
+            ));
+        }
+        if followed == MAX_REDIRECTS {
+            return Err(recorder.fail(
+                Phase::Request,
+                ProbeError::new(
+                    ErrorKind::HttpStatus,
+                    format!(
+                        "more than {MAX_REDIRECTS} redirects; the last was {} from {} to {target}",
+                        response.status_text(),
+                        request.url
+                    ),
+                ),
+            ));
+        }
+        followed += 1;
+        http_facts(recorder).redirects = followed;
+        recorder.note(format!(
+            "redirect {followed}: {} → {target}",
+            response.status_text()
+        ));
+        if target.scheme() == "http" && request.url.scheme() == "https" {
+            recorder.note("warning: redirected from HTTPS to plain HTTP");
+        }
+        let becomes_get = match response.status {
+            StatusCode::SEE_OTHER => request.method != Method::HEAD,
+            StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND => {
+                request.method == Method::POST && !keep_post
+            }
+            _ => false,
+        };
+        if becomes_get {
+            request.method = Method::GET;
+            request.body = Bytes::new();
+            request
+                .headers
+                .retain(|(name, _)| name != header::CONTENT_TYPE);
+        }
+        request.url = target;
+    }
+}
+
+/// An answer whose body has not been read yet, with the task driving its connection.
+struct Answer {
+    response: Response,
+    body: hyper::body::Incoming,
+    /// The connection task; dropping it aborts the connection.
+    _connection: AbortOnDropHandle<()>,
+}
+
+impl Answer {
+    /// The response, with its body read (bounded) when `read_body` is set.
+    async fn finish(self, read_body: bool, recorder: &mut Recorder) -> Result<Response, Failed> {
+        let mut response = self.response;
+        if read_body {
+            response.body = recorder
+                .phase(Phase::Response, read_bounded(self.body))
+                .await
+                .map(|(body, truncated)| {
+                    let facts = http_facts(recorder);
+                    facts.body_bytes = body.len();
+                    facts.body_truncated = truncated;
+                    if truncated {
+                        recorder.note(format!(
+                            "the body is longer than {} KiB; only that much was read",
+                            MAX_BODY_BYTES / 1024
+                        ));
+                    }
+                    body
+                })?;
+        }
+        Ok(response)
+    }
+}
+
+/// One request on a new connection, up to the response headers.
+async fn exchange(
+    request: &Request,
+    server: Server<'_>,
+    env: &ProbeEnv,
+    deadline: Instant,
+    recorder: &mut Recorder,
+) -> Result<Answer, Failed> {
+    let endpoint = hop_endpoint(&request.url, server.endpoint);
+    let connection = dial::open(&endpoint, env, deadline, recorder).await?;
+    let (mut sender, driver) = hyper::client::conn::http1::Builder::new()
+        .max_buf_size(MAX_HEAD_BYTES)
+        .max_headers(MAX_HEADERS)
+        .handshake::<_, Full<Bytes>>(TokioIo::new(connection))
+        .await
+        .map_err(|error| {
+            recorder.fail(
+                Phase::Request,
+                ProbeError::new(
+                    ErrorKind::ProtocolError,
+                    format!("HTTP setup failed: {error}"),
+                ),
+            )
+        })?;
+    let connection = AbortOnDropHandle::new(tokio::spawn(async move {
+        let _ = driver.await;
+    }));
+    let credentials = server
+        .send_credentials
+        .then_some(server.endpoint.auth.as_ref())
+        .flatten()
+        .filter(|_| same_origin(&request.url, server.endpoint));
+    let http_request = build(request, credentials);
+    recorder.note(format!(
+        "{} {}{}",
+        request.method,
+        request.url,
+        if credentials.is_some() {
+            " (with Basic credentials)"
+        } else {
+            ""
+        }
+    ));
+    let answer = recorder
+        .phase(Phase::Request, async {
+            sender
+                .send_request(http_request)
+                .await
+                .map_err(|error| http_error(&error, "before the response headers arrived"))
+        })
+        .await?;
+    let (parts, body) = answer.into_parts();
+    http_facts(recorder).status = Some(parts.status.as_u16());
+    recorder.note(format!(
+        "{}{}",
+        status_text(parts.status),
+        describe_headers(&parts.headers)
+    ));
+    Ok(Answer {
+        response: Response {
+            url: request.url.clone(),
+            status: parts.status,
+            headers: parts.headers,
+            body: Bytes::new(),
+        },
+        body,
+        _connection: connection,
+    })
+}
+
+/// The endpoint to dial for one hop: the URL's host and port, TLS by scheme; the
+/// configured server name only when the hop goes to the configured host.
+fn hop_endpoint(url: &Url, configured: &Endpoint) -> Endpoint {
+    let host = crate::config::url_host(url);
+    let tls = if url.scheme() == "https" {
+        TlsMode::Implicit
+    } else {
+        TlsMode::None
+    };
+    let server_name = if host.eq_ignore_ascii_case(&configured.host) {
+        configured.server_name.clone()
+    } else {
+        host.clone()
+    };
+    Endpoint {
+        host,
+        port: url.port_or_known_default().unwrap_or(443),
+        tls,
+        server_name,
+        extra_roots: configured.extra_roots.clone(),
+        auth: None,
+    }
+}
+
+/// Whether `url` is the configured endpoint's origin (https, same host and port):
+/// credentials go nowhere else, and never over plain HTTP.
+fn same_origin(url: &Url, endpoint: &Endpoint) -> bool {
+    url.scheme() == "https"
+        && crate::config::url_host(url).eq_ignore_ascii_case(&endpoint.host)
+        && url.port_or_known_default() == Some(endpoint.port)
+}
+
+/// The hyper request for `request`: origin-form target, Host, our User-Agent, and
+/// `Connection: close` (one request per connection).
+fn build(request: &Request, credentials: Option<&Credentials>) -> http::Request<Full<Bytes>> {
+    let mut target = request.url.path().to_owned();
+    if let Some(query) = request.url.query() {
+        target.push('?');
+        target.push_str(query);
+    }
+    let host = match (request.url.host_str(), request.url.port()) {
+        (Some(host), Some(port)) => format!("{host}:{port}"),
+        (Some(host), None) => host.to_owned(),
+        (None, _) => String::new(),
+    };
+    let mut builder = http::Request::builder()
+        .method(request.method.clone())
+        .uri(target)
+        .header(header::HOST, host)
+        .header(header::USER_AGENT, USER_AGENT)
+        .header(header::ACCEPT, "*/*")
+        .header(header::CONNECTION, "close");
+    if let Some(credentials) = credentials {
+        builder = builder.header(header::AUTHORIZATION, basic_authorization(credentials));
+    }
+    for (name, value) in &request.headers {
+        builder = builder.header(name, value);
+    }
+    // Every part was validated (a parsed URL, fixed header names), so building cannot
+    // fail; should it ever, an empty GET to `/` is the harmless fallback.
+    builder
+        .body(Full::new(request.body.clone()))
+        .unwrap_or_else(|_| http::Request::new(Full::new(Bytes::new())))
+}
+
+/// `Basic base64(user:password)`, marked sensitive so hyper never logs it.
+fn basic_authorization(credentials: &Credentials) -> HeaderValue {
+    use base64::Engine as _;
+    let token = base64::engine::general_purpose::STANDARD.encode(format!(
+        "{}:{}",
+        credentials.username,
+        credentials.password.expose()
+    ));
+    let mut value = HeaderValue::from_str(&format!("Basic {token}"))
+        .unwrap_or_else(|_| HeaderValue::from_static("Basic"));
+    value.set_sensitive(true);
+    value
+}
+
+/// Reads at most [`MAX_BODY_BYTES`]; returns the bytes and whether there was more.
+async fn read_bounded(mut body: hyper::body::Incoming) -> Result<(Bytes, bool), ProbeError> {
+    let mut collected = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|error| http_error(&error, "while reading the body"))?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        let room = MAX_BODY_BYTES - collected.len();
+        if data.len() > room {
+            collected.extend_from_slice(&data[..room]);
+            return Ok((collected.freeze(), true));
+        }
+        collected.extend_from_slice(&data);
+    }
+    Ok((collected.freeze(), false))
+}
+
+/// Types a hyper error: a reset, the server hanging up early, or broken HTTP.
+fn http_error(error: &hyper::Error, when: &str) -> ProbeError {
+    let io =
+        std::error::Error::source(error).and_then(|source| source.downcast_ref::<std::io::Error>());
+    if let Some(io) = io
+        && matches!(
+            io.kind(),
+            std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+        )
+    {
+        return ProbeError::new(
+            ErrorKind::ConnectionReset,
+            format!("the server reset the connection {when}: {io}"),
+        );
+    }
+    let what = if error.is_incomplete_message() {
+        "the server closed the connection"
+    } else if error.is_parse_too_large() {
+        "the response headers are too large"
+    } else if error.is_parse() || error.is_parse_status() {
+        "the server's answer is not valid HTTP/1.1"
+    } else {
+        "the HTTP exchange failed"
+    };
+    ProbeError::new(ErrorKind::ProtocolError, format!("{what} {when}: {error}"))
+}
+
+/// The headers worth a line in `/debug`: where a redirect goes, what a 401 asks
+/// for, what the server is. Sanitised and short; never a cookie.
+fn describe_headers(headers: &HeaderMap) -> String {
+    let mut text = String::new();
+    for name in [
+        header::LOCATION,
+        header::WWW_AUTHENTICATE,
+        header::SERVER,
+        header::CONTENT_TYPE,
+        header::CONTENT_LENGTH,
+    ] {
+        for value in headers.get_all(&name) {
+            let value = sanitise(&String::from_utf8_lossy(value.as_bytes()), 120);
+            let _ = write!(text, "; {name}: {value}");
+        }
+    }
+    text
+}
+
+/// The probe's HTTP facts, created on first use.
+pub fn http_facts(recorder: &mut Recorder) -> &mut HttpFacts {
+    if !matches!(recorder.facts, ProtocolFacts::Http(_)) {
+        recorder.facts = ProtocolFacts::Http(HttpFacts::default());
+    }
+    match &mut recorder.facts {
+        ProtocolFacts::Http(facts) => facts,
+        _ => unreachable!("set just above"),
+    }
+}
+
+/// `https://host:port/` for an endpoint, with IPv6 addresses in brackets.
+pub fn base_url(endpoint: &Endpoint) -> Option<Url> {
+    let host = if endpoint.host.contains(':') {
+        format!("[{}]", endpoint.host)
+    } else {
+        endpoint.host.clone()
+    };
+    Url::parse(&format!("https://{host}:{}/", endpoint.port)).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn challenge_schemes_are_read_from_lists_and_parameters() {
+        assert_eq!(challenge_schemes("Negotiate"), ["Negotiate"]);
+        assert_eq!(challenge_schemes("Negotiate, NTLM"), ["Negotiate", "NTLM"]);
+        assert_eq!(
+            challenge_schemes("Basic realm=\"mail\", charset=\"UTF-8\""),
+            ["Basic"]
+        );
+        assert_eq!(
+            challenge_schemes("Bearer authorization_uri=\"https://login\", Basic realm=\"x\""),
+            ["Bearer", "Basic"]
+        );
+        assert!(challenge_schemes("").is_empty());
+        assert!(challenge_schemes("realm=\"x\"").is_empty());
+    }
+
+    #[test]
+    fn credentials_go_only_to_the_configured_https_origin() {
+        let endpoint = Endpoint {
+            host: "mail.example.com".into(),
+            port: 443,
+            tls: TlsMode::Implicit,
+            server_name: "mail.example.com".into(),
+            extra_roots: Vec::new().into(),
+            auth: None,
+        };
+        let url = |text| Url::parse(text).unwrap();
+        assert!(same_origin(&url("https://MAIL.example.com/owa"), &endpoint));
+        assert!(same_origin(
+            &url("https://mail.example.com:443/"),
+            &endpoint
+        ));
+        assert!(!same_origin(&url("http://mail.example.com/"), &endpoint));
+        assert!(!same_origin(
+            &url("https://mail.example.com:8443/"),
+            &endpoint
+        ));
+        assert!(!same_origin(&url("https://login.example.net/"), &endpoint));
+    }
+
+    #[test]
+    fn a_hop_to_another_host_verifies_that_host() {
+        let endpoint = Endpoint {
+            host: "192.0.2.1".into(),
+            port: 8443,
+            tls: TlsMode::Implicit,
+            server_name: "mail.example.com".into(),
+            extra_roots: Vec::new().into(),
+            auth: None,
+        };
+        let same = hop_endpoint(&Url::parse("https://192.0.2.1:8443/x").unwrap(), &endpoint);
+        assert_eq!(
+            (same.server_name.as_str(), same.port),
+            ("mail.example.com", 8443)
+        );
+        let other = hop_endpoint(&Url::parse("http://other.example.com/").unwrap(), &endpoint);
+        assert_eq!(
+            (other.server_name.as_str(), other.port, other.tls),
+            ("other.example.com", 80, TlsMode::None)
+        );
+    }
+}
