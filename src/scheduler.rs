@@ -113,6 +113,14 @@ async fn run_target(
                 Err(_) => return,
             },
         };
+        // How late against its slot this probe starts (timer slack, a wait for a free
+        // slot): at debug, so a spread of start times can be read from the log.
+        let late = Instant::now().saturating_duration_since(slot);
+        tracing::debug!(
+            target = %target.name,
+            late_us = u64::try_from(late.as_micros()).unwrap_or(u64::MAX),
+            "probe starting"
+        );
         // Each probe in its own task: should a probe ever panic, this target's loop
         // survives and the next round probes again.
         let mut probe = tokio::spawn(job(Arc::clone(&target)));

@@ -58,3 +58,34 @@ pub fn assert_no_auth_keyword(capabilities: &Capabilities, context: &str) {
         );
     }
 }
+
+/// Values taken from an Autodiscover answer are clipped: at most 512 characters and
+/// no control character (they reach `/debug`, logs and the diagnose report).
+pub fn assert_clipped_value(value: &str, input: &[u8]) {
+    assert!(
+        value.chars().count() <= 512,
+        "value of {} characters from {:?}",
+        value.chars().count(),
+        String::from_utf8_lossy(input)
+    );
+    assert!(
+        !value.chars().any(char::is_control),
+        "control character in {value:?} from {:?}",
+        String::from_utf8_lossy(input)
+    );
+}
+
+/// A message built from an answer: no control character, at most `max` characters.
+pub fn assert_printable_within(message: &str, max: usize, input: &[u8]) {
+    assert!(
+        !message.chars().any(char::is_control),
+        "control character in message {message:?} from {:?}",
+        String::from_utf8_lossy(input)
+    );
+    assert!(
+        message.chars().count() <= max,
+        "message of {} characters from {:?}",
+        message.chars().count(),
+        String::from_utf8_lossy(input)
+    );
+}

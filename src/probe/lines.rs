@@ -101,6 +101,8 @@ pub struct LineStream<S> {
     scanned: usize,
     /// Bytes read from the stream so far, across upgrades.
     read_total: usize,
+    /// The command being sent, reused from one command to the next.
+    outgoing: Vec<u8>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> LineStream<S> {
@@ -117,6 +119,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LineStream<S> {
             buffer: Vec::with_capacity(READ_CHUNK),
             scanned: 0,
             read_total,
+            outgoing: Vec::new(),
         }
     }
 
@@ -132,14 +135,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LineStream<S> {
             if let Some(offset) = unscanned.iter().position(|b| *b == b'\n') {
                 let end = self.scanned + offset;
                 self.scanned = 0;
-                let line: Vec<u8> = self.buffer.drain(..=end).collect();
-                let text = line.strip_suffix(b"\n").unwrap_or(&line);
+                let text = &self.buffer[..end];
                 let text = text.strip_suffix(b"\r").unwrap_or(text);
                 // The limit is on the line itself, whatever the read sizes were.
-                if text.len() > MAX_LINE_LEN {
-                    return Err(LineError::TooLong);
-                }
-                return Ok(String::from_utf8_lossy(text).into_owned());
+                let line = if text.len() > MAX_LINE_LEN {
+                    Err(LineError::TooLong)
+                } else {
+                    // One allocation per line: the text is copied straight out of the
+                    // buffer, which then only shifts what follows the line end.
+                    Ok(String::from_utf8_lossy(text).into_owned())
+                };
+                self.buffer.drain(..=end);
+                return line;
             }
             self.scanned = self.buffer.len();
             // Room for the longest line plus its CR LF; beyond that no end can save it.
@@ -156,18 +163,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LineStream<S> {
         if room == 0 {
             return Err(LineError::TooMuchData);
         }
-        let mut chunk = [0u8; READ_CHUNK];
         let want = room.min(READ_CHUNK);
-        let read = self
-            .stream
-            .read(&mut chunk[..want])
+        self.buffer.reserve(want);
+        // Straight into the buffer's spare room (no zeroed chunk to copy from); `take`
+        // keeps the read within the byte budget however much room the buffer has.
+        let read = (&mut self.stream)
+            .take(u64::try_from(want).unwrap_or(u64::MAX))
+            .read_buf(&mut self.buffer)
             .await
             .map_err(LineError::Io)?;
         if read == 0 {
             return Err(LineError::Closed);
         }
         self.read_total += read;
-        self.buffer.extend_from_slice(&chunk[..read]);
         Ok(())
     }
 
@@ -177,11 +185,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LineStream<S> {
     ///
     /// A typed [`ProbeError`] when the write fails.
     pub async fn write_line(&mut self, line: &str) -> Result<(), ProbeError> {
-        let mut bytes = Vec::with_capacity(line.len() + 2);
-        bytes.extend_from_slice(line.as_bytes());
-        bytes.extend_from_slice(b"\r\n");
+        // One write (one TLS record, one segment) for the line and its end, from a
+        // buffer kept across commands.
+        self.outgoing.clear();
+        self.outgoing.extend_from_slice(line.as_bytes());
+        self.outgoing.extend_from_slice(b"\r\n");
         self.stream
-            .write_all(&bytes)
+            .write_all(&self.outgoing)
             .await
             .map_err(|e| io_error(&e, "the server to accept our command"))?;
         self.stream

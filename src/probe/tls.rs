@@ -6,7 +6,7 @@
 //! so that the presented chain is kept even when verification fails: an expired
 //! certificate is then still reported with its notAfter and issuer.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{Resumption, WebPkiServerVerifier};
@@ -23,8 +23,75 @@ use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 use super::{ErrorKind, ProbeError, TlsFacts};
 
 /// The one crypto provider mailprobe uses: ring (no aws-lc-rs anywhere in the tree).
+/// Built once: it is a fixed list of algorithms, and every handshake needs it.
 pub fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
+    Arc::clone(PROVIDER.get_or_init(|| Arc::new(rustls::crypto::ring::default_provider())))
+}
+
+/// Everything of a probe's client configuration but the verifier, built once: the
+/// provider, the safe protocol versions, no client certificate, no resumption. Each
+/// handshake clones it (a few `Arc`s) and sets its own [`RecordingVerifier`], instead
+/// of running the builder (protocol checks, provider validation) every time.
+fn client_template() -> Result<&'static ClientConfig, ProbeError> {
+    static TEMPLATE: OnceLock<Result<ClientConfig, String>> = OnceLock::new();
+    TEMPLATE
+        .get_or_init(|| {
+            let mut config = ClientConfig::builder_with_provider(provider())
+                .with_safe_default_protocol_versions()
+                .map_err(|error| error.to_string())?
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(RefuseAll))
+                .with_no_client_auth();
+            // A resumed session skips certificate verification: a monitor must see the
+            // certificate every time, so every probe does a full handshake.
+            config.resumption = Resumption::disabled();
+            Ok(config)
+        })
+        .as_ref()
+        .map_err(|error| ProbeError::new(ErrorKind::TlsHandshake, error.clone()))
+}
+
+/// The template's placeholder verifier, replaced before every handshake; should that
+/// ever not happen, it fails closed.
+#[derive(Debug)]
+struct RefuseAll;
+
+impl ServerCertVerifier for RefuseAll {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Err(rustls::Error::General("no certificate verifier set".into()))
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::General("no certificate verifier set".into()))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::General("no certificate verifier set".into()))
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        provider()
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
 }
 
 /// The platform's trusted roots; Mozilla's bundled roots when the platform has none
@@ -141,15 +208,12 @@ where
         inner: Arc::clone(verifier),
         presented: Mutex::new(Vec::new()),
     });
-    let mut config = ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|error| ProbeError::new(ErrorKind::TlsHandshake, error.to_string()))?
+    // The verifier stays per handshake (the chain it records is this handshake's);
+    // the rest of the configuration is shared.
+    let mut config = client_template()?.clone();
+    config
         .dangerous()
-        .with_custom_certificate_verifier(Arc::clone(&recording) as Arc<dyn ServerCertVerifier>)
-        .with_no_client_auth();
-    // A resumed session skips certificate verification: a monitor must see the
-    // certificate every time, so every probe does a full handshake.
-    config.resumption = Resumption::disabled();
+        .set_certificate_verifier(Arc::clone(&recording) as Arc<dyn ServerCertVerifier>);
     let connector = TlsConnector::from(Arc::new(config));
     let outcome = connector.connect(name, stream).await;
 

@@ -72,7 +72,14 @@ pub fn parse_pox(body: &[u8]) -> Result<PoxAnswer, String> {
         ..ParsingOptions::default()
     };
     let document = Document::parse_with_options(text.trim_start_matches('\u{feff}'), options)
-        .map_err(|error| format!("the answer is not XML: {error}"))?;
+        // roxmltree quotes the offending character, which can be a control character
+        // from the body: sanitised, as all server text in a message.
+        .map_err(|error| {
+            format!(
+                "the answer is not XML: {}",
+                crate::probe::lines::sanitise(&error.to_string(), MAX_VALUE_LEN)
+            )
+        })?;
     let root = document.root_element();
     if root.tag_name().name() != "Autodiscover" {
         return Err(format!(
@@ -269,5 +276,15 @@ mod tests {
         ));
         assert!(parse_json(b"[1,2,3]").is_err());
         assert!(parse_json(b"<html/>").is_err());
+    }
+
+    /// Regression (found by the `autodiscover_pox` fuzz target): the XML error quoted
+    /// a control character from the body into the probe's message (and so the log).
+    #[test]
+    fn parse_pox_never_quotes_a_control_character_from_the_body() {
+        let body = b"<Autodiscover><Response><Account><Ac\x13\0tion>";
+        let message = parse_pox(body).unwrap_err();
+        assert!(message.starts_with("the answer is not XML: "), "{message}");
+        assert!(!message.chars().any(char::is_control), "{message:?}");
     }
 }
