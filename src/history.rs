@@ -13,6 +13,10 @@ use crate::probe::{ProbeResult, ProtocolFacts};
 pub const KEPT_SUCCESSES: usize = 5;
 /// Failures kept per target: at a 30 s interval, ten minutes of an outage.
 pub const KEPT_FAILURES: usize = 20;
+/// Results per target that keep their step-by-step log; older ones keep only their
+/// phases, reason and message. The log is most of a result's size, and thousands of
+/// targets failing at once must not hold twenty logs each.
+pub const KEPT_LOGS: usize = 3;
 
 #[derive(Debug, Default)]
 struct TargetHistory {
@@ -43,6 +47,14 @@ impl History {
         };
         if queue.len() == limit {
             queue.pop_front();
+        }
+        if let Some(aging) = queue.len().checked_sub(KEPT_LOGS)
+            && let Some(old) = queue.get_mut(aging)
+            && !old.log.is_empty()
+        {
+            let mut summary = ProbeResult::clone(old);
+            summary.log = Vec::new();
+            *old = Arc::new(summary);
         }
         queue.push_back(result);
     }
@@ -201,6 +213,21 @@ mod tests {
             facts: ProtocolFacts::None,
             log: vec!["1.0 ms  connect: FAILED".to_owned()],
         })
+    }
+
+    #[test]
+    fn only_the_newest_results_keep_their_log() {
+        let history = History::default();
+        for at in 0..10 {
+            let mut result = ProbeResult::clone(&result(false, at));
+            result.log = vec!["step".to_owned()];
+            history.push(Arc::new(result));
+        }
+        let targets = history.lock();
+        let failures = &targets.values().next().unwrap().failures;
+        let with_log = failures.iter().filter(|r| !r.log.is_empty()).count();
+        assert_eq!(with_log, KEPT_LOGS);
+        assert!(failures.back().is_some_and(|r| !r.log.is_empty()));
     }
 
     #[test]
