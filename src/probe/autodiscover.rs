@@ -37,7 +37,7 @@ pub use answer::{JsonAnswer, PoxAnswer, PoxSettings, parse_json, parse_pox};
 use super::dial::dns_error;
 use super::http::{self, Redirects, Request, Server, challenge_list};
 use super::{ErrorKind, Failed, Failure, Phase, ProbeError, Recorder, TlsFacts};
-use crate::config::{Endpoint, ExchangeTarget, TlsMode};
+use crate::config::{Endpoint, ExchangeTarget};
 use crate::runtime::ProbeEnv;
 
 /// `redirectAddr` and `redirectUrl` answers followed before giving up (Outlook's
@@ -611,19 +611,8 @@ impl Search<'_> {
     /// Where a request to `url` goes: its host and port, with the target's trust and
     /// credentials (sent to that origin only, and only over HTTPS).
     fn endpoint_for(&self, url: &Url) -> Endpoint {
-        let host = crate::config::url_host(url);
-        Endpoint {
-            server_name: host.clone(),
-            host,
-            port: url.port_or_known_default().unwrap_or(443),
-            tls: if url.scheme() == "https" {
-                TlsMode::Implicit
-            } else {
-                TlsMode::None
-            },
-            extra_roots: self.target.endpoint.extra_roots.clone(),
-            auth: self.target.endpoint.auth.clone(),
-        }
+        let configured = &self.target.endpoint;
+        http::url_endpoint(url, configured, configured.auth.clone())
     }
 
     fn count_redirect(&mut self, recorder: &mut Recorder) -> Result<(), Failed> {
@@ -713,15 +702,12 @@ fn pox_request(email: &str) -> Bytes {
     ))
 }
 
-/// `https://host:port/path` (the port left out when it is 443).
+/// [`http::https_url`] for a name from the configuration or DNS; a name no URL can
+/// hold becomes `invalid.invalid` (RFC 6761: never resolves), so that method fails in
+/// `resolve` like any other name that leads nowhere.
 fn https_url(host: &str, port: u16, path: &str) -> Url {
-    let authority = if port == 443 {
-        host.to_owned()
-    } else {
-        format!("{host}:{port}")
-    };
-    Url::parse(&format!("https://{authority}{path}"))
-        .or_else(|_| Url::parse(&format!("https://invalid.invalid{path}")))
+    http::https_url(host, port, path)
+        .or_else(|| http::https_url("invalid.invalid", 443, path))
         .expect("a fixed URL parses")
 }
 

@@ -72,8 +72,8 @@ pub async fn probe(
             }
         }
     };
-    let Some(url) = http::base_url(&target.endpoint).and_then(|base| base.join(service.path).ok())
-    else {
+    let endpoint = &target.endpoint;
+    let Some(url) = http::https_url(&endpoint.host, endpoint.port, service.path) else {
         return Err(recorder.fail(
             Phase::Request,
             ProbeError::new(

@@ -421,24 +421,28 @@ async fn exchange(
 /// The endpoint to dial for one hop: the URL's host and port, TLS by scheme; the
 /// configured server name only when the hop goes to the configured host.
 fn hop_endpoint(url: &Url, configured: &Endpoint) -> Endpoint {
+    let mut endpoint = url_endpoint(url, configured, None);
+    if endpoint.host.eq_ignore_ascii_case(&configured.host) {
+        endpoint.server_name.clone_from(&configured.server_name);
+    }
+    endpoint
+}
+
+/// The endpoint a URL names: its host (also the name verified), its port, TLS by
+/// scheme; with `trust`'s roots and the given credentials.
+pub fn url_endpoint(url: &Url, trust: &Endpoint, auth: Option<Credentials>) -> Endpoint {
     let host = crate::config::url_host(url);
-    let tls = if url.scheme() == "https" {
-        TlsMode::Implicit
-    } else {
-        TlsMode::None
-    };
-    let server_name = if host.eq_ignore_ascii_case(&configured.host) {
-        configured.server_name.clone()
-    } else {
-        host.clone()
-    };
     Endpoint {
+        server_name: host.clone(),
         host,
         port: url.port_or_known_default().unwrap_or(443),
-        tls,
-        server_name,
-        extra_roots: configured.extra_roots.clone(),
-        auth: None,
+        tls: if url.scheme() == "https" {
+            TlsMode::Implicit
+        } else {
+            TlsMode::None
+        },
+        extra_roots: trust.extra_roots.clone(),
+        auth,
     }
 }
 
@@ -572,14 +576,20 @@ pub fn http_facts(recorder: &mut Recorder) -> &mut HttpFacts {
     }
 }
 
-/// `https://host:port/` for an endpoint, with IPv6 addresses in brackets.
-pub fn base_url(endpoint: &Endpoint) -> Option<Url> {
-    let host = if endpoint.host.contains(':') {
-        format!("[{}]", endpoint.host)
+/// `https://host:port/path`, the port left out when it is 443 and an IPv6 address
+/// in brackets; `None` when `host` cannot be a URL's host.
+pub fn https_url(host: &str, port: u16, path: &str) -> Option<Url> {
+    let host = if host.contains(':') {
+        format!("[{host}]")
     } else {
-        endpoint.host.clone()
+        host.to_owned()
     };
-    Url::parse(&format!("https://{host}:{}/", endpoint.port)).ok()
+    let authority = if port == 443 {
+        host
+    } else {
+        format!("{host}:{port}")
+    };
+    Url::parse(&format!("https://{authority}{path}")).ok()
 }
 
 #[cfg(test)]
@@ -624,6 +634,20 @@ mod tests {
             &endpoint
         ));
         assert!(!same_origin(&url("https://login.example.net/"), &endpoint));
+    }
+
+    #[test]
+    fn https_urls_bracket_ipv6_and_leave_out_port_443() {
+        let url = |host, port| https_url(host, port, "/owa/").map(|u| u.to_string());
+        assert_eq!(
+            url("mail.example.com", 443).as_deref(),
+            Some("https://mail.example.com/owa/")
+        );
+        assert_eq!(
+            url("2001:db8::1", 8443).as_deref(),
+            Some("https://[2001:db8::1]:8443/owa/")
+        );
+        assert_eq!(url("bad host", 443), None);
     }
 
     #[test]
