@@ -321,7 +321,16 @@ pub struct Target {
     pub spec: TargetSpec,
 }
 
+/// What tells one probe series from another: the target's name and, for the checks
+/// of an exchange target, the check.
+pub type SeriesKey = (Arc<str>, Option<ExchangeCheck>);
+
 impl Target {
+    /// The series this target's probes update.
+    pub fn series_key(&self) -> SeriesKey {
+        (Arc::clone(&self.name), self.check())
+    }
+
     /// The Exchange check this probe runs (its `check` label), for exchange targets.
     pub fn check(&self) -> Option<ExchangeCheck> {
         match &self.spec {

@@ -38,7 +38,7 @@ use super::dial::dns_error;
 use super::http::{self, Redirects, Request, Server, challenge_list};
 use super::{ErrorKind, Failed, Failure, Phase, ProbeError, Recorder, TlsFacts};
 use crate::config::{Endpoint, ExchangeTarget};
-use crate::runtime::ProbeEnv;
+use crate::probe::env::ProbeEnv;
 
 /// `redirectAddr` and `redirectUrl` answers followed before giving up (Outlook's
 /// limit is 10 as well).

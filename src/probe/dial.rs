@@ -20,7 +20,7 @@ use tokio_rustls::client::TlsStream;
 
 use super::{ErrorKind, Failed, Phase, ProbeError, Recorder, TlsFacts, tls};
 use crate::config::{Endpoint, TlsMode};
-use crate::runtime::ProbeEnv;
+use crate::probe::env::ProbeEnv;
 
 /// A connection a probe talks over: plain TCP or TCP wrapped in TLS.
 #[derive(Debug)]

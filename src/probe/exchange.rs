@@ -20,7 +20,7 @@ use url::Url;
 use super::http::{self, Redirects, Request, Response, Server, challenge_list};
 use super::{ErrorKind, Failed, Phase, ProbeError, Recorder};
 use crate::config::{ExchangeCheck, ExchangeTarget};
-use crate::runtime::ProbeEnv;
+use crate::probe::env::ProbeEnv;
 
 /// The header an ActiveSync server lists its protocol versions in.
 const ACTIVESYNC_VERSIONS: &str = "ms-asprotocolversions";

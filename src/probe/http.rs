@@ -22,7 +22,7 @@ use super::dial;
 use super::lines::sanitise;
 use super::{ErrorKind, Failed, Phase, ProbeError, ProtocolFacts, Recorder};
 use crate::config::{Credentials, Endpoint, TlsMode};
-use crate::runtime::ProbeEnv;
+use crate::probe::env::ProbeEnv;
 
 /// Redirects followed before a probe gives up: more than any sane login flow needs
 /// (browsers allow about 20), few enough to stop a loop quickly.

@@ -13,7 +13,7 @@ use super::dial::{self, Connection};
 use super::lines::{LineStream, sanitise};
 use super::{ErrorKind, Failed, Phase, ProbeError, ProtocolFacts, Recorder};
 use crate::config::{Credentials, Endpoint, TlsMode};
-use crate::runtime::ProbeEnv;
+use crate::probe::env::ProbeEnv;
 
 /// The longest banner kept for `/debug`: enough to identify the server software.
 pub const MAX_BANNER_LEN: usize = 200;

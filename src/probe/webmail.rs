@@ -7,7 +7,7 @@ use tokio::time::Instant;
 use super::http::{self, Redirects, Request, Server, challenge_list};
 use super::{ErrorKind, Failed, Phase, ProbeError, Recorder};
 use crate::config::HttpsTarget;
-use crate::runtime::ProbeEnv;
+use crate::probe::env::ProbeEnv;
 
 /// Fetches the page and checks status and body.
 ///

@@ -1,0 +1,254 @@
+//! `mailprobe diagnose ADDRESS`: discovery through a real dnsmasq (MX and RFC 6186
+//! SRV records), probes of a real Dovecot found that way, and the exit codes
+//! 0 healthy, 1 fault, 2 usage error.
+
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use crate::support::{Dnsmasq, Dovecot, TestPki, Validity};
+
+/// Each run of the binary must end within this (the checks use `--timeout 3s`).
+const RUN_LIMIT: Duration = Duration::from_secs(60);
+const SERVER_NAME: &str = "mail.example.test";
+
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs the real binary with `args`, killing it if it outlives [`RUN_LIMIT`].
+fn mailprobe(args: &[&str]) -> Run {
+    let child = Command::new(env!("CARGO_BIN_EXE_mailprobe"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run mailprobe");
+    let pid = child.id();
+    let (done, finished) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(child.wait_with_output());
+    });
+    let output = match finished.recv_timeout(RUN_LIMIT) {
+        Ok(output) => output.expect("wait for mailprobe"),
+        Err(_) => {
+            // SAFETY: `pid` is our own child, not yet reaped (the waiting thread reaps it).
+            unsafe { libc::kill(i32::try_from(pid).unwrap(), libc::SIGKILL) };
+            panic!("mailprobe {args:?} did not finish within {RUN_LIMIT:?}");
+        }
+    };
+    Run {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// A test CA, a Dovecot with a certificate for `mail.example.test`, a dnsmasq that
+/// publishes `example.test`'s MX and `_imaps._tcp` SRV (on Dovecot's port), and a
+/// configuration using that dnsmasq as the site resolver and trusting the CA.
+struct Fixture {
+    _dir: tempfile::TempDir,
+    dovecot: Option<Dovecot>,
+    _dns: Dnsmasq,
+    config: std::path::PathBuf,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let pki = TestPki::new(dir.path().join("pki"));
+        let (cert, key) = pki.issue(SERVER_NAME, &[SERVER_NAME], Validity::Current);
+        let dovecot = Dovecot::builder()
+            .tls(&cert, &key)
+            .start()
+            .expect("dovecot starts");
+        let dns = Dnsmasq::builder()
+            .mx("example.test", SERVER_NAME, 10)
+            .srv(
+                "_imaps._tcp.example.test",
+                SERVER_NAME,
+                dovecot.imaps.port(),
+                0,
+                1,
+            )
+            .a(SERVER_NAME, "127.0.0.1".parse().unwrap())
+            .start()
+            .expect("dnsmasq starts");
+        let config = dir.path().join("site.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "site: {{gateway: none, resolvers: [\"{}\"]}}\n\
+                 tls: {{ca_file: {}}}\n\
+                 targets:\n  - {{name: unused, protocol: tcp, host: 127.0.0.1, port: 9}}\n",
+                dns.addr,
+                pki.ca_pem.display()
+            ),
+        )
+        .unwrap();
+        Fixture {
+            _dir: dir,
+            dovecot: Some(dovecot),
+            _dns: dns,
+            config,
+        }
+    }
+
+    fn diagnose(&self, extra: &[&str]) -> Run {
+        let config = self.config.to_str().unwrap();
+        let mut args = vec![
+            "diagnose",
+            "probe@example.test",
+            "--config",
+            config,
+            "--timeout",
+            "3s",
+        ];
+        args.extend_from_slice(extra);
+        mailprobe(&args)
+    }
+
+    fn dovecot_log(&self) -> String {
+        self.dovecot.as_ref().map(Dovecot::log).unwrap_or_default()
+    }
+}
+
+fn json(run: &Run) -> serde_json::Value {
+    serde_json::from_str(&run.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+            run.stdout, run.stderr
+        )
+    })
+}
+
+#[test]
+fn a_discovered_imap_server_is_probed_and_its_outage_is_the_servers_fault() {
+    let mut fixture = Fixture::new();
+    let imaps_port = fixture.dovecot.as_ref().unwrap().imaps.port();
+
+    let run = fixture.diagnose(&["--json"]);
+    let report = json(&run);
+    let context = format!("{report:#}\nstderr:\n{}", run.stderr);
+    assert_eq!(run.code, Some(0), "{context}\n{}", fixture.dovecot_log());
+    assert_eq!(report["healthy"], true, "{context}");
+    let services = report["services"].as_array().expect("services");
+    let imap = services
+        .iter()
+        .find(|s| s["protocol"] == "imap" && s["port"] == imaps_port)
+        .unwrap_or_else(|| panic!("no IMAP endpoint on port {imaps_port}: {context}"));
+    assert_eq!(imap["host"], SERVER_NAME, "{context}");
+    assert_eq!(imap["tls"], "implicit", "{context}");
+    assert_eq!(imap["source"], "SRV _imaps._tcp", "{context}");
+    assert_eq!(imap["status"], "ok", "{context}");
+    // MX port 25 (nothing listens on loopback 25) is informational only.
+    let mx = services
+        .iter()
+        .find(|s| s["port"] == 25)
+        .unwrap_or_else(|| panic!("no MX endpoint: {context}"));
+    assert_eq!(mx["informational"], true, "{context}");
+    assert_eq!(mx["host"], SERVER_NAME, "{context}");
+    let dns = report["dns"].as_array().expect("dns");
+    let srv = dns
+        .iter()
+        .find(|d| d["name"] == "_imaps._tcp.example.test")
+        .unwrap_or_else(|| panic!("no SRV question: {context}"));
+    assert_eq!(srv["status"], "found", "{context}");
+    let pop3 = dns
+        .iter()
+        .find(|d| d["name"] == "_pop3._tcp.example.test")
+        .unwrap_or_else(|| panic!("no _pop3 question: {context}"));
+    assert_eq!(pop3["status"], "absent", "{context}");
+    // example.test publishes no Autodiscover: tried, not found, not a fault.
+    assert_eq!(report["autodiscover"]["status"], "absent", "{context}");
+    assert_eq!(report["autodiscover"]["published"], false, "{context}");
+    assert!(
+        run.stderr.is_empty(),
+        "no progress lines when stderr is not a terminal: {}",
+        run.stderr
+    );
+
+    fixture.dovecot = None; // stops every Dovecot process
+    let run = fixture.diagnose(&["--json"]);
+    let report = json(&run);
+    let context = format!("{report:#}\nstderr:\n{}", run.stderr);
+    assert_eq!(run.code, Some(1), "{context}");
+    assert_eq!(report["healthy"], false, "{context}");
+    let imap = report["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["protocol"] == "imap" && s["port"] == imaps_port)
+        .unwrap_or_else(|| panic!("no IMAP endpoint: {context}"))
+        .clone();
+    assert_eq!(imap["status"], "failed", "{context}");
+    assert_eq!(imap["fault"], "server_service", "{context}");
+    assert_eq!(
+        report["faults"],
+        serde_json::json!(["server_service"]),
+        "{context}"
+    );
+    let verdict = report["verdict"].as_str().unwrap();
+    assert!(verdict.contains("server_service"), "{verdict}");
+    assert!(verdict.contains("the provider"), "{verdict}");
+}
+
+#[test]
+fn the_text_report_has_the_help_desk_sections() {
+    let fixture = Fixture::new();
+    let run = fixture.diagnose(&[]);
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    let mut at = 0;
+    for heading in [
+        "DNS (inside vs outside the site)",
+        "Mail services",
+        "Webmail/Autodiscover",
+        "Site network",
+        "Verdict",
+    ] {
+        let found = run.stdout[at..]
+            .find(&format!("\n{heading}\n"))
+            .unwrap_or_else(|| panic!("no `{heading}` after byte {at}:\n{}", run.stdout));
+        at += found + heading.len();
+    }
+    assert!(
+        run.stdout.contains(&format!(
+            "imaps       {SERVER_NAME}:{} tls=implicit",
+            fixture.dovecot.as_ref().unwrap().imaps.port()
+        )),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("Autodiscover: none found (no Exchange or Microsoft 365 for this domain)"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("Healthy:"), "{}", run.stdout);
+}
+
+#[test]
+fn a_malformed_address_is_a_usage_error() {
+    for args in [
+        &["diagnose", "not an address"][..],
+        &["diagnose", "not", "an", "address"][..],
+        &["diagnose", "user@"][..],
+    ] {
+        let run = mailprobe(args);
+        assert_eq!(run.code, Some(2), "{args:?}: {}", run.stderr);
+        assert!(run.stdout.is_empty(), "{args:?}: {}", run.stdout);
+        assert!(!run.stderr.is_empty(), "{args:?}: a message on stderr");
+    }
+    let run = mailprobe(&["diagnose", "not an address"]);
+    assert!(
+        run.stderr
+            .contains("`not an address` is not a mail address or domain"),
+        "{}",
+        run.stderr
+    );
+}

@@ -1,0 +1,189 @@
+//! Hostile and broken web servers, simulated in-process over real TLS because no real
+//! server misbehaves like this on demand: headers that never end, an answer that never
+//! comes, bytes that are not HTTP, a body that never ends. Each test asserts the phase
+//! and reason on `/metrics` and that the probe ended within its timeout.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::support::agent::{Agent, Metrics, within};
+use crate::support::certs::{TestPki, Validity};
+use crate::support::fake::FakeServer;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+
+const TEST_LIMIT: Duration = Duration::from_secs(60);
+/// The probe timeout in these tests; every probe must end within it.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A TLS fake: the certificate for `127.0.0.1` from a test CA, and a script run over
+/// each accepted TLS session after the request head has been read.
+struct TlsFake {
+    server: FakeServer,
+    pki: TestPki,
+    _dir: tempfile::TempDir,
+}
+
+impl TlsFake {
+    async fn start<F, Fut>(script: F) -> TlsFake
+    where
+        F: Fn(TlsStream<TcpStream>) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pki = TestPki::new(dir.path());
+        let (cert, key) = pki.issue("127.0.0.1", &["127.0.0.1"], Validity::Current);
+        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert)
+            .expect("cert file")
+            .collect::<Result<_, _>>()
+            .expect("certs");
+        let key = PrivateKeyDer::from_pem_file(&key).expect("key");
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .expect("server config");
+        let acceptor = TlsAcceptor::from(Arc::new(config));
+        let script = Arc::new(script);
+        let server = FakeServer::start(move |stream| {
+            let acceptor = acceptor.clone();
+            let script = Arc::clone(&script);
+            async move {
+                let Ok(mut tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                if read_request_head(&mut tls).await {
+                    script(tls).await;
+                }
+            }
+        })
+        .await;
+        TlsFake {
+            server,
+            pki,
+            _dir: dir,
+        }
+    }
+
+    fn config(&self) -> String {
+        format!(
+            "listen: \"127.0.0.1:0\"\n\
+             defaults: {{interval: 1h, timeout: 2s, start_jitter: 0s}}\n\
+             site: {{gateway: none, resolvers: [\"127.0.0.1:9\"]}}\n\
+             targets:\n  - {{name: fake, protocol: https, url: \"https://127.0.0.1:{}/\", ca_file: {}}}\n",
+            self.server.addr.port(),
+            self.pki.ca_pem.display()
+        )
+    }
+
+    /// Runs one probe and returns the scrape and the `/debug` page.
+    async fn probe_once(&self) -> (Metrics, String) {
+        let mut agent = Agent::start(&self.config()).await;
+        let result = agent.next_result("fake").await;
+        assert!(
+            result.duration <= PROBE_TIMEOUT + Duration::from_millis(200),
+            "the probe is bounded by its timeout: {:?}",
+            result.duration
+        );
+        let metrics = agent.metrics().await;
+        let (_, debug) =
+            crate::support::agent::http(agent.addr, "GET", "/debug?target=fake", &[]).await;
+        agent.stop().await.expect("clean stop");
+        (metrics, debug)
+    }
+}
+
+/// Reads until the blank line ending the request head; false if the client left.
+async fn read_request_head(tls: &mut TlsStream<TcpStream>) -> bool {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match tls.read(&mut byte).await {
+            Ok(1) => head.push(byte[0]),
+            _ => return false,
+        }
+    }
+    true
+}
+
+#[tokio::test]
+async fn headers_that_never_end_are_a_protocol_error_not_a_memory_leak() {
+    within(TEST_LIMIT, async {
+        let fake = TlsFake::start(|mut tls| async move {
+            let _ = tls.write_all(b"HTTP/1.1 200 OK\r\n").await;
+            let line = format!("X-Filler: {}\r\n", "a".repeat(1000));
+            // 10 MB of headers, far past the 64 KiB the client buffers.
+            for _ in 0..10_000 {
+                if tls.write_all(line.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
+        let (m, _) = fake.probe_once().await;
+        m.assert_only_failure("fake", "request", "protocol_error");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_server_that_never_answers_times_out_in_the_request_phase() {
+    within(TEST_LIMIT, async {
+        let fake = TlsFake::start(|tls| async move {
+            // Hold the connection open, say nothing.
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            drop(tls);
+        })
+        .await;
+        let (m, _) = fake.probe_once().await;
+        m.assert_only_failure("fake", "request", "timeout");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn bytes_that_are_not_http_are_a_protocol_error() {
+    within(TEST_LIMIT, async {
+        let fake = TlsFake::start(|mut tls| async move {
+            let _ = tls.write_all(b"* OK IMAP4rev1 ready\r\n").await;
+            let _ = tls.shutdown().await;
+        })
+        .await;
+        let (m, _) = fake.probe_once().await;
+        m.assert_only_failure("fake", "request", "protocol_error");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_endless_body_is_read_to_one_mebibyte_and_no_further() {
+    within(TEST_LIMIT, async {
+        let fake = TlsFake::start(|mut tls| async move {
+            let _ = tls
+                .write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+                .await;
+            let chunk = format!("10000\r\n{}\r\n", "b".repeat(0x10000));
+            // An endless chunked body: the client must stop on its own.
+            while tls.write_all(chunk.as_bytes()).await.is_ok() {}
+        })
+        .await;
+        let (m, debug) = fake.probe_once().await;
+        assert_eq!(m.value("mailprobe_up", &[("target", "fake")]), 1.0);
+        assert_eq!(
+            m.value("mailprobe_http_status_code", &[("target", "fake")]),
+            200.0
+        );
+        assert!(
+            debug.contains("1048576 body bytes read (truncated)"),
+            "{debug}"
+        );
+    })
+    .await;
+}
