@@ -11,14 +11,23 @@ use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 use serde_saphyr::{Location, Spanned};
 
+mod auth;
+mod dns;
+mod listener;
+mod site;
 mod target;
+mod web;
+
+pub use listener::AdhocError;
+pub(crate) use listener::{MODULES, adhoc_target, default_ehlo_name};
+use listener::{validate_probe_endpoint, validate_web};
+use site::validate_site;
 
 use super::error::{ErrorSite, Position};
-use super::raw::{DurationText, RawConfig, RawProbeEndpoint, RawSite, RawWeb, ResolverList};
+use super::raw::{DurationText, RawConfig};
 use super::{
-    AllowRule, Config, ConfigError, DEFAULT_INTERVAL, DEFAULT_LISTEN,
-    DEFAULT_MAX_CONCURRENT_PROBES, DEFAULT_TIMEOUT, Endpoint, Gateway, HostPort, ProbeEndpoint,
-    Protocol, Site, SiteResolvers, SmtpTarget, Target, TargetSpec, TlsMode, WebConfig,
+    Config, ConfigError, DEFAULT_INTERVAL, DEFAULT_LISTEN, DEFAULT_MAX_CONCURRENT_PROBES,
+    DEFAULT_TIMEOUT, HostPort,
 };
 
 /// The standard DNS port, used when a resolver is written without one.
@@ -167,194 +176,6 @@ pub(super) fn validate(raw: RawConfig, file: &Path) -> Result<Config, ConfigErro
     })
 }
 
-fn validate_web(errors: &ErrorSite<'_>, raw: Option<&RawWeb>) -> Result<WebConfig, ConfigError> {
-    let Some(raw) = raw else {
-        return Ok(WebConfig::default());
-    };
-    let tls = match &raw.tls_server_config {
-        None => None,
-        Some(tls) => {
-            let read = |path: &Spanned<std::path::PathBuf>, field: &str| {
-                std::fs::read(&path.value).map_err(|error| {
-                    errors.at(
-                        path.referenced,
-                        field,
-                        format!("cannot read `{}`: {error}", path.value.display()),
-                    )
-                })
-            };
-            let cert_field = "web.tls_server_config.cert_file";
-            let key_field = "web.tls_server_config.key_file";
-            let cert_pem = read(&tls.value.cert_file, cert_field)?;
-            let key_pem = read(&tls.value.key_file, key_field)?;
-            let chain = CertificateDer::pem_slice_iter(&cert_pem)
-                .collect::<Result<Vec<_>, _>>()
-                .ok()
-                .filter(|chain| !chain.is_empty())
-                .ok_or_else(|| {
-                    errors.at(
-                        tls.value.cert_file.referenced,
-                        cert_field,
-                        "holds no PEM certificate",
-                    )
-                })?;
-            let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(&key_pem).map_err(|_| {
-                errors.at(
-                    tls.value.key_file.referenced,
-                    key_field,
-                    "holds no PEM private key",
-                )
-            })?;
-            let config = rustls::ServerConfig::builder_with_provider(crate::probe::tls::provider())
-                .with_safe_default_protocol_versions()
-                .and_then(|builder| builder.with_no_client_auth().with_single_cert(chain, key))
-                .map_err(|error| {
-                    errors.at(
-                        tls.referenced,
-                        "web.tls_server_config",
-                        format!("the certificate and key cannot be used: {error}"),
-                    )
-                })?;
-            Some(Arc::new(config))
-        }
-    };
-    let users = match &raw.basic_auth_users {
-        None => Default::default(),
-        Some(users) => {
-            for (user, hash) in &users.value {
-                // bcrypt hashes are `$2a$`, `$2b$` or `$2y$`, cost, salt and hash: 60 characters.
-                if !(hash.starts_with("$2") && hash.len() == 60) {
-                    return Err(errors.at(
-                        users.referenced,
-                        format!("web.basic_auth_users.{user}"),
-                        "is not a bcrypt hash (write the hash, never the password; e.g. `htpasswd -nBC 10 \"\" | tr -d ':'`)",
-                    ));
-                }
-            }
-            users.value.clone()
-        }
-    };
-    Ok(WebConfig {
-        tls,
-        basic_auth_users: Arc::new(users),
-    })
-}
-
-/// The ad-hoc `/probe` modules: a protocol and how it uses TLS. The port comes with
-/// the target.
-pub(crate) const MODULES: [(&str, Protocol, TlsMode); 9] = [
-    ("tcp", Protocol::Tcp, TlsMode::None),
-    ("tcp_tls", Protocol::Tcp, TlsMode::Implicit),
-    ("imap", Protocol::Imap, TlsMode::Implicit),
-    ("imap_starttls", Protocol::Imap, TlsMode::Starttls),
-    ("pop3", Protocol::Pop3, TlsMode::Implicit),
-    ("pop3_starttls", Protocol::Pop3, TlsMode::Starttls),
-    ("smtp", Protocol::Smtp, TlsMode::Implicit),
-    ("smtp_starttls", Protocol::Smtp, TlsMode::Starttls),
-    ("smtp_plain", Protocol::Smtp, TlsMode::None),
-];
-
-/// A target for an ad-hoc probe of `host_port` with `module`, checked against
-/// `probe_endpoint.allow`. It never logs in: ad-hoc probes have no credentials.
-pub(crate) fn adhoc_target(
-    config: &Config,
-    module: &str,
-    host_port: &str,
-) -> Result<Target, AdhocError> {
-    let (_, protocol, tls) = MODULES
-        .iter()
-        .find(|(name, _, _)| *name == module)
-        .ok_or(AdhocError::UnknownModule)?;
-    let target = parse_host_port(host_port).ok_or(AdhocError::BadTarget)?;
-    if !config.probe_endpoint.permits(&target.host) {
-        return Err(AdhocError::NotAllowed);
-    }
-    let endpoint = Endpoint {
-        host: target.host.clone(),
-        port: target.port,
-        tls: *tls,
-        server_name: target.host.clone(),
-        extra_roots: Arc::clone(&config.tls_roots),
-        auth: None,
-    };
-    let spec = match protocol {
-        Protocol::Imap => TargetSpec::Imap(endpoint),
-        Protocol::Pop3 => TargetSpec::Pop3(endpoint),
-        Protocol::Smtp => TargetSpec::Smtp(SmtpTarget {
-            endpoint,
-            ehlo_name: default_ehlo_name(),
-        }),
-        _ => TargetSpec::Tcp(endpoint),
-    };
-    Ok(Target {
-        name: Arc::from(target.to_string()),
-        protocol: *protocol,
-        interval: config.default_timeout,
-        timeout: config.default_timeout,
-        spec,
-    })
-}
-
-/// See [`super::default_ehlo_name`].
-pub(crate) fn default_ehlo_name() -> String {
-    target::local_host_name()
-}
-
-/// Why an ad-hoc probe was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AdhocError {
-    /// `module` is not one of the ad-hoc modules.
-    UnknownModule,
-    /// `target` is not `host:port`.
-    BadTarget,
-    /// The host is not in `probe_endpoint.allow`.
-    NotAllowed,
-}
-
-fn validate_probe_endpoint(
-    errors: &ErrorSite<'_>,
-    raw: &RawProbeEndpoint,
-) -> Result<ProbeEndpoint, ConfigError> {
-    let mut allow = Vec::with_capacity(raw.allow.len());
-    for (index, entry) in raw.allow.iter().enumerate() {
-        let text = entry
-            .value
-            .trim()
-            .trim_end_matches('.')
-            .to_ascii_lowercase();
-        let rule = if let Some((network, prefix)) = text.split_once('/') {
-            let network: Option<IpAddr> = network.parse().ok();
-            let prefix: Option<u8> = prefix.parse().ok();
-            match (network, prefix) {
-                (Some(network @ IpAddr::V4(_)), Some(prefix)) if prefix <= 32 => {
-                    Some(AllowRule::Network(network, prefix))
-                }
-                (Some(network @ IpAddr::V6(_)), Some(prefix)) if prefix <= 128 => {
-                    Some(AllowRule::Network(network, prefix))
-                }
-                _ => None,
-            }
-        } else if let Some(suffix) = text.strip_prefix("*.") {
-            normalise_name(suffix).map(|_| AllowRule::Subdomains(format!(".{suffix}")))
-        } else if text.parse::<IpAddr>().is_ok() || normalise_name(&text).is_some() {
-            Some(AllowRule::Host(text))
-        } else {
-            None
-        };
-        allow.push(rule.ok_or_else(|| {
-            errors.at(
-                entry.referenced,
-                format!("probe_endpoint.allow[{index}]"),
-                format!(
-                    "`{}` is not a host name, `*.domain`, an address or a network such as 192.0.2.0/24",
-                    entry.value
-                ),
-            )
-        })?);
-    }
-    Ok(ProbeEndpoint { allow })
-}
-
 /// Lower case with a trailing dot; `None` when it is not a plausible DNS name.
 pub(crate) fn normalise_name(name: &str) -> Option<String> {
     let trimmed = name.trim().trim_end_matches('.');
@@ -368,75 +189,6 @@ pub(crate) fn normalise_name(name: &str) -> Option<String> {
                     .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         });
     valid.then(|| format!("{}.", trimmed.to_ascii_lowercase()))
-}
-
-fn validate_site(errors: &ErrorSite<'_>, raw: &RawSite) -> Result<Site, ConfigError> {
-    let gateway = match &raw.gateway {
-        None => Gateway::Auto,
-        Some(g) if g.value == "auto" => Gateway::Auto,
-        Some(g) if g.value == "none" => Gateway::None,
-        Some(g) => Gateway::Address(g.value.parse().map_err(|_| {
-            errors.at(
-                g.referenced,
-                "site.gateway",
-                format!("`{}` is not `auto`, `none` or an IP address", g.value),
-            )
-        })?),
-    };
-    let resolvers = match &raw.resolvers {
-        None => SiteResolvers::System,
-        Some(list) => match &list.value {
-            ResolverList::System => SiteResolvers::System,
-            ResolverList::Addresses(addresses) if addresses.is_empty() => {
-                return Err(errors.at(
-                    list.referenced,
-                    "site.resolvers",
-                    "the list is empty: write `system` or at least one address",
-                ));
-            }
-            ResolverList::Addresses(addresses) => {
-                let mut parsed = Vec::with_capacity(addresses.len());
-                for (index, address) in addresses.iter().enumerate() {
-                    parsed.push(parse_socket_addr(address, Some(DNS_PORT)).ok_or_else(|| {
-                        errors.at(
-                            list.referenced,
-                            format!("site.resolvers[{index}]"),
-                            format!("`{address}` is not an IP address or address:port"),
-                        )
-                    })?);
-                }
-                SiteResolvers::List(parsed)
-            }
-        },
-    };
-    let mut reference_resolvers = Vec::new();
-    for (index, address) in raw.reference_resolvers.iter().flatten().enumerate() {
-        reference_resolvers.push(
-            parse_socket_addr(&address.value, Some(DNS_PORT)).ok_or_else(|| {
-                errors.at(
-                    address.referenced,
-                    format!("site.reference_resolvers[{index}]"),
-                    format!("`{}` is not an IP address or address:port", address.value),
-                )
-            })?,
-        );
-    }
-    let mut canaries = Vec::new();
-    for (index, canary) in raw.canaries.iter().flatten().enumerate() {
-        canaries.push(parse_host_port(&canary.value).ok_or_else(|| {
-            errors.at(
-                canary.referenced,
-                format!("site.canaries[{index}]"),
-                format!("`{}` is not host:port", canary.value),
-            )
-        })?);
-    }
-    Ok(Site {
-        gateway,
-        resolvers,
-        reference_resolvers,
-        canaries,
-    })
 }
 
 fn setting(

@@ -1,167 +1,21 @@
-//! The autodiscover check: find the mailbox's server the way Outlook does.
-//!
-//! For the mailbox's domain D, in Outlook's order, the first method that reaches an
-//! Autodiscover service wins:
-//!
-//! 1. `pox_domain`: POST the POX request to `https://D/autodiscover/autodiscover.xml`;
-//! 2. `pox_autodiscover_host`: POST to `https://autodiscover.D/autodiscover/autodiscover.xml`;
-//! 3. `pox_http_redirect`: GET `http://autodiscover.D/autodiscover/autodiscover.xml`
-//!    (no credentials), which must redirect to an HTTPS URL, then POST there;
-//! 4. `pox_srv`: look up SRV `_autodiscover._tcp.D` and POST to its host and port.
-//!
-//! A service is reached when it answers with POX settings, or with a 401 and a
-//! challenge (it is there, but wants credentials). Without settings, the v2 JSON
-//! endpoint (`/autodiscover/autodiscover.json?Email=…&Protocol=EWS`, unauthenticated
-//! on Exchange 2016+ and Exchange Online) gives the EWS URL, and the method is `json`.
-//! The answer (method, EWS URL, server) is exported as `mailprobe_autodiscover_info`,
-//! and a change between rounds is counted.
-//!
-//! Each method gets an equal share of the time left, so a blackholed first guess
-//! cannot starve the others. When nothing answers, the probe reports the failure of
-//! `pox_autodiscover_host` (the canonical name) and lists what every method found.
-
-mod answer;
-
-use std::cmp::Reverse;
+//! The search itself: Outlook's methods in order, each with its share of the time,
+//! `redirectAddr` / `redirectUrl` answers followed, and what every method found.
 
 use ::http::header::{CONTENT_TYPE, HeaderValue};
 use ::http::{Method as HttpMethod, StatusCode};
-use bytes::Bytes;
-use hickory_resolver::TokioResolver;
-use hickory_resolver::proto::rr::{RData, RecordType};
 use tokio::time::Instant;
 use url::Url;
 
-pub use answer::{JsonAnswer, PoxAnswer, PoxSettings, parse_json, parse_pox};
-
-use super::dial::dns_error;
-use super::http::{self, Redirects, Request, Server, challenge_list};
-use super::{ErrorKind, Failed, Failure, Phase, ProbeError, Recorder, TlsFacts};
+use super::answer::{JsonAnswer, PoxAnswer, PoxSettings, parse_json, parse_pox};
+use super::request::{host_of, https_url, pox_request, same_host, share_of, srv_target};
+use super::{Answer, JSON_PATH, MAX_AUTODISCOVER_REDIRECTS, Method, POX_PATH};
 use crate::config::{Endpoint, ExchangeTarget};
 use crate::probe::env::ProbeEnv;
-
-/// `redirectAddr` and `redirectUrl` answers followed before giving up (Outlook's
-/// limit is 10 as well).
-pub const MAX_AUTODISCOVER_REDIRECTS: u32 = 10;
-/// The path every POX method asks.
-const POX_PATH: &str = "/autodiscover/autodiscover.xml";
-/// The v2 JSON endpoint's path.
-const JSON_PATH: &str = "/autodiscover/autodiscover.json";
-/// The response schema Outlook asks for.
-const RESPONSE_SCHEMA: &str =
-    "http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a";
-
-/// How an answer was found: the `method` label of `mailprobe_autodiscover_info`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Method {
-    /// POST to `https://D/autodiscover/autodiscover.xml`.
-    PoxDomain,
-    /// POST to `https://autodiscover.D/autodiscover/autodiscover.xml`.
-    PoxAutodiscoverHost,
-    /// The redirect from `http://autodiscover.D/…`, then POST.
-    PoxHttpRedirect,
-    /// SRV `_autodiscover._tcp.D`, then POST.
-    PoxSrv,
-    /// The v2 JSON endpoint.
-    Json,
-}
-
-impl Method {
-    /// The POX methods, in the order Outlook tries them.
-    pub const POX: [Method; 4] = [
-        Method::PoxDomain,
-        Method::PoxAutodiscoverHost,
-        Method::PoxHttpRedirect,
-        Method::PoxSrv,
-    ];
-
-    /// The label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Method::PoxDomain => "pox_domain",
-            Method::PoxAutodiscoverHost => "pox_autodiscover_host",
-            Method::PoxHttpRedirect => "pox_http_redirect",
-            Method::PoxSrv => "pox_srv",
-            Method::Json => "json",
-        }
-    }
-}
-
-/// What Autodiscover answered: the facts a mailbox move or upgrade changes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Answer {
-    /// Where the URLs came from.
-    pub method: Method,
-    /// The EWS URL (empty when the service only asked for credentials).
-    pub ews_url: String,
-    /// The mailbox server (`<Server>`, else the EWS URL's host; empty when unknown).
-    pub server: String,
-}
-
-impl std::fmt::Display for Answer {
-    /// `answered by pox_srv: EWS https://…/EWS/Exchange.asmx, server ex01.example.com`.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let or_not_given = |text: &str| {
-            if text.is_empty() {
-                "not given".to_owned()
-            } else {
-                text.to_owned()
-            }
-        };
-        write!(
-            f,
-            "answered by {}: EWS {}, server {}",
-            self.method.as_str(),
-            or_not_given(&self.ews_url),
-            or_not_given(&self.server)
-        )
-    }
-}
-
-/// Runs the autodiscover check.
-///
-/// # Errors
-///
-/// [`Failed`] when no method reaches an Autodiscover service, or one answers with an
-/// error or rejects the credentials.
-pub async fn probe(
-    target: &ExchangeTarget,
-    deadline: Instant,
-    env: &ProbeEnv,
-    recorder: &mut Recorder,
-) -> Result<(), Failed> {
-    let Some(email) = target.email.clone() else {
-        return Err(recorder.fail(
-            Phase::Request,
-            ProbeError::new(
-                ErrorKind::ProtocolError,
-                "autodiscover needs `email` (the configuration check should have said so)",
-            ),
-        ));
-    };
-    let mut search = Search {
-        target,
-        env,
-        deadline,
-        email,
-        redirects: 0,
-        attempts: Vec::new(),
-        answered_status: 0,
-    };
-    let answer = search.run(recorder).await?;
-    // The status that counts is the answering service's, not that of a later
-    // optional question (the JSON endpoint on an older server says 404).
-    http::http_facts(recorder).status = Some(match answer.method {
-        Method::Json => 200,
-        _ => search.answered_status,
-    });
-    recorder.note(format!("Autodiscover {answer}"));
-    http::http_facts(recorder).autodiscover = Some(answer);
-    Ok(())
-}
+use crate::probe::http::{self, Redirects, Request, Server, challenge_list};
+use crate::probe::{ErrorKind, Failed, Failure, Phase, ProbeError, Recorder, TlsFacts};
 
 /// One search for a mailbox's Autodiscover answer.
-struct Search<'a> {
+pub(super) struct Search<'a> {
     target: &'a ExchangeTarget,
     env: &'a ProbeEnv,
     deadline: Instant,
@@ -172,7 +26,7 @@ struct Search<'a> {
     /// Methods that found no service, with what they found instead.
     attempts: Vec<Attempt>,
     /// The status the POX service answered with (200 settings, 401 challenge).
-    answered_status: u16,
+    pub(super) answered_status: u16,
 }
 
 /// A method that found no service.
@@ -214,8 +68,26 @@ enum Stop {
     Final,
 }
 
-impl Search<'_> {
-    async fn run(&mut self, recorder: &mut Recorder) -> Result<Answer, Failed> {
+impl<'a> Search<'a> {
+    /// A search for `email`'s answer, to finish by `deadline`.
+    pub(super) fn new(
+        target: &'a ExchangeTarget,
+        env: &'a ProbeEnv,
+        deadline: Instant,
+        email: String,
+    ) -> Search<'a> {
+        Search {
+            target,
+            env,
+            deadline,
+            email,
+            redirects: 0,
+            attempts: Vec::new(),
+            answered_status: 0,
+        }
+    }
+
+    pub(super) async fn run(&mut self, recorder: &mut Recorder) -> Result<Answer, Failed> {
         'address: loop {
             let domain = self
                 .email
@@ -511,7 +383,7 @@ impl Search<'_> {
                             ErrorKind::ProtocolError,
                             format!(
                                 "{at} answered with Autodiscover error {code}: {}",
-                                super::lines::sanitise(&message, 200)
+                                crate::probe::lines::sanitise(&message, 200)
                             ),
                         ),
                     );
@@ -592,7 +464,7 @@ impl Search<'_> {
                 }
                 Ok(JsonAnswer::Error { code, message }) => format!(
                     "{at} answered with error {code}: {}",
-                    super::lines::sanitise(&message, 200)
+                    crate::probe::lines::sanitise(&message, 200)
                 ),
                 Err(why) => format!("{at} answered 200, but {why}"),
             }
@@ -685,128 +557,4 @@ impl Search<'_> {
 fn not_here(recorder: &mut Recorder, phase: Phase, kind: ErrorKind, message: String) -> Stop {
     recorder.fail(phase, ProbeError::new(kind, message));
     Stop::NotHere
-}
-
-/// The POX request body for `email`.
-fn pox_request(email: &str) -> Bytes {
-    let email = email
-        .replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;");
-    Bytes::from(format!(
-        "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n\
-         <Autodiscover xmlns=\"http://schemas.microsoft.com/exchange/autodiscover/outlook/requestschema/2006\">\n\
-         <Request><EMailAddress>{email}</EMailAddress>\
-         <AcceptableResponseSchema>{RESPONSE_SCHEMA}</AcceptableResponseSchema></Request>\n\
-         </Autodiscover>\n"
-    ))
-}
-
-/// [`http::https_url`] for a name from the configuration or DNS; a name no URL can
-/// hold becomes `invalid.invalid` (RFC 6761: never resolves), so that method fails in
-/// `resolve` like any other name that leads nowhere.
-fn https_url(host: &str, port: u16, path: &str) -> Url {
-    http::https_url(host, port, path)
-        .or_else(|| http::https_url("invalid.invalid", 443, path))
-        .expect("a fixed URL parses")
-}
-
-/// `path` on the same scheme, host and port as `url`.
-fn same_host(url: &Url, path: &str) -> Url {
-    let mut url = url.clone();
-    url.set_path(path);
-    url.set_query(None);
-    url
-}
-
-fn host_of(url: &str) -> Option<String> {
-    Url::parse(url).ok().map(|u| crate::config::url_host(&u))
-}
-
-/// A deadline giving the current step `1/parts` of the time left.
-fn share_of(deadline: Instant, parts: usize) -> Instant {
-    let now = Instant::now();
-    let left = deadline.saturating_duration_since(now);
-    now + left / u32::try_from(parts.max(1)).unwrap_or(1)
-}
-
-/// The SRV record's target with the lowest priority (highest weight among equals).
-async fn srv_target(resolver: &TokioResolver, name: &str) -> Result<(String, u16), ProbeError> {
-    let question = format!("{} SRV", name.trim_end_matches('.'));
-    let lookup = resolver
-        .lookup(name, RecordType::SRV)
-        .await
-        .map_err(|error| dns_error(&error, &question, None))?;
-    lookup
-        .answers()
-        .iter()
-        .filter_map(|record| match &record.data {
-            RData::SRV(srv) => Some(srv),
-            _ => None,
-        })
-        .filter(|srv| !srv.target.is_root())
-        .min_by_key(|srv| (srv.priority, Reverse(srv.weight)))
-        .map(|srv| {
-            (
-                srv.target.to_ascii().trim_end_matches('.').to_owned(),
-                srv.port,
-            )
-        })
-        .ok_or_else(|| ProbeError::new(ErrorKind::DnsNodata, format!("{question} has no target")))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
-
-    #[test]
-    fn the_pox_request_escapes_the_address() {
-        let body = pox_request("a&b<c>@example.com");
-        let text = std::str::from_utf8(&body).unwrap();
-        assert!(text.contains("<EMailAddress>a&amp;b&lt;c&gt;@example.com</EMailAddress>"));
-        assert!(text.contains(RESPONSE_SCHEMA));
-    }
-
-    #[test]
-    fn urls_leave_out_the_default_port() {
-        assert_eq!(
-            https_url("autodiscover.example.com", 443, POX_PATH).as_str(),
-            "https://autodiscover.example.com/autodiscover/autodiscover.xml"
-        );
-        assert_eq!(
-            https_url("mail.example.com", 8443, POX_PATH).as_str(),
-            "https://mail.example.com:8443/autodiscover/autodiscover.xml"
-        );
-        let json = same_host(
-            &Url::parse("https://mail.example.com:8443/autodiscover/autodiscover.xml?x=1").unwrap(),
-            JSON_PATH,
-        );
-        assert_eq!(
-            json.as_str(),
-            "https://mail.example.com:8443/autodiscover/autodiscover.json"
-        );
-    }
-
-    #[test]
-    fn method_labels_are_stable() {
-        let labels: Vec<&str> = Method::POX.iter().map(|m| m.as_str()).collect();
-        assert_eq!(
-            labels,
-            [
-                "pox_domain",
-                "pox_autodiscover_host",
-                "pox_http_redirect",
-                "pox_srv"
-            ]
-        );
-        assert_eq!(Method::Json.as_str(), "json");
-    }
-
-    #[test]
-    fn a_share_never_exceeds_the_time_left() {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        assert!(share_of(deadline, 5) <= Instant::now() + Duration::from_secs(2));
-        assert!(share_of(deadline, 0) <= deadline);
-    }
 }
