@@ -1,24 +1,13 @@
 //! `mailprobe probe --config FILE TARGET`: the phases, the reason and a verdict a
 //! help-desk person understands, with exit 0 healthy, 1 fault, 2 usage error.
 
-use std::process::Command;
+use crate::support::cli::{config_file, mailprobe};
 
 fn probe(config: &str, target: &str) -> (Option<i32>, String, String) {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("mailprobe.yaml");
-    std::fs::write(&path, config).unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_mailprobe"))
-        .arg("probe")
-        .arg("--config")
-        .arg(&path)
-        .arg(target)
-        .output()
-        .expect("run mailprobe probe");
-    (
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    let path = config_file(dir.path(), config);
+    let run = mailprobe(&["probe", "--config", &path, target]);
+    (run.code, run.stdout, run.stderr)
 }
 
 fn config(port: u16) -> String {

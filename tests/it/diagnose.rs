@@ -2,50 +2,10 @@
 //! SRV records), probes of a real Dovecot found that way, and the exit codes
 //! 0 healthy, 1 fault, 2 usage error.
 
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
-
+use crate::support::cli::{Run, mailprobe};
 use crate::support::{Dnsmasq, Dovecot, TestPki, Validity};
 
-/// Each run of the binary must end within this (the checks use `--timeout 3s`).
-const RUN_LIMIT: Duration = Duration::from_secs(60);
 const SERVER_NAME: &str = "mail.example.test";
-
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs the real binary with `args`, killing it if it outlives [`RUN_LIMIT`].
-fn mailprobe(args: &[&str]) -> Run {
-    let child = Command::new(env!("CARGO_BIN_EXE_mailprobe"))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run mailprobe");
-    let pid = child.id();
-    let (done, finished) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = done.send(child.wait_with_output());
-    });
-    let output = match finished.recv_timeout(RUN_LIMIT) {
-        Ok(output) => output.expect("wait for mailprobe"),
-        Err(_) => {
-            // SAFETY: `pid` is our own child, not yet reaped (the waiting thread reaps it).
-            unsafe { libc::kill(i32::try_from(pid).unwrap(), libc::SIGKILL) };
-            panic!("mailprobe {args:?} did not finish within {RUN_LIMIT:?}");
-        }
-    };
-    Run {
-        code: output.status.code(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
-}
 
 /// A test CA, a Dovecot with a certificate for `mail.example.test`, a dnsmasq that
 /// publishes `example.test`'s MX and `_imaps._tcp` SRV (on Dovecot's port), and a
@@ -117,22 +77,13 @@ impl Fixture {
     }
 }
 
-fn json(run: &Run) -> serde_json::Value {
-    serde_json::from_str(&run.stdout).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
-            run.stdout, run.stderr
-        )
-    })
-}
-
 #[test]
 fn a_discovered_imap_server_is_probed_and_its_outage_is_the_servers_fault() {
     let mut fixture = Fixture::new();
     let imaps_port = fixture.dovecot.as_ref().unwrap().imaps.port();
 
     let run = fixture.diagnose(&["--json"]);
-    let report = json(&run);
+    let report = run.json();
     let context = format!("{report:#}\nstderr:\n{}", run.stderr);
     assert_eq!(run.code, Some(0), "{context}\n{}", fixture.dovecot_log());
     assert_eq!(report["healthy"], true, "{context}");
@@ -174,7 +125,7 @@ fn a_discovered_imap_server_is_probed_and_its_outage_is_the_servers_fault() {
 
     fixture.dovecot = None; // stops every Dovecot process
     let run = fixture.diagnose(&["--json"]);
-    let report = json(&run);
+    let report = run.json();
     let context = format!("{report:#}\nstderr:\n{}", run.stderr);
     assert_eq!(run.code, Some(1), "{context}");
     assert_eq!(report["healthy"], false, "{context}");

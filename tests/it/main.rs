@@ -24,6 +24,7 @@ mod fault_domains;
 mod http_fakes;
 mod mail_fakes;
 mod mail_real;
+mod pipeline;
 mod prometheus_e2e;
 mod prometheus_rules;
 mod web_listener;

@@ -11,6 +11,7 @@
 pub mod agent;
 pub mod binary;
 pub mod certs;
+pub mod cli;
 pub mod dnsmasq;
 pub mod dovecot;
 pub mod exchange;
