@@ -45,10 +45,14 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Validate a configuration file and print a summary; exit 1 if it is invalid.
+    /// Validate a configuration file and print a summary; exit 1 if it is invalid. A
+    /// secret that cannot be resolved here (an unset `password_env`) is a warning.
     CheckConfig {
         /// The file to check.
         file: PathBuf,
+        /// Also fail when a secret cannot be resolved (what the agent needs to start).
+        #[arg(long)]
+        strict: bool,
     },
     /// Probe one configured target once and say whose fault a failure is; exit 0 when
     /// healthy, 1 on a fault, 2 on a usage or configuration error.
@@ -85,7 +89,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     mailprobe::export::metrics::set_build_revision(REVISION);
     match &cli.command {
-        Some(Command::CheckConfig { file }) => return check_config(file),
+        Some(Command::CheckConfig { file, strict }) => return check_config(file, *strict),
         Some(Command::Probe {
             config,
             json,
@@ -228,9 +232,17 @@ fn diagnose(
     }
 }
 
-fn check_config(file: &Path) -> ExitCode {
-    match config::load(file) {
+fn check_config(file: &Path, strict: bool) -> ExitCode {
+    let secrets = if strict {
+        config::Secrets::Required
+    } else {
+        config::Secrets::Optional
+    };
+    match config::check(file, secrets) {
         Ok(config) => {
+            for warning in &config.warnings {
+                eprintln!("warning: {warning}");
+            }
             print!("{}", config::summary(&config));
             ExitCode::SUCCESS
         }

@@ -194,6 +194,14 @@ struct Running {
 
 impl Running {
     fn start(config: Config, env: Arc<ProbeEnv>, outputs: &Arc<Outputs>) -> Running {
+        for warning in &config.warnings {
+            tracing::warn!(
+                file = %warning.file.display(),
+                line = warning.line,
+                field = %warning.field,
+                "configuration: {}", warning.message
+            );
+        }
         let config = Arc::new(config);
         let site = Arc::new(SiteMonitor::new(&config, Arc::clone(&env)));
         let pipeline = Pipeline::new(env, Arc::clone(&site));

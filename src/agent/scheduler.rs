@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::{AbortOnDropHandle, TaskTracker};
 
 use crate::config::{SeriesKey, Target};
+use crate::probe::later;
 
 /// The second stage of a job: judge the probe and record the verdict. Not itself a
 /// future, so that the first stage visibly hands it over rather than awaiting it.
@@ -150,13 +151,13 @@ pub fn first_start(now: Instant, spread: Duration) -> Instant {
     if nanos == 0 {
         return now;
     }
-    now + Duration::from_nanos(fastrand::u64(0..nanos))
+    later(now, Duration::from_nanos(fastrand::u64(0..nanos)))
 }
 
 /// Given the slot a probe was scheduled for and the time it finished, the next slot
 /// and how many slots were missed on the way.
 pub fn next_slot(scheduled: Instant, now: Instant, interval: Duration) -> (Instant, u64) {
-    let next = scheduled + interval;
+    let next = later(scheduled, interval);
     if now <= next {
         return (next, 0);
     }
@@ -164,7 +165,7 @@ pub fn next_slot(scheduled: Instant, now: Instant, interval: Duration) -> (Insta
     let missed =
         u64::try_from(behind.as_nanos() / interval.as_nanos().max(1) + 1).unwrap_or(u64::MAX);
     let skip = interval.saturating_mul(u32::try_from(missed).unwrap_or(u32::MAX));
-    (next + skip, missed)
+    (later(next, skip), missed)
 }
 
 async fn run_target(

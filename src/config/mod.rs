@@ -5,6 +5,7 @@
 //! names the file, line, column and field ([`ConfigError`]).
 
 mod error;
+pub mod files;
 mod model;
 pub mod raw;
 mod validate;
@@ -15,7 +16,7 @@ use std::time::Duration;
 
 pub use error::{ConfigError, Invalid};
 pub use model::*;
-pub use validate::AdhocError;
+pub use validate::{AdhocError, bcrypt_cost};
 
 /// The name `smtp` targets send with EHLO when `ehlo_name` is not set: this host's
 /// name, or `localhost` when it cannot be read or is not a valid host name.
@@ -59,11 +60,33 @@ pub const MAX_TARGET_NAME_LEN: usize = 64;
 /// [`ConfigError::Read`] when the file cannot be read, [`ConfigError::Invalid`] for
 /// anything wrong inside it, naming line, column and field.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        file: path.to_path_buf(),
-        source,
-    })?;
-    from_str(&text, path)
+    check(path, Secrets::Required)
+}
+
+/// How a secret that cannot be resolved (an unset `password_env`, a missing
+/// `password_file`) is treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Secrets {
+    /// An error: the agent and `probe` need every secret.
+    Required,
+    /// A warning in [`Config::warnings`]: `check-config` on a machine without the
+    /// secrets (CI, a configuration repository).
+    Optional,
+}
+
+/// Reads, parses and validates the configuration file at `path`, resolving secrets as
+/// `secrets` says.
+///
+/// # Errors
+///
+/// As [`load`].
+pub fn check(path: &Path, secrets: Secrets) -> Result<Config, ConfigError> {
+    let text =
+        files::read_text(path, files::MAX_DOCUMENT_BYTES).map_err(|reason| ConfigError::Read {
+            file: path.to_path_buf(),
+            reason,
+        })?;
+    parse(&text, path).and_then(|raw| validate::validate(raw, path, secrets))
 }
 
 /// Parses and validates configuration text; `path` is used in messages and to resolve
@@ -75,7 +98,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 /// [`ConfigError::Invalid`] for anything wrong, naming line, column and field.
 pub fn from_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let raw = parse(text, path)?;
-    validate::validate(raw, path)
+    validate::validate(raw, path, Secrets::Required)
 }
 
 fn parse(text: &str, path: &Path) -> Result<raw::RawConfig, ConfigError> {

@@ -2,13 +2,14 @@
 //!
 //! The decision, in order (the first rule that applies wins):
 //!
-//! 1. Success → `none`.
+//! 1. Success → `none`. The agent's own limits (`local_resources`: out of file
+//!    descriptors, local ports, memory) → `unknown`: neither the site nor the provider.
 //! 2. The server itself answered — a certificate, a TLS alert, a RST, a greeting, a
 //!    status, a rejected login — so the path works whatever the site context says:
 //!    - certificate and handshake failures, STARTTLS not offered → `server_tls`;
 //!    - rejected credentials → `server_auth`;
-//!    - refused, reset, bad or refused greeting, protocol errors, HTTP status/body
-//!      → `server_service`.
+//!    - refused, reset, bad or refused greeting, protocol errors, HTTP status/body, a
+//!      redirect to where the probe may not follow → `server_service`.
 //!
 //!    These need no site context at all ([`needs_site`] is false): the pipeline judges
 //!    them at once. Every other failure is judged on a site snapshot measured after the
@@ -55,6 +56,11 @@ pub fn classify(result: &ProbeResult, site: Option<&SiteContext>) -> Fault {
     let Some(failure) = result.failure() else {
         return Fault::None;
     };
+    // The agent's own limits (out of file descriptors, ports, memory) say nothing
+    // about the site or the provider: never blame either.
+    if failure.kind == ErrorKind::LocalResources {
+        return Fault::Unknown;
+    }
     if let Some(fault) = server_answered(failure.kind) {
         return fault;
     }
@@ -80,9 +86,9 @@ pub fn classify(result: &ProbeResult, site: Option<&SiteContext>) -> Fault {
 /// answer from the server. A success, or a refusal, a TLS alert, a rejected login, is
 /// judged without one, so a probe never waits on the site checks for it.
 pub fn needs_site(result: &ProbeResult) -> bool {
-    result
-        .failure()
-        .is_some_and(|failure| server_answered(failure.kind).is_none())
+    result.failure().is_some_and(|failure| {
+        failure.kind != ErrorKind::LocalResources && server_answered(failure.kind).is_none()
+    })
 }
 
 /// The site's own fault, independent of any target: `local_network` (no route or the
@@ -127,7 +133,8 @@ fn server_answered(kind: ErrorKind) -> Option<Fault> {
         | ErrorKind::ServiceUnavailable
         | ErrorKind::ProtocolError
         | ErrorKind::HttpStatus
-        | ErrorKind::BodyMismatch => Fault::ServerService,
+        | ErrorKind::BodyMismatch
+        | ErrorKind::RedirectRefused => Fault::ServerService,
         _ => return None,
     })
 }

@@ -18,6 +18,14 @@ pub fn sentence(judged: &Judged) -> String {
             result.duration.as_secs_f64() * 1000.0
         );
     };
+    if failure.kind == ErrorKind::LocalResources {
+        return format!(
+            "{} could not be probed: this agent ran out of its own resources (file \
+             descriptors, local ports or memory); neither the network nor the provider is \
+             at fault. Raise the agent's limits or lower max_concurrent_probes.",
+            target.display_name()
+        );
+    }
     let (host, port) = match target.spec.endpoint() {
         Some(endpoint) => (endpoint.host.clone(), endpoint.port.to_string()),
         None => match &target.spec {

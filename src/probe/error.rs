@@ -64,11 +64,18 @@ pub enum ErrorKind {
     BodyMismatch,
     /// The probe ran out of time in a phase without a more specific timeout reason.
     Timeout,
+    /// A redirect led where the probe may not follow: a loopback, link-local or
+    /// unspecified address, or from HTTPS down to plain HTTP (`allow_redirects`).
+    RedirectRefused,
+    /// The agent's own limits, not the network's or the server's: out of file
+    /// descriptors (EMFILE, ENFILE), buffers or memory (ENOBUFS, ENOMEM), or local
+    /// ports (EADDRNOTAVAIL).
+    LocalResources,
 }
 
 impl ErrorKind {
     /// Every reason, for removing a target's series and for tests.
-    pub const ALL: [ErrorKind; 26] = [
+    pub const ALL: [ErrorKind; 28] = [
         ErrorKind::DnsNxdomain,
         ErrorKind::DnsNodata,
         ErrorKind::DnsServfail,
@@ -95,6 +102,8 @@ impl ErrorKind {
         ErrorKind::HttpStatus,
         ErrorKind::BodyMismatch,
         ErrorKind::Timeout,
+        ErrorKind::RedirectRefused,
+        ErrorKind::LocalResources,
     ];
 
     /// The stable `reason` label value.
@@ -126,6 +135,8 @@ impl ErrorKind {
             ErrorKind::HttpStatus => "http_status",
             ErrorKind::BodyMismatch => "body_mismatch",
             ErrorKind::Timeout => "timeout",
+            ErrorKind::RedirectRefused => "redirect_refused",
+            ErrorKind::LocalResources => "local_resources",
         }
     }
 
@@ -148,6 +159,68 @@ impl ErrorKind {
                 | ErrorKind::CertNameMismatch
                 | ErrorKind::CertUntrusted
         )
+    }
+}
+
+/// The error numbers that mean the agent's own limits were hit (see
+/// [`ErrorKind::LocalResources`]).
+const LOCAL_LIMITS: [i32; 5] = [
+    libc::EMFILE,
+    libc::ENFILE,
+    libc::ENOBUFS,
+    libc::ENOMEM,
+    libc::EADDRNOTAVAIL,
+];
+
+/// When `error` is one of the agent's own limits: a [`ErrorKind::LocalResources`]
+/// error describing `doing` (logged at `error` the first time, with the limit).
+pub fn local_limit(error: &std::io::Error, doing: &str) -> Option<ProbeError> {
+    let errno = error.raw_os_error().filter(|e| LOCAL_LIMITS.contains(e))?;
+    static LOGGED: std::sync::Once = std::sync::Once::new();
+    LOGGED.call_once(|| {
+        tracing::error!(
+            %error,
+            limit = %limit_for(errno),
+            "the agent hit one of its own limits; probes fail with reason local_resources \
+             (not the network's or the provider's fault) until it recovers"
+        );
+    });
+    Some(ProbeError::new(
+        ErrorKind::LocalResources,
+        format!(
+            "{doing} failed on this agent's own limit ({}): {error}",
+            limit_for(errno)
+        ),
+    ))
+}
+
+/// The limit an errno names, with its value where the kernel tells it.
+fn limit_for(errno: i32) -> String {
+    match errno {
+        libc::EMFILE => {
+            let mut limit = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            // SAFETY: getrlimit(2) writes into the struct we own; no other memory.
+            let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
+            if ok {
+                format!(
+                    "open files per process, RLIMIT_NOFILE {} (LimitNOFILE in the unit)",
+                    limit.rlim_cur
+                )
+            } else {
+                "open files per process (RLIMIT_NOFILE)".to_owned()
+            }
+        }
+        libc::ENFILE => "open files on the system (fs.file-max)".to_owned(),
+        libc::EADDRNOTAVAIL => {
+            let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+                .map(|r| r.split_whitespace().collect::<Vec<_>>().join("-"))
+                .unwrap_or_default();
+            format!("local ports (net.ipv4.ip_local_port_range {range})")
+        }
+        _ => "kernel buffers or memory".to_owned(),
     }
 }
 

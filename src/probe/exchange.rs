@@ -85,6 +85,7 @@ pub async fn probe(
     let server = Server {
         endpoint: &target.endpoint,
         send_credentials: service.credentials,
+        allow_redirects: &target.allow_redirects,
     };
     let redirects = Redirects::Follow {
         keep_post: false,

@@ -18,6 +18,7 @@ pub mod lines;
 pub mod mail;
 pub mod pop3;
 pub mod recorder;
+pub mod redact;
 pub mod result;
 pub mod smtp;
 pub mod tcp;
@@ -35,14 +36,28 @@ pub use result::{Failure, Log, Phase, PhaseTiming, ProbeResult, ProtocolFacts, T
 
 use crate::config::{Target, TargetSpec};
 
+/// `instant + duration`, or (should that ever overflow) a year later, or `instant`:
+/// never a panic. Validation bounds every duration to a week, so the fallbacks are
+/// for what validation never lets through.
+pub fn later(instant: Instant, duration: std::time::Duration) -> Instant {
+    const YEAR: std::time::Duration = std::time::Duration::from_secs(365 * 24 * 3600);
+    instant
+        .checked_add(duration)
+        .or_else(|| instant.checked_add(YEAR))
+        .unwrap_or(instant)
+}
+
 /// Runs one probe of `target`, bounded by the target's timeout.
 ///
 /// Never fails: every problem is a [`Failure`] inside the result.
 pub async fn run(target: &Target, env: &ProbeEnv) -> ProbeResult {
     let started_at = SystemTime::now();
     let started = Instant::now();
-    let deadline = started + target.timeout;
+    let deadline = later(started, target.timeout);
     let mut recorder = Recorder::new();
+    if let Some(credentials) = target.spec.endpoint().and_then(|e| e.auth.as_ref()) {
+        recorder.redactor.add_credentials(credentials);
+    }
     let within_deadline = tokio::time::timeout_at(deadline, async {
         // The protocol code records its own failure; `Failed` carries nothing more.
         let _ = match &target.spec {

@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
+use super::redact::Redactor;
 use super::result::Log;
 use super::{
     ErrorKind, Failure, Phase, PhaseTiming, ProbeError, ProbeResult, ProtocolFacts, TlsFacts,
@@ -34,6 +35,8 @@ pub struct Recorder {
     pub tls: Option<TlsFacts>,
     /// Protocol facts, set by the protocol.
     pub facts: ProtocolFacts,
+    /// The probe's secrets: removed from every line, message and fact it keeps.
+    pub redactor: Redactor,
 }
 
 impl Default for Recorder {
@@ -54,6 +57,7 @@ impl Recorder {
             peer: None,
             tls: None,
             facts: ProtocolFacts::None,
+            redactor: Redactor::default(),
         }
     }
 
@@ -85,7 +89,7 @@ impl Recorder {
             self.failure = Some(Failure {
                 phase,
                 kind: error.kind,
-                message: error.message,
+                message: self.redactor.clean(&error.message).into_owned(),
             });
             Failed
         })
@@ -97,7 +101,9 @@ impl Recorder {
         match self.log.len() {
             n if n < MAX_LOG_LINES => {
                 let ms = self.origin.elapsed().as_secs_f64() * 1000.0;
-                self.log.push(&format!("{ms:>9.1} ms  {}", text.into()));
+                let text = text.into();
+                self.log
+                    .push(&format!("{ms:>9.1} ms  {}", self.redactor.clean(&text)));
             }
             n if n == MAX_LOG_LINES => self.log.push("… further events dropped"),
             _ => {}
@@ -113,7 +119,7 @@ impl Recorder {
         self.failure = Some(Failure {
             phase,
             kind: error.kind,
-            message: error.message,
+            message: self.redactor.clean(&error.message).into_owned(),
         });
         Failed
     }
@@ -161,11 +167,12 @@ impl Recorder {
     }
 
     pub(crate) fn finish(
-        self,
+        mut self,
         target: &Target,
         started_at: SystemTime,
         duration: Duration,
     ) -> ProbeResult {
+        self.scrub_facts();
         ProbeResult {
             target: target.name.clone(),
             protocol: target.protocol,
@@ -178,6 +185,37 @@ impl Recorder {
             tls: self.tls,
             facts: self.facts,
             log: self.log,
+        }
+    }
+}
+
+impl Recorder {
+    /// Removes the probe's secrets from the facts a server supplied (lines and
+    /// messages were cleaned as they were recorded).
+    fn scrub_facts(&mut self) {
+        if self.redactor.is_empty() {
+            return;
+        }
+        let redactor = &self.redactor;
+        if let Some(tls) = &mut self.tls {
+            for text in tls
+                .issuer
+                .iter_mut()
+                .chain(tls.subject.iter_mut())
+                .chain(tls.sans.iter_mut())
+            {
+                redactor.clean_in_place(text);
+            }
+        }
+        match &mut self.facts {
+            ProtocolFacts::Mail(mail) => redactor.clean_in_place(&mut mail.banner),
+            ProtocolFacts::Http(http) => {
+                if let Some(answer) = &mut http.autodiscover {
+                    redactor.clean_in_place(&mut answer.ews_url);
+                    redactor.clean_in_place(&mut answer.server);
+                }
+            }
+            ProtocolFacts::Dns(_) | ProtocolFacts::None => {}
         }
     }
 }

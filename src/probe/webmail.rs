@@ -24,6 +24,7 @@ pub async fn probe(
     let server = Server {
         endpoint: &target.endpoint,
         send_credentials: true,
+        allow_redirects: &target.allow_redirects,
     };
     let response = http::fetch(
         Request::get(target.url.clone()),

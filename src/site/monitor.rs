@@ -44,7 +44,9 @@ impl ResolverQuestion {
     /// Picks the question for `config`.
     pub fn for_config(config: &Config) -> ResolverQuestion {
         for target in &config.targets {
-            if let TargetSpec::Dns(query) = &target.spec {
+            if let TargetSpec::Dns(query) = &target.spec
+                && !answered_locally(&query.domain)
+            {
                 return ResolverQuestion {
                     name: query.domain.clone(),
                     record: dns::record_type(query.record),
@@ -54,6 +56,7 @@ impl ResolverQuestion {
         for target in &config.targets {
             if let Some(endpoint) = target.spec.endpoint()
                 && endpoint.host.parse::<IpAddr>().is_err()
+                && !answered_locally(&endpoint.host)
             {
                 return ResolverQuestion {
                     name: format!("{}.", endpoint.host.trim_end_matches('.')),
@@ -66,6 +69,16 @@ impl ResolverQuestion {
             record: RecordType::NS,
         }
     }
+}
+
+/// Names a stub resolver answers without asking any server (RFC 6761: `localhost`
+/// and names below it, `invalid`): asking them would not tell whether the resolver
+/// is up.
+fn answered_locally(name: &str) -> bool {
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    ["localhost", "invalid"]
+        .iter()
+        .any(|special| name == *special || name.ends_with(&format!(".{special}")))
 }
 
 /// One published measurement: when it started (monotonic, to tell whether it is newer
@@ -173,6 +186,10 @@ impl SiteMonitor {
             futures_util::future::join_all(resolvers.map(|server| self.check_resolver(server))),
             futures_util::future::join_all(self.canaries.iter().map(check_canary)),
         );
+        // A check the agent's own limits broke (out of file descriptors) measured
+        // nothing: it is left out, so it cannot blame the uplink or the site's DNS.
+        let resolvers = resolvers.into_iter().flatten().collect();
+        let canaries = canaries.into_iter().flatten().collect();
         let context = Arc::new(SiteContext {
             measured_at,
             gateway,
@@ -215,22 +232,24 @@ impl SiteMonitor {
         let deadline = Instant::now() + SITE_CHECK_TIMEOUT;
         let attempts = GATEWAY_TCP_PORTS.map(|port| async move {
             match connect(&[address], port, deadline).await {
-                Ok(_) => true,
-                Err(error) => error.kind == ErrorKind::ConnectRefused,
+                Ok(_) => Some(true),
+                Err(error) if error.kind == ErrorKind::LocalResources => None,
+                Err(error) => Some(error.kind == ErrorKind::ConnectRefused),
             }
         });
-        let up = futures_util::future::join_all(attempts)
-            .await
-            .into_iter()
-            .any(|up| up);
+        let answers = futures_util::future::join_all(attempts).await;
+        if answers.iter().all(Option::is_none) {
+            // The agent's own limits broke every attempt: nothing was measured.
+            return GatewayState::NotChecked;
+        }
         GatewayState::Checked {
             address,
-            up,
+            up: answers.into_iter().flatten().any(|up| up),
             method: GatewayMethod::Tcp,
         }
     }
 
-    async fn check_resolver(&self, server: &DnsServer) -> ResolverHealth {
+    async fn check_resolver(&self, server: &DnsServer) -> Option<ResolverHealth> {
         let started = Instant::now();
         let lookup = server
             .resolver
@@ -242,33 +261,38 @@ impl SiteMonitor {
             }
             Err(_) => Some(ErrorKind::DnsTimeout),
         };
+        if error == Some(ErrorKind::LocalResources) {
+            return None;
+        }
         // NXDOMAIN and NODATA are answers: the resolver works.
         let up =
             error.is_none_or(|kind| matches!(kind, ErrorKind::DnsNxdomain | ErrorKind::DnsNodata));
-        ResolverHealth {
+        Some(ResolverHealth {
             resolver: server.label.clone(),
             role: server.role,
             up,
             duration: started.elapsed(),
             error: error.filter(|_| !up),
-        }
+        })
     }
 }
 
-async fn check_canary(canary: &HostPort) -> CanaryHealth {
+/// A canary's state; `None` when the agent's own limits kept it from being checked.
+async fn check_canary(canary: &HostPort) -> Option<CanaryHealth> {
     let deadline = Instant::now() + SITE_CHECK_TIMEOUT;
     // Canaries are addresses by design (a name would make them depend on DNS).
     let up = match canary.host.parse::<IpAddr>() {
         Ok(ip) => match connect(&[ip], canary.port, deadline).await {
             Ok(_) => true,
+            Err(error) if error.kind == ErrorKind::LocalResources => return None,
             Err(error) => error.kind == ErrorKind::ConnectRefused,
         },
         Err(_) => false,
     };
-    CanaryHealth {
+    Some(CanaryHealth {
         canary: canary.to_string(),
         up,
-    }
+    })
 }
 
 /// The IPv4 default gateway from `/proc/net/route`.
@@ -302,6 +326,23 @@ pub fn canary_address(canary: &HostPort) -> Option<SocketAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 16: `localhost` is answered without the network, so it never judges a
+    /// resolver; the root zone's NS is asked instead.
+    #[test]
+    fn issue_16_the_resolver_question_is_never_answered_locally() {
+        let config = crate::config::from_str(
+            "targets:\n  - {name: l, protocol: dns, domain: localhost, record: A}\n  \
+             - {name: s, protocol: tcp, host: mail.localhost, port: 25}\n",
+            std::path::Path::new("t.yaml"),
+        )
+        .unwrap();
+        let question = ResolverQuestion::for_config(&config);
+        assert_eq!(question.name, ".");
+        assert_eq!(question.record, RecordType::NS);
+        assert!(answered_locally("LOCALHOST.") && answered_locally("a.localhost"));
+        assert!(!answered_locally("localhost.example.com"));
+    }
 
     #[test]
     fn the_default_route_is_read_from_proc_net_route() {

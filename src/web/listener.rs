@@ -1,170 +1,257 @@
-//! The listener: HTTP or HTTPS (`web.tls_server_config`), and HTTP Basic
-//! authentication against bcrypt hashes (`web.basic_auth_users`), for every endpoint.
+//! The listener, HTTP or HTTPS (`web.tls_server_config`), with the same limits for
+//! both: at most `web.max_connections` client connections (more are closed as they
+//! arrive), `web.header_timeout` for the TLS handshake and each request's headers,
+//! `web.idle_timeout` for a connection where no byte moves. A client can therefore
+//! never hold the agent's file descriptors, which its probes need.
+//!
+//! Shutdown: stop accepting, tell every connection to finish the response in progress
+//! and close, wait at most [`SHUTDOWN_GRACE`], then drop what is left (a `/probe` still
+//! running is cancelled with it).
 
-use std::collections::BTreeMap;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Request, State};
-use axum::http::{StatusCode, header};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
+use super::basic_auth::{BasicAuth, basic_auth};
 use super::endpoints::{AppState, router};
 use crate::config::WebConfig;
 
-/// Serves until `stop` is cancelled, then closes the listener and finishes open
-/// requests.
+/// How long responses in progress get to finish once the agent stops: enough for a
+/// scrape in flight, short enough that a stop never waits on a slow client.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
+/// After a failed accept (out of file descriptors, say), wait this long before the
+/// next: the failure would otherwise repeat in a tight loop.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Serves until `stop` is cancelled, then closes the listener, gives open requests
+/// [`SHUTDOWN_GRACE`] to finish, and ends.
 ///
 /// # Errors
 ///
-/// The I/O error that ended the server.
+/// Never in practice: a failed accept is logged and retried.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     stop: CancellationToken,
     web: WebConfig,
-) -> std::io::Result<()> {
+) -> io::Result<()> {
     let mut app = router(state);
     if !web.basic_auth_users.is_empty() {
-        app = app.layer(axum::middleware::from_fn_with_state(
-            Arc::clone(&web.basic_auth_users),
-            basic_auth,
-        ));
+        let auth = Arc::new(BasicAuth::new(Arc::clone(&web.basic_auth_users)));
+        app = app.layer(axum::middleware::from_fn_with_state(auth, basic_auth));
     }
-    match web.tls {
-        None => {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await
-        }
-        Some(tls) => {
-            serve_tls(listener, app, tls, stop).await;
-            Ok(())
-        }
-    }
-}
-
-/// A client that connects and never finishes its TLS handshake or its request
-/// headers is dropped after this long, so idle sockets cannot pile up.
-const CLIENT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// HTTPS: accept, handshake (bounded), serve HTTP/1.1 on each connection; on `stop`,
-/// stop accepting and let open requests finish.
-async fn serve_tls(
-    listener: TcpListener,
-    app: Router,
-    tls: Arc<rustls::ServerConfig>,
-    stop: CancellationToken,
-) {
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    let connections = TaskTracker::new();
+    let acceptor = web.tls.clone().map(tokio_rustls::TlsAcceptor::from);
+    let slots = Arc::new(Semaphore::new(web.max_connections));
+    let closing = CancellationToken::new();
+    let mut connections = JoinSet::new();
+    let over_cap_logged = AtomicBool::new(false);
     loop {
         let tcp = tokio::select! {
             () = stop.cancelled() => break,
+            // Reap finished connections as they end, so the set stays small.
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
             accepted = listener.accept() => match accepted {
                 Ok((tcp, _)) => tcp,
                 Err(error) => {
-                    // Out of file descriptors and the like: keep serving the others.
                     tracing::warn!(%error, "accepting a connection failed");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
                     continue;
                 }
             },
         };
-        let (acceptor, app, stop) = (acceptor.clone(), app.clone(), stop.clone());
-        connections.spawn(async move {
-            let handshake = tokio::time::timeout(CLIENT_HANDSHAKE_TIMEOUT, acceptor.accept(tcp));
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            // Closing at once keeps the descriptor for the probes.
+            if !over_cap_logged.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    max_connections = web.max_connections,
+                    "too many client connections; new ones are closed until some end"
+                );
+            }
+            drop(tcp);
+            continue;
+        };
+        over_cap_logged.store(false, Ordering::Relaxed);
+        connections.spawn(connection(
+            tcp,
+            acceptor.clone(),
+            app.clone(),
+            web.clone(),
+            closing.clone(),
+            slot,
+        ));
+    }
+    drop(listener);
+    closing.cancel();
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::info!(
+            open = connections.len(),
+            "closing the connections still open after the grace period"
+        );
+        connections.abort_all();
+        while connections.join_next().await.is_some() {}
+    }
+    Ok(())
+}
+
+/// One client connection: the TLS handshake (bounded), then HTTP/1.1 with the header
+/// and idle limits, until the client leaves, a limit is hit, or the agent stops.
+async fn connection(
+    tcp: TcpStream,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    app: Router,
+    web: WebConfig,
+    closing: CancellationToken,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+) {
+    match acceptor {
+        None => http(IdleLimit::new(tcp, web.idle_timeout), app, &web, closing).await,
+        Some(acceptor) => {
+            let handshake = tokio::time::timeout(web.header_timeout, acceptor.accept(tcp));
             let Ok(Ok(stream)) = handshake.await else {
                 return;
             };
-            let connection = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(CLIENT_HANDSHAKE_TIMEOUT)
-                .serve_connection(
-                    hyper_util::rt::TokioIo::new(stream),
-                    hyper_util::service::TowerToHyperService::new(app),
-                );
-            tokio::pin!(connection);
-            tokio::select! {
-                _ = connection.as_mut() => {}
-                () = stop.cancelled() => {
-                    connection.as_mut().graceful_shutdown();
-                    let _ = connection.await;
-                }
-            }
-        });
+            http(IdleLimit::new(stream, web.idle_timeout), app, &web, closing).await;
+        }
     }
-    drop(listener);
-    connections.close();
-    connections.wait().await;
 }
 
-/// A bcrypt hash of a random string, checked when the user name is unknown so that
-/// the answer takes as long as for a known user (no user enumeration by timing).
-const DUMMY_BCRYPT_HASH: &str = "$2y$10$N1eKXnTYSWGbjUwhGK/0yeXVrGzmURzy/yUEC.TZ8zh/vR6mTBwXO";
-
-/// Basic authentication against bcrypt hashes, as the Prometheus exporters do.
-async fn basic_auth(
-    State(users): State<Arc<BTreeMap<String, String>>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let offered = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Basic "))
-        .and_then(|encoded| {
-            use base64::Engine as _;
-            base64::engine::general_purpose::STANDARD
-                .decode(encoded.trim())
-                .ok()
-        })
-        .and_then(|decoded| String::from_utf8(decoded).ok());
-    let authorized = match offered.as_deref().and_then(|pair| pair.split_once(':')) {
-        Some((user, password)) => {
-            let (hash, known) = match users.get(user) {
-                Some(hash) => (hash.clone(), true),
-                None => (DUMMY_BCRYPT_HASH.to_owned(), false),
-            };
-            let password = password.to_owned();
-            // bcrypt is deliberately slow: keep it off the request threads.
-            let matches = tokio::task::spawn_blocking(move || {
-                bcrypt::verify(password, &hash).unwrap_or(false)
-            })
-            .await
-            .unwrap_or(false);
-            known && matches
+async fn http<S>(stream: S, app: Router, web: &WebConfig, closing: CancellationToken)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(web.header_timeout)
+        .serve_connection(
+            hyper_util::rt::TokioIo::new(stream),
+            hyper_util::service::TowerToHyperService::new(app),
+        );
+    tokio::pin!(connection);
+    tokio::select! {
+        _ = connection.as_mut() => {}
+        () = closing.cancelled() => {
+            // Finish the response in progress, read no further request; the listener
+            // bounds how long this may take.
+            connection.as_mut().graceful_shutdown();
+            let _ = connection.await;
         }
-        None => false,
-    };
-    if authorized {
-        next.run(request).await
-    } else {
-        (
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Basic realm=\"mailprobe\"")],
-            "authentication required\n",
-        )
-            .into_response()
+    }
+}
+
+/// A stream that fails with `TimedOut` when no byte has moved either way for `limit`:
+/// an idle keep-alive connection, or a client that stopped mid-request, is closed.
+struct IdleLimit<S> {
+    inner: S,
+    limit: Duration,
+    deadline: Pin<Box<Sleep>>,
+}
+
+impl<S> IdleLimit<S> {
+    fn new(inner: S, limit: Duration) -> Self {
+        IdleLimit {
+            inner,
+            limit,
+            deadline: Box::pin(tokio::time::sleep(limit)),
+        }
+    }
+
+    fn moved(&mut self) {
+        let next = crate::probe::later(Instant::now(), self.limit);
+        self.deadline.as_mut().reset(next);
+    }
+
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        self.deadline.as_mut().poll(cx).is_ready()
+    }
+}
+
+fn idle_error() -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, "the connection was idle too long")
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for IdleLimit<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(outcome) => {
+                if buf.filled().len() > before {
+                    this.moved();
+                }
+                Poll::Ready(outcome)
+            }
+            Poll::Pending if this.expired(cx) => Poll::Ready(Err(idle_error())),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for IdleLimit<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.inner).poll_write(cx, data) {
+            Poll::Ready(Ok(written)) => {
+                if written > 0 {
+                    this.moved();
+                }
+                Poll::Ready(Ok(written))
+            }
+            Poll::Ready(error) => Poll::Ready(error),
+            Poll::Pending if this.expired(cx) => Poll::Ready(Err(idle_error())),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::DUMMY_BCRYPT_HASH;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    #[test]
-    fn the_dummy_hash_is_a_real_bcrypt_hash_that_costs_as_much_as_a_real_check() {
-        assert!(matches!(
-            bcrypt::verify("anything", DUMMY_BCRYPT_HASH),
-            Ok(false)
-        ));
-        let parts: Vec<&str> = DUMMY_BCRYPT_HASH.split('$').collect();
-        assert_eq!(parts[2], "10", "cost 10, like `htpasswd -B`'s default");
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_where_nothing_moves_fails_after_the_idle_limit() {
+        let (client, mut server) = tokio::io::duplex(64);
+        let mut limited = IdleLimit::new(client, Duration::from_secs(5));
+        server.write_all(b"ping").await.unwrap();
+        let mut buf = [0u8; 4];
+        limited.read_exact(&mut buf).await.unwrap();
+        let started = Instant::now();
+        let error = limited.read(&mut buf).await.unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+        assert_eq!(started.elapsed(), Duration::from_secs(5));
+        drop(server);
     }
 }

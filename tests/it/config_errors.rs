@@ -345,6 +345,7 @@ fn a_password_never_appears_in_errors_or_debug_output() {
     let credentials = Credentials {
         username: "probe@example.com".to_owned(),
         password: Secret::new(PASSWORD.to_owned()),
+        plaintext_allowed: false,
     };
     let debug = format!("{credentials:?}");
     assert!(!debug.contains(PASSWORD), "{debug}");

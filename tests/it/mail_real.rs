@@ -73,9 +73,16 @@ impl Fixture {
         tls: &str,
         password: Option<&Path>,
     ) -> String {
+        // Over `tls: none` the login goes out in clear only when allowed: these tests
+        // check what the server does with it.
+        let plaintext = if tls == "none" {
+            ", allow_plaintext_auth: true"
+        } else {
+            ""
+        };
         let auth = password.map_or(String::new(), |file| {
             format!(
-                ", auth: {{username: \"{USER}\", password_file: \"{}\"}}",
+                ", auth: {{username: \"{USER}\", password_file: \"{}\"}}{plaintext}",
                 file.display()
             )
         });

@@ -429,6 +429,7 @@ fn autodiscover_target(address: &Address, config: &Config, options: &Options) ->
                 auth: None,
             },
             email: Some(format!("{user}@{domain}")),
+            allow_redirects: Vec::new(),
         }),
     })
 }

@@ -129,4 +129,7 @@ pub struct Config {
     /// `targets: - domain: …` shorthands, expanded into targets by discovery when the
     /// agent starts and at every reload.
     pub discover: Vec<Discovery>,
+    /// What is worth saying but not an error: a secret file anyone can read, a secret
+    /// `check-config` could not resolve. Logged at load, printed by `check-config`.
+    pub warnings: Vec<super::Invalid>,
 }

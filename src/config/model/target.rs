@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use rustls_pki_types::CertificateDer;
 
-use super::{Protocol, TlsMode};
+use super::{AllowRule, Protocol, TlsMode};
 
 /// One validated target.
 #[derive(Debug)]
@@ -133,6 +133,9 @@ pub struct HttpsTarget {
     pub expect_status: Option<Vec<u16>>,
     /// A pattern the final body must contain.
     pub expect_body: Option<regex::bytes::Regex>,
+    /// Hosts a redirect may lead to although they are loopback, link-local or
+    /// unspecified addresses, or plain HTTP after HTTPS (`allow_redirects`).
+    pub allow_redirects: Vec<AllowRule>,
 }
 
 /// The URL's host as a dialler takes it: a name, or an address without brackets.
@@ -228,6 +231,8 @@ pub struct ExchangeTarget {
     pub endpoint: Endpoint,
     /// The mailbox Autodiscover asks about (required for that check).
     pub email: Option<String>,
+    /// As [`HttpsTarget::allow_redirects`].
+    pub allow_redirects: Vec<AllowRule>,
 }
 
 /// An SMTP target: where to connect and how to introduce ourselves.
@@ -323,6 +328,9 @@ pub struct Credentials {
     pub username: String,
     /// The password.
     pub password: Secret,
+    /// Whether they may be sent over a connection without TLS
+    /// (`allow_plaintext_auth: true` with `tls: none`).
+    pub plaintext_allowed: bool,
 }
 
 impl fmt::Debug for Credentials {
@@ -330,6 +338,7 @@ impl fmt::Debug for Credentials {
         f.debug_struct("Credentials")
             .field("username", &self.username)
             .field("password", &self.password)
+            .field("plaintext_allowed", &self.plaintext_allowed)
             .finish()
     }
 }

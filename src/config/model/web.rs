@@ -3,15 +3,46 @@
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
+
+/// A client gets this long to send a request's headers (and to finish the TLS
+/// handshake): a scraper sends them at once; a client that trickles them is holding a
+/// connection open.
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// A connection with no byte moving either way for this long is closed: longer than
+/// any scrape interval a Prometheus uses (keep-alive survives), short enough that
+/// abandoned connections do not pile up.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+/// Client connections open at once: a few scrapers and an administrator's browser need
+/// a handful; the cap keeps the agent's file descriptors for its probes.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 64;
 
 /// `web`: how the HTTP listener is protected. Like `listen`, it takes effect at start;
 /// a reload keeps the running listener.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct WebConfig {
     /// HTTPS instead of HTTP.
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// User name → bcrypt hash; empty means no authentication.
     pub basic_auth_users: Arc<std::collections::BTreeMap<String, String>>,
+    /// Time allowed for a request's headers (and the TLS handshake).
+    pub header_timeout: Duration,
+    /// A connection idle this long is closed.
+    pub idle_timeout: Duration,
+    /// The most client connections open at once; more are closed as they arrive.
+    pub max_connections: usize,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig {
+            tls: None,
+            basic_auth_users: Arc::default(),
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+        }
+    }
 }
 
 impl fmt::Debug for WebConfig {
@@ -23,6 +54,9 @@ impl fmt::Debug for WebConfig {
                 "basic_auth_users",
                 &self.basic_auth_users.keys().collect::<Vec<_>>(),
             )
+            .field("header_timeout", &self.header_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("max_connections", &self.max_connections)
             .finish()
     }
 }
@@ -38,9 +72,16 @@ pub struct ProbeEndpoint {
 impl ProbeEndpoint {
     /// Whether `host` (a name or an address) may be probed ad hoc.
     pub fn permits(&self, host: &str) -> bool {
+        AllowRule::any_permits(&self.allow, host)
+    }
+}
+
+impl AllowRule {
+    /// Whether any of `rules` permits `host` (a name or an address).
+    pub fn any_permits(rules: &[AllowRule], host: &str) -> bool {
         let host = host.trim_end_matches('.').to_ascii_lowercase();
         let ip = host.parse::<IpAddr>().ok();
-        self.allow.iter().any(|rule| match rule {
+        rules.iter().any(|rule| match rule {
             AllowRule::Host(name) => *name == host,
             AllowRule::Subdomains(suffix) => {
                 ip.is_none() && host.len() > suffix.len() && host.ends_with(suffix.as_str())

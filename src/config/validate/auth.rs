@@ -2,79 +2,113 @@
 
 use serde_saphyr::Spanned;
 
-use crate::config::error::ErrorSite;
+use super::Validator;
+use crate::config::files::{MAX_SECRET_BYTES, read_text, world_readable};
 use crate::config::raw::RawAuth;
-use crate::config::{ConfigError, Credentials, Secret};
+use crate::config::{ConfigError, Credentials, Secret, Secrets};
 
-pub(super) fn credentials(
-    errors: &ErrorSite<'_>,
-    auth: &Spanned<RawAuth>,
-    field: &str,
-) -> Result<Credentials, ConfigError> {
-    let raw = &auth.value;
-    let Some(username) = &raw.username else {
-        return Err(errors.at(
-            auth.referenced,
-            format!("{field}.username"),
-            "`auth` needs `username`: the login name",
-        ));
-    };
-    if username.value.is_empty() {
-        return Err(errors.at(
-            username.referenced,
-            format!("{field}.username"),
-            "the login name is empty",
-        ));
-    }
-    let password = match (&raw.password_file, &raw.password_env) {
-        (Some(_), Some(env)) => {
-            return Err(errors.at(
-                env.referenced,
-                format!("{field}.password_env"),
-                "set either `password_file` or `password_env`, not both",
-            ));
-        }
-        (None, None) => {
+impl Validator<'_> {
+    /// The credentials of `auth` (at `field`), which may go over a connection without
+    /// TLS when `plaintext_allowed`. A secret that cannot be resolved is an error, or
+    /// with [`Secrets::Optional`] a warning (and an empty secret: nothing is probed).
+    pub(super) fn credentials(
+        &self,
+        auth: &Spanned<RawAuth>,
+        field: &str,
+        plaintext_allowed: bool,
+    ) -> Result<Credentials, ConfigError> {
+        let errors = &self.site;
+        let raw = &auth.value;
+        let Some(username) = &raw.username else {
             return Err(errors.at(
                 auth.referenced,
-                field,
-                "`auth` needs `password_file` (a file holding the password) or `password_env` \
-                 (an environment variable holding it); a password is never written in the \
-                 configuration itself",
+                format!("{field}.username"),
+                "`auth` needs `username`: the login name",
+            ));
+        };
+        if username.value.is_empty() {
+            return Err(errors.at(
+                username.referenced,
+                format!("{field}.username"),
+                "the login name is empty",
             ));
         }
-        (Some(file), None) => {
-            let contents = std::fs::read_to_string(&file.value).map_err(|error| {
-                errors.at(
-                    file.referenced,
-                    format!("{field}.password_file"),
-                    format!("cannot read `{}`: {error}", file.value.display()),
-                )
-            })?;
-            // The password is the first line; a trailing newline is not part of it.
-            let first_line = contents.lines().next().unwrap_or_default();
-            if first_line.is_empty() {
+        let password = match (&raw.password_file, &raw.password_env) {
+            (Some(_), Some(env)) => {
                 return Err(errors.at(
-                    file.referenced,
-                    format!("{field}.password_file"),
-                    format!("`{}` is empty", file.value.display()),
-                ));
-            }
-            Secret::new(first_line.to_owned())
-        }
-        (None, Some(env)) => {
-            let value = std::env::var(&env.value).map_err(|_| {
-                errors.at(
                     env.referenced,
                     format!("{field}.password_env"),
-                    format!("environment variable `{}` is not set", env.value),
-                )
-            })?;
-            Secret::new(value)
+                    "set either `password_file` or `password_env`, not both",
+                ));
+            }
+            (None, None) => {
+                return Err(errors.at(
+                    auth.referenced,
+                    field,
+                    "`auth` needs `password_file` (a file holding the password) or \
+                     `password_env` (an environment variable holding it); a password is never \
+                     written in the configuration itself",
+                ));
+            }
+            (Some(file), None) => {
+                let field = format!("{field}.password_file");
+                let read = read_text(&file.value, MAX_SECRET_BYTES)
+                    .map_err(|error| format!("cannot read `{}`: {error}", file.value.display()))
+                    .and_then(|contents| {
+                        // The password is the first line; a trailing newline is not part
+                        // of it.
+                        let first_line = contents.lines().next().unwrap_or_default();
+                        if first_line.is_empty() {
+                            Err(format!("`{}` is empty", file.value.display()))
+                        } else {
+                            Ok(first_line.to_owned())
+                        }
+                    });
+                if read.is_ok() && world_readable(&file.value) {
+                    self.warn(
+                        file.referenced,
+                        &field,
+                        format!(
+                            "`{}` is readable by every user of this machine: `chmod 600` it \
+                             (or 640, with the group mailprobe runs as)",
+                            file.value.display()
+                        ),
+                    );
+                }
+                self.resolved(read, file.referenced, &field)?
+            }
+            (None, Some(env)) => {
+                let read = std::env::var(&env.value)
+                    .map_err(|_| format!("environment variable `{}` is not set", env.value));
+                self.resolved(read, env.referenced, &format!("{field}.password_env"))?
+            }
+        };
+        Ok(Credentials {
+            username: username.value.clone(),
+            password,
+            plaintext_allowed,
+        })
+    }
+
+    /// A secret as read, or why not: an error, or with [`Secrets::Optional`] a warning
+    /// and an empty secret.
+    fn resolved(
+        &self,
+        read: Result<String, String>,
+        at: serde_saphyr::Location,
+        field: &str,
+    ) -> Result<Secret, ConfigError> {
+        match (read, self.secrets) {
+            (Ok(value), _) => Ok(Secret::new(value)),
+            (Err(message), Secrets::Required) => Err(self.site.at(at, field, message)),
+            (Err(message), Secrets::Optional) => {
+                self.warn(
+                    at,
+                    field,
+                    format!("{message} (a warning here; the agent needs it to start)"),
+                );
+                Ok(Secret::new(String::new()))
+            }
         }
-    };
-    Ok(Credentials {
-        username: username.value.clone(),
-        password,
-    })
+    }
 }

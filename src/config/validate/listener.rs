@@ -8,9 +8,12 @@ use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 use serde_saphyr::Spanned;
 
-use super::{normalise_name, parse_host_port};
+use std::time::Duration;
+
+use super::{duration, normalise_name, parse_host_port, read_file};
 use crate::config::error::ErrorSite;
-use crate::config::raw::{RawProbeEndpoint, RawWeb};
+use crate::config::files::MAX_SECRET_BYTES;
+use crate::config::raw::{DurationText, RawProbeEndpoint, RawWeb};
 use crate::config::{
     AllowRule, Config, ConfigError, Endpoint, ProbeEndpoint, Protocol, SmtpTarget, Target,
     TargetSpec, TlsMode, WebConfig,
@@ -26,19 +29,10 @@ pub(super) fn validate_web(
     let tls = match &raw.tls_server_config {
         None => None,
         Some(tls) => {
-            let read = |path: &Spanned<std::path::PathBuf>, field: &str| {
-                std::fs::read(&path.value).map_err(|error| {
-                    errors.at(
-                        path.referenced,
-                        field,
-                        format!("cannot read `{}`: {error}", path.value.display()),
-                    )
-                })
-            };
             let cert_field = "web.tls_server_config.cert_file";
             let key_field = "web.tls_server_config.key_file";
-            let cert_pem = read(&tls.value.cert_file, cert_field)?;
-            let key_pem = read(&tls.value.key_file, key_field)?;
+            let cert_pem = read_file(errors, &tls.value.cert_file, cert_field, MAX_SECRET_BYTES)?;
+            let key_pem = read_file(errors, &tls.value.key_file, key_field, MAX_SECRET_BYTES)?;
             let chain = CertificateDer::pem_slice_iter(&cert_pem)
                 .collect::<Result<Vec<_>, _>>()
                 .ok()
@@ -74,22 +68,94 @@ pub(super) fn validate_web(
         None => Default::default(),
         Some(users) => {
             for (user, hash) in &users.value {
+                let field = format!("web.basic_auth_users.{user}");
                 // bcrypt hashes are `$2a$`, `$2b$` or `$2y$`, cost, salt and hash: 60 characters.
-                if !(hash.starts_with("$2") && hash.len() == 60) {
+                let Some(cost) = bcrypt_cost(hash) else {
                     return Err(errors.at(
                         users.referenced,
-                        format!("web.basic_auth_users.{user}"),
+                        field,
                         "is not a bcrypt hash (write the hash, never the password; e.g. `htpasswd -nBC 10 \"\" | tr -d ':'`)",
+                    ));
+                };
+                if cost > MAX_BCRYPT_COST {
+                    return Err(errors.at(
+                        users.referenced,
+                        field,
+                        format!(
+                            "has bcrypt cost {cost}: at most {MAX_BCRYPT_COST} (each check of a \
+                             cost-{cost} hash takes seconds of CPU, which anyone can make the \
+                             agent spend); `htpasswd -nBC 10` makes a cost-10 hash"
+                        ),
                     ));
                 }
             }
             users.value.clone()
         }
     };
+    let defaults = WebConfig::default();
+    let header_timeout = match &raw.header_timeout {
+        Some(text) => positive(errors, text, "web.header_timeout")?,
+        None => defaults.header_timeout,
+    };
+    let idle_timeout = match &raw.idle_timeout {
+        Some(text) => positive(errors, text, "web.idle_timeout")?,
+        None => defaults.idle_timeout,
+    };
+    let max_connections = match &raw.max_connections {
+        None => defaults.max_connections,
+        Some(max) => usize::try_from(max.value)
+            .ok()
+            .filter(|n| (1..=MAX_CONNECTIONS_LIMIT).contains(n))
+            .ok_or_else(|| {
+                errors.at(
+                    max.referenced,
+                    "web.max_connections",
+                    format!(
+                        "{} is out of range: it must be between 1 and {MAX_CONNECTIONS_LIMIT}",
+                        max.value
+                    ),
+                )
+            })?,
+    };
     Ok(WebConfig {
         tls,
         basic_auth_users: Arc::new(users),
+        header_timeout,
+        idle_timeout,
+        max_connections,
     })
+}
+
+/// The highest bcrypt cost accepted: a cost-14 check takes about a second of CPU; the
+/// listener bounds how many run at once, but each one a stranger can trigger must stay
+/// affordable.
+pub(crate) const MAX_BCRYPT_COST: u32 = 14;
+/// More client connections than this is a typo (each holds a file descriptor the
+/// probes need).
+const MAX_CONNECTIONS_LIMIT: usize = 4096;
+
+/// The cost of a bcrypt hash (`$2b$10$…` → 10), when `hash` is one.
+pub fn bcrypt_cost(hash: &str) -> Option<u32> {
+    let mut parts = hash.split('$');
+    let (empty, version, cost) = (parts.next()?, parts.next()?, parts.next()?);
+    let well_formed = empty.is_empty()
+        && matches!(version, "2a" | "2b" | "2x" | "2y")
+        && hash.len() == 60
+        && cost.len() == 2;
+    well_formed.then(|| cost.parse().ok()).flatten()
+}
+
+/// A duration longer than zero and at most [`MAX_DURATION`].
+fn positive(
+    errors: &ErrorSite<'_>,
+    text: &Spanned<DurationText>,
+    field: &str,
+) -> Result<Duration, ConfigError> {
+    let value = duration(errors, text, field)?;
+    if value.is_zero() {
+        return Err(errors.at(text.referenced, field, "must be longer than zero"));
+    }
+    Ok(value)
 }
 
 /// The ad-hoc `/probe` modules: a protocol and how it uses TLS. The port comes with
@@ -169,40 +235,42 @@ pub(super) fn validate_probe_endpoint(
 ) -> Result<ProbeEndpoint, ConfigError> {
     let mut allow = Vec::with_capacity(raw.allow.len());
     for (index, entry) in raw.allow.iter().enumerate() {
-        let text = entry
-            .value
-            .trim()
-            .trim_end_matches('.')
-            .to_ascii_lowercase();
-        let rule = if let Some((network, prefix)) = text.split_once('/') {
-            let network: Option<IpAddr> = network.parse().ok();
-            let prefix: Option<u8> = prefix.parse().ok();
-            match (network, prefix) {
-                (Some(network @ IpAddr::V4(_)), Some(prefix)) if prefix <= 32 => {
-                    Some(AllowRule::Network(network, prefix))
-                }
-                (Some(network @ IpAddr::V6(_)), Some(prefix)) if prefix <= 128 => {
-                    Some(AllowRule::Network(network, prefix))
-                }
-                _ => None,
-            }
-        } else if let Some(suffix) = text.strip_prefix("*.") {
-            normalise_name(suffix).map(|_| AllowRule::Subdomains(format!(".{suffix}")))
-        } else if text.parse::<IpAddr>().is_ok() || normalise_name(&text).is_some() {
-            Some(AllowRule::Host(text))
-        } else {
-            None
-        };
-        allow.push(rule.ok_or_else(|| {
+        allow.push(allow_rule(&entry.value).ok_or_else(|| {
             errors.at(
                 entry.referenced,
                 format!("probe_endpoint.allow[{index}]"),
-                format!(
-                    "`{}` is not a host name, `*.domain`, an address or a network such as 192.0.2.0/24",
-                    entry.value
-                ),
+                not_a_host_rule(&entry.value),
             )
         })?);
     }
     Ok(ProbeEndpoint { allow })
+}
+
+/// One host rule: a name, `*.domain`, an address or a network such as `192.0.2.0/24`.
+pub(super) fn allow_rule(text: &str) -> Option<AllowRule> {
+    let text = text.trim().trim_end_matches('.').to_ascii_lowercase();
+    if let Some((network, prefix)) = text.split_once('/') {
+        let network: Option<IpAddr> = network.parse().ok();
+        let prefix: Option<u8> = prefix.parse().ok();
+        match (network, prefix) {
+            (Some(network @ IpAddr::V4(_)), Some(prefix)) if prefix <= 32 => {
+                Some(AllowRule::Network(network, prefix))
+            }
+            (Some(network @ IpAddr::V6(_)), Some(prefix)) if prefix <= 128 => {
+                Some(AllowRule::Network(network, prefix))
+            }
+            _ => None,
+        }
+    } else if let Some(suffix) = text.strip_prefix("*.") {
+        normalise_name(suffix).map(|_| AllowRule::Subdomains(format!(".{suffix}")))
+    } else if text.parse::<IpAddr>().is_ok() || normalise_name(&text).is_some() {
+        Some(AllowRule::Host(text))
+    } else {
+        None
+    }
+}
+
+/// The message for a host rule that is none.
+pub(super) fn not_a_host_rule(text: &str) -> String {
+    format!("`{text}` is not a host name, `*.domain`, an address or a network such as 192.0.2.0/24")
 }

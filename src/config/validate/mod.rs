@@ -1,6 +1,7 @@
 //! Raw configuration → [`Config`]: every check, each with its own message and position.
 //! The document-wide settings are checked here, each target in [`target`].
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
@@ -18,16 +19,17 @@ mod site;
 mod target;
 mod web;
 
-pub use listener::AdhocError;
+pub use listener::{AdhocError, bcrypt_cost};
 pub(crate) use listener::{MODULES, adhoc_target, default_ehlo_name};
 use listener::{validate_probe_endpoint, validate_web};
 use site::validate_site;
 
-use super::error::{ErrorSite, Position};
+use super::error::{ErrorSite, Invalid, Position};
+use super::files::{MAX_DOCUMENT_BYTES, read_bounded};
 use super::raw::{DurationText, RawConfig};
 use super::{
     Config, ConfigError, DEFAULT_INTERVAL, DEFAULT_LISTEN, DEFAULT_MAX_CONCURRENT_PROBES,
-    DEFAULT_TIMEOUT, HostPort,
+    DEFAULT_TIMEOUT, HostPort, Secrets,
 };
 
 /// The standard DNS port, used when a resolver is written without one.
@@ -49,9 +51,26 @@ struct Validator<'a> {
     global_roots: Vec<CertificateDer<'static>>,
     interval: Setting,
     timeout: Setting,
+    /// Whether an unresolvable secret is an error or a warning.
+    secrets: Secrets,
+    /// Warnings so far.
+    warnings: RefCell<Vec<Invalid>>,
 }
 
-pub(super) fn validate(raw: RawConfig, file: &Path) -> Result<Config, ConfigError> {
+impl Validator<'_> {
+    /// Notes a warning at `at` about `field`.
+    fn warn(&self, at: impl Into<Position>, field: impl Into<String>, message: impl Into<String>) {
+        self.warnings
+            .borrow_mut()
+            .push(self.site.note(at, field, message));
+    }
+}
+
+pub(super) fn validate(
+    raw: RawConfig,
+    file: &Path,
+    secrets: Secrets,
+) -> Result<Config, ConfigError> {
     let errors = ErrorSite { file };
     let listen = match &raw.listen {
         Some(listen) => parse_socket_addr(&listen.value, None).ok_or_else(|| {
@@ -87,13 +106,13 @@ pub(super) fn validate(raw: RawConfig, file: &Path) -> Result<Config, ConfigErro
         &errors,
         defaults.interval.as_ref(),
         "defaults.interval",
-        DEFAULT_INTERVAL,
+        Kind::Interval,
     )?;
     let timeout = setting(
         &errors,
         defaults.timeout.as_ref(),
         "defaults.timeout",
-        DEFAULT_TIMEOUT,
+        Kind::Timeout,
     )?;
     let start_jitter = match &defaults.start_jitter {
         // Zero is meaningful here (probe everything at once on start), so this is not
@@ -115,6 +134,8 @@ pub(super) fn validate(raw: RawConfig, file: &Path) -> Result<Config, ConfigErro
         global_roots,
         interval,
         timeout,
+        secrets,
+        warnings: RefCell::new(Vec::new()),
     };
 
     let Some(targets) = &raw.targets else {
@@ -173,6 +194,7 @@ pub(super) fn validate(raw: RawConfig, file: &Path) -> Result<Config, ConfigErro
         default_timeout,
         targets: validated,
         discover,
+        warnings: validator.warnings.into_inner(),
     })
 }
 
@@ -191,21 +213,50 @@ pub(crate) fn normalise_name(name: &str) -> Option<String> {
     valid.then(|| format!("{}.", trimmed.to_ascii_lowercase()))
 }
 
+/// The longest interval or timeout: a week. Longer is surely a typo, and every instant
+/// the scheduler computes from it stays far from overflowing.
+pub(crate) const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
+/// The shortest interval: a probe a second is as often as any endpoint deserves; less
+/// only floods the log with overruns.
+pub(crate) const MIN_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What a duration setting is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Time between probes: at least [`MIN_INTERVAL`].
+    Interval,
+    /// Upper bound on a probe: longer than zero.
+    Timeout,
+}
+
 fn setting(
     errors: &ErrorSite<'_>,
     text: Option<&Spanned<DurationText>>,
     field: &str,
-    default: Duration,
+    kind: Kind,
 ) -> Result<Setting, ConfigError> {
     let Some(text) = text else {
         return Ok(Setting {
-            value: default,
+            value: match kind {
+                Kind::Interval => DEFAULT_INTERVAL,
+                Kind::Timeout => DEFAULT_TIMEOUT,
+            },
             origin: None,
         });
     };
     let value = duration(errors, text, field)?;
     if value.is_zero() {
         return Err(errors.at(text.referenced, field, "must be longer than zero"));
+    }
+    if kind == Kind::Interval && value < MIN_INTERVAL {
+        return Err(errors.at(
+            text.referenced,
+            field,
+            format!(
+                "{} is too short: probe at most once a second (`1s`)",
+                humantime::format_duration(value)
+            ),
+        ));
     }
     Ok(Setting {
         value,
@@ -221,7 +272,7 @@ fn duration(
     field: &str,
 ) -> Result<Duration, ConfigError> {
     let written = text.value.0.trim();
-    humantime::parse_duration(written).map_err(|_| {
+    let value = humantime::parse_duration(written).map_err(|_| {
         let message = if written.parse::<u64>().is_ok() {
             format!("`{written}` has no unit: write e.g. `{written}s` for seconds")
         } else {
@@ -231,7 +282,15 @@ fn duration(
             )
         };
         errors.at(text.referenced, field, message)
-    })
+    })?;
+    if value > MAX_DURATION {
+        return Err(errors.at(
+            text.referenced,
+            field,
+            format!("`{written}` is too long: at most 7 days (`7d`)"),
+        ));
+    }
+    Ok(value)
 }
 
 fn check_interval_covers_timeout(
@@ -301,8 +360,7 @@ fn load_roots(
     field: &str,
 ) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
     let at = |message: String| errors.at(path.referenced, field, message);
-    let pem = std::fs::read(&path.value)
-        .map_err(|error| at(format!("cannot read `{}`: {error}", path.value.display())))?;
+    let pem = read_file(errors, path, field, MAX_DOCUMENT_BYTES)?;
     let certs = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|error| {
@@ -317,7 +375,35 @@ fn load_roots(
             path.value.display()
         )));
     }
+    // A PEM block whose content is not a certificate would only fail later, at every
+    // handshake; say it now.
+    for (index, cert) in certs.iter().enumerate() {
+        if let Err(error) = x509_parser::parse_x509_certificate(cert) {
+            return Err(at(format!(
+                "certificate {} in `{}` is not a valid X.509 certificate: {error}",
+                index + 1,
+                path.value.display()
+            )));
+        }
+    }
     Ok(certs)
+}
+
+/// The bytes of a file the configuration names, at most `limit`, as an error at its
+/// key when it cannot be read.
+fn read_file(
+    errors: &ErrorSite<'_>,
+    path: &Spanned<std::path::PathBuf>,
+    field: &str,
+    limit: u64,
+) -> Result<Vec<u8>, ConfigError> {
+    read_bounded(&path.value, limit).map_err(|error| {
+        errors.at(
+            path.referenced,
+            field,
+            format!("cannot read `{}`: {error}", path.value.display()),
+        )
+    })
 }
 
 /// `10.0.0.53`, `10.0.0.53:5353`, `::1`, `[::1]:5353`. With `default_port`, the port may

@@ -6,17 +6,16 @@ use std::sync::Arc;
 
 use serde_saphyr::{Location, Spanned};
 
-use super::auth::credentials;
 use super::dns::dns_query;
 use super::{
-    Validator, check_host, check_interval_covers_timeout, check_port, load_roots, normalise_name,
-    setting,
+    Kind, Validator, check_host, check_interval_covers_timeout, check_port, load_roots,
+    normalise_name, setting,
 };
 use crate::config::error::ErrorSite;
 use crate::config::raw::RawTarget;
 use crate::config::{
-    ConfigError, Credentials, DEFAULT_INTERVAL, DEFAULT_TIMEOUT, Discovery, Endpoint,
-    MAX_TARGET_NAME_LEN, Protocol, SmtpTarget, Target, TargetSpec, TlsMode,
+    ConfigError, Credentials, Discovery, Endpoint, MAX_TARGET_NAME_LEN, Protocol, SmtpTarget,
+    Target, TargetSpec, TlsMode,
 };
 
 /// One `targets:` entry under validation: what every message about it needs.
@@ -75,15 +74,27 @@ pub(super) fn target_name<'r>(
     };
     if name.value.is_empty()
         || name.value.len() > MAX_TARGET_NAME_LEN
-        || name.value.chars().any(char::is_control)
+        || name
+            .value
+            .chars()
+            .any(|c| c.is_control() || is_bidi_control(c))
     {
         return Err(errors.at(
             name.referenced,
             format!("{field}.name"),
-            format!("a target name must be 1 to {MAX_TARGET_NAME_LEN} printable characters"),
+            format!(
+                "a target name must be 1 to {MAX_TARGET_NAME_LEN} printable characters, \
+                 without control or text-direction characters"
+            ),
         ));
     }
     Ok(name)
+}
+
+/// The Unicode bidirectional controls (embeddings, overrides, isolates, marks): in a
+/// name they make a label, a log line or the status page read other than it is.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 fn protocol_names() -> String {
@@ -129,7 +140,7 @@ impl Validator<'_> {
                 errors,
                 Some(text),
                 &format!("{field}.interval"),
-                DEFAULT_INTERVAL,
+                Kind::Interval,
             )?,
             None => self.interval.clone(),
         };
@@ -138,7 +149,7 @@ impl Validator<'_> {
                 errors,
                 Some(text),
                 &format!("{field}.timeout"),
-                DEFAULT_TIMEOUT,
+                Kind::Timeout,
             )?,
             None => self.timeout.clone(),
         };
@@ -207,19 +218,34 @@ impl Validator<'_> {
         // checked (a password file read for a tcp target, say).
         check_keys_apply(errors, &entry)?;
         let interval = match &raw.interval {
-            Some(text) => setting(errors, Some(text), &entry.key("interval"), DEFAULT_INTERVAL)?,
+            Some(text) => setting(errors, Some(text), &entry.key("interval"), Kind::Interval)?,
             None => self.interval.clone(),
         };
         let timeout = match &raw.timeout {
-            Some(text) => setting(errors, Some(text), &entry.key("timeout"), DEFAULT_TIMEOUT)?,
+            Some(text) => setting(errors, Some(text), &entry.key("timeout"), Kind::Timeout)?,
             None => self.timeout.clone(),
         };
         check_interval_covers_timeout(errors, &interval, &timeout, field)?;
         let tls = self.tls_mode(&entry)?;
+        let plaintext_allowed = raw.allow_plaintext_auth.as_ref().is_some_and(|v| v.value);
+        if let Some(auth) = &raw.auth
+            && tls == TlsMode::None
+            && !plaintext_allowed
+        {
+            return Err(errors.at(
+                auth.referenced,
+                entry.key("auth"),
+                format!(
+                    "target `{name}` would send its password in clear text (`tls: none`): use \
+                     `tls: starttls` or `tls: implicit`, or set `allow_plaintext_auth: true` if \
+                     the path to the server is trusted"
+                ),
+            ));
+        }
         let auth = raw
             .auth
             .as_ref()
-            .map(|auth| credentials(errors, auth, &entry.key("auth")))
+            .map(|auth| self.credentials(auth, &entry.key("auth"), plaintext_allowed))
             .transpose()?;
         let specs = match protocol {
             Protocol::Dns => vec![TargetSpec::Dns(dns_query(errors, &entry)?)],
@@ -387,9 +413,15 @@ fn default_port(protocol: Protocol, tls: TlsMode) -> Option<u16> {
 fn keys_for(protocol: Protocol) -> &'static [&'static str] {
     match protocol {
         Protocol::Tcp => &["host", "port", "tls", "server_name", "ca_file"],
-        Protocol::Imap | Protocol::Pop3 => {
-            &["host", "port", "tls", "server_name", "ca_file", "auth"]
-        }
+        Protocol::Imap | Protocol::Pop3 => &[
+            "host",
+            "port",
+            "tls",
+            "server_name",
+            "ca_file",
+            "auth",
+            "allow_plaintext_auth",
+        ],
         Protocol::Smtp => &[
             "host",
             "port",
@@ -397,6 +429,7 @@ fn keys_for(protocol: Protocol) -> &'static [&'static str] {
             "server_name",
             "ca_file",
             "auth",
+            "allow_plaintext_auth",
             "ehlo_name",
         ],
         Protocol::Https => &[
@@ -406,6 +439,7 @@ fn keys_for(protocol: Protocol) -> &'static [&'static str] {
             "server_name",
             "ca_file",
             "auth",
+            "allow_redirects",
         ],
         Protocol::Exchange => &[
             "host",
@@ -415,6 +449,7 @@ fn keys_for(protocol: Protocol) -> &'static [&'static str] {
             "server_name",
             "ca_file",
             "auth",
+            "allow_redirects",
         ],
         Protocol::Dns => &["domain", "record", "expect", "require_consistent"],
     }

@@ -5,12 +5,13 @@ use std::net::IpAddr;
 
 use serde_saphyr::Spanned;
 
+use super::listener::{allow_rule, not_a_host_rule};
 use super::target::Entry;
 use super::{Validator, check_host, normalise_name};
 use crate::config::error::ErrorSite;
 use crate::config::{
-    ConfigError, Credentials, Endpoint, ExchangeCheck, ExchangeTarget, HttpsTarget, TlsMode,
-    url_host,
+    AllowRule, ConfigError, Credentials, Endpoint, ExchangeCheck, ExchangeTarget, HttpsTarget,
+    TlsMode, url_host,
 };
 
 /// The largest compiled `expect_body` pattern: generous for any page marker, small
@@ -18,6 +19,28 @@ use crate::config::{
 const MAX_BODY_PATTERN_SIZE: usize = 1 << 20;
 
 impl Validator<'_> {
+    /// `allow_redirects`: host rules a redirect may lead to although it is a
+    /// loopback, link-local or unspecified address, or plain HTTP after HTTPS.
+    fn allow_redirects(&self, entry: &Entry<'_>) -> Result<Vec<AllowRule>, ConfigError> {
+        let Some(listed) = &entry.raw.allow_redirects else {
+            return Ok(Vec::new());
+        };
+        listed
+            .value
+            .iter()
+            .enumerate()
+            .map(|(index, text)| {
+                allow_rule(text).ok_or_else(|| {
+                    self.site.at(
+                        listed.referenced,
+                        format!("{}[{index}]", entry.key("allow_redirects")),
+                        not_a_host_rule(text),
+                    )
+                })
+            })
+            .collect()
+    }
+
     /// `protocol: https`: the URL, the expected status and body.
     pub(super) fn https(
         &self,
@@ -81,6 +104,7 @@ impl Validator<'_> {
                     })
             })
             .transpose()?;
+        let allow_redirects = self.allow_redirects(entry)?;
         Ok(HttpsTarget {
             endpoint: Endpoint {
                 port: url.port_or_known_default().unwrap_or(443),
@@ -93,6 +117,7 @@ impl Validator<'_> {
             url,
             expect_status,
             expect_body,
+            allow_redirects,
         })
     }
 
@@ -134,9 +159,11 @@ impl Validator<'_> {
                 }
             }
         };
+        let allow_redirects = self.allow_redirects(entry)?;
         Ok(checks
             .into_iter()
             .map(|check| ExchangeTarget {
+                allow_redirects: allow_redirects.clone(),
                 check,
                 endpoint: endpoint.clone(),
                 email: email.clone(),

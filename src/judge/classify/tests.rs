@@ -471,3 +471,14 @@ fn a_failing_site_resolver_without_references_is_local_like_the_site_verdict() {
     assert_eq!(classify(&result, Some(&ctx)), Fault::LocalDns);
     assert_eq!(site_fault(&ctx), Fault::LocalDns);
 }
+
+/// Issue 16: the agent's own limits are never the provider's (nor the site's) fault.
+#[test]
+fn issue_16_local_resources_are_never_a_server_domain() {
+    let result = failed(Phase::Connect, ErrorKind::LocalResources);
+    assert!(!needs_site(&result));
+    for site in [healthy(), site(Some(false), &[false], &[false], &[false])] {
+        assert_eq!(classify(&result, Some(&site)), Fault::Unknown);
+    }
+    assert_eq!(classify(&result, None), Fault::Unknown);
+}

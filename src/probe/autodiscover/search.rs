@@ -222,6 +222,7 @@ impl<'a> Search<'a> {
                 let server = Server {
                     endpoint: &endpoint,
                     send_credentials: false,
+                    allow_redirects: &self.target.allow_redirects,
                 };
                 let response = http::fetch(
                     Request::get(url.clone()),
@@ -414,6 +415,7 @@ impl<'a> Search<'a> {
         let server = Server {
             endpoint: &endpoint,
             send_credentials: with_credentials,
+            allow_redirects: &self.target.allow_redirects,
         };
         let mut request = Request::new(HttpMethod::POST, url.clone());
         request.headers.push((
@@ -440,6 +442,7 @@ impl<'a> Search<'a> {
         let server = Server {
             endpoint: &endpoint,
             send_credentials: false,
+            allow_redirects: &self.target.allow_redirects,
         };
         let response = http::fetch(
             Request::get(url),

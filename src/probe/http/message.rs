@@ -11,6 +11,7 @@ use http_body_util::{BodyExt, Full};
 use super::{MAX_BODY_BYTES, Request, USER_AGENT};
 use crate::config::Credentials;
 use crate::probe::lines::sanitise;
+use crate::probe::redact::Redactor;
 use crate::probe::{ErrorKind, ProbeError};
 
 /// The auth schemes named in one `WWW-Authenticate` value. A value may hold several
@@ -140,7 +141,7 @@ pub(super) fn http_error(error: &hyper::Error, when: &str) -> ProbeError {
 
 /// The headers worth a line in `/debug`: where a redirect goes, what a 401 asks
 /// for, what the server is. Sanitised and short; never a cookie.
-pub(super) fn describe_headers(headers: &HeaderMap) -> String {
+pub(super) fn describe_headers(headers: &HeaderMap, secrets: &Redactor) -> String {
     let mut text = String::new();
     for name in [
         header::LOCATION,
@@ -150,7 +151,9 @@ pub(super) fn describe_headers(headers: &HeaderMap) -> String {
         header::CONTENT_LENGTH,
     ] {
         for value in headers.get_all(&name) {
-            let value = sanitise(&String::from_utf8_lossy(value.as_bytes()), 120);
+            // Secrets out before the value is cut: a server may echo our Authorization.
+            let raw = String::from_utf8_lossy(value.as_bytes());
+            let value = sanitise(&secrets.clean(&raw), 120);
             let _ = write!(text, "; {name}: {value}");
         }
     }

@@ -9,6 +9,8 @@
 
 mod message;
 
+use std::net::IpAddr;
+
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode};
@@ -23,7 +25,7 @@ use url::Url;
 
 use super::dial;
 use super::{ErrorKind, Failed, Phase, ProbeError, ProtocolFacts, Recorder};
-use crate::config::{Credentials, Endpoint, TlsMode};
+use crate::config::{AllowRule, Credentials, Endpoint, TlsMode};
 use crate::probe::env::ProbeEnv;
 
 /// Redirects followed before a probe gives up: more than any sane login flow needs
@@ -142,6 +144,9 @@ pub struct Server<'a> {
     pub endpoint: &'a Endpoint,
     /// Send the endpoint's credentials (HTTP Basic) to its origin.
     pub send_credentials: bool,
+    /// Hosts a redirect may lead to although they are loopback, link-local or
+    /// unspecified addresses, or plain HTTP after HTTPS (`allow_redirects`).
+    pub allow_redirects: &'a [AllowRule],
 }
 
 /// An answer, with at most [`MAX_BODY_BYTES`] of its body.
@@ -209,8 +214,19 @@ pub async fn fetch(
     // status rather than leaving the previous round's in place.
     http_facts(recorder);
     let mut followed = 0;
+    // The first hop's address: a redirect back into its own kind of address (a
+    // stand-in on loopback redirecting to itself) is no escalation.
+    let mut origin: Option<IpAddr> = None;
     loop {
-        let answer = exchange(&request, server, env, deadline, recorder).await?;
+        let hop = if followed == 0 {
+            Hop::First
+        } else {
+            Hop::Redirected { origin }
+        };
+        let answer = exchange(&request, server, hop, env, deadline, recorder).await?;
+        if followed == 0 {
+            origin = recorder.peer.map(|peer| peer.ip());
+        }
         let Redirects::Follow { keep_post, stop_at } = redirects else {
             return answer.finish(read_body, recorder).await;
         };
@@ -268,8 +284,21 @@ pub async fn fetch(
             "redirect {followed}: {} → {target}",
             response.status_text()
         ));
-        if target.scheme() == "http" && request.url.scheme() == "https" {
-            recorder.note("warning: redirected from HTTPS to plain HTTP");
+        if target.scheme() == "http"
+            && request.url.scheme() == "https"
+            && !AllowRule::any_permits(server.allow_redirects, &crate::config::url_host(&target))
+        {
+            return Err(recorder.fail(
+                Phase::Request,
+                ProbeError::new(
+                    ErrorKind::RedirectRefused,
+                    format!(
+                        "{} redirects from HTTPS down to plain HTTP ({target}): not followed \
+                         (list the host under `allow_redirects` to allow it)",
+                        request.url
+                    ),
+                ),
+            ));
         }
         let becomes_get = match response.status {
             StatusCode::SEE_OTHER => request.method != Method::HEAD,
@@ -322,16 +351,45 @@ impl Answer {
     }
 }
 
+/// Which hop of a fetch a request is.
+#[derive(Debug, Clone, Copy)]
+enum Hop {
+    /// The configured URL (or the one the caller chose).
+    First,
+    /// A redirect target; `origin` is the first hop's address.
+    Redirected { origin: Option<IpAddr> },
+}
+
 /// One request on a new connection, up to the response headers.
 async fn exchange(
     request: &Request,
     server: Server<'_>,
+    hop: Hop,
     env: &ProbeEnv,
     deadline: Instant,
     recorder: &mut Recorder,
 ) -> Result<Answer, Failed> {
     let endpoint = hop_endpoint(&request.url, server.endpoint);
-    let connection = dial::open(&endpoint, env, deadline, recorder).await?;
+    let addresses = dial::addresses(&endpoint, env, recorder).await?;
+    if let Hop::Redirected { origin } = hop
+        && !AllowRule::any_permits(server.allow_redirects, &endpoint.host)
+        && let Some((address, kind)) = addresses
+            .iter()
+            .find_map(|ip| forbidden_kind(*ip, origin).map(|kind| (ip, kind)))
+    {
+        return Err(recorder.fail(
+            Phase::Request,
+            ProbeError::new(
+                ErrorKind::RedirectRefused,
+                format!(
+                    "redirected to {} ({address}, {kind}): not followed (list the host \
+                     under `allow_redirects` to allow it)",
+                    request.url
+                ),
+            ),
+        ));
+    }
+    let connection = dial::open_to(&endpoint, &addresses, env, deadline, recorder).await?;
     let (mut sender, driver) = hyper::client::conn::http1::Builder::new()
         .max_buf_size(MAX_HEAD_BYTES)
         .max_headers(MAX_HEADERS)
@@ -378,7 +436,7 @@ async fn exchange(
     recorder.note(format!(
         "{}{}",
         status_text(parts.status),
-        describe_headers(&parts.headers)
+        describe_headers(&parts.headers, &recorder.redactor)
     ));
     Ok(Answer {
         response: Response {
@@ -390,6 +448,34 @@ async fn exchange(
         body,
         _connection: connection,
     })
+}
+
+/// What a redirect may not lead to unless allowed: `Some(kind)` for a loopback,
+/// link-local or unspecified address — where a probe would reach the agent's own host
+/// or a cloud metadata service — unless the first hop was of that same kind.
+fn forbidden_kind(ip: IpAddr, origin: Option<IpAddr>) -> Option<&'static str> {
+    let kind = address_kind(ip)?;
+    (origin.and_then(address_kind) != Some(kind)).then_some(kind)
+}
+
+/// `loopback`, `link-local` or `unspecified` (IPv4-mapped IPv6 addresses as IPv4).
+fn address_kind(ip: IpAddr) -> Option<&'static str> {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    if ip.is_loopback() {
+        Some("a loopback address")
+    } else if ip.is_unspecified() {
+        Some("an unspecified address")
+    } else if match ip {
+        IpAddr::V4(v4) => v4.is_link_local(),
+        IpAddr::V6(v6) => v6.is_unicast_link_local(),
+    } {
+        Some("a link-local address")
+    } else {
+        None
+    }
 }
 
 /// The endpoint to dial for one hop: the URL's host and port, TLS by scheme; the
@@ -511,6 +597,27 @@ mod tests {
             Some("https://[2001:db8::1]:8443/owa/")
         );
         assert_eq!(url("bad host", 443), None);
+    }
+
+    /// Issue 16: a redirect into the agent's own host or a metadata address is
+    /// refused, unless the first hop was there too.
+    #[test]
+    fn issue_16_redirects_to_loopback_and_link_local_are_refused() {
+        let ip = |text: &str| text.parse::<IpAddr>().unwrap();
+        let public = Some(ip("192.0.2.10"));
+        for refused in [
+            "127.0.0.1",
+            "::1",
+            "169.254.169.254",
+            "fe80::1",
+            "0.0.0.0",
+            "::ffff:127.0.0.1",
+        ] {
+            assert!(forbidden_kind(ip(refused), public).is_some(), "{refused}");
+        }
+        assert_eq!(forbidden_kind(ip("198.51.100.7"), public), None);
+        assert_eq!(forbidden_kind(ip("127.0.0.2"), Some(ip("127.0.0.1"))), None);
+        assert!(forbidden_kind(ip("169.254.169.254"), Some(ip("127.0.0.1"))).is_some());
     }
 
     #[test]

@@ -77,6 +77,9 @@ impl Web {
     pub fn password_file(&self, password: &str) -> PathBuf {
         let path = self.dir.path().join(format!("{password}.pass"));
         std::fs::write(&path, format!("{password}\n")).unwrap();
+        // As an administrator keeps it: readable by its owner only.
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
         path
     }
 
