@@ -51,6 +51,17 @@ impl fmt::Display for FileError {
 
 impl std::error::Error for FileError {}
 
+impl FileError {
+    /// Whether the file is simply not there or not ours to read (as opposed to there
+    /// and wrong).
+    pub fn is_absent(&self) -> bool {
+        matches!(self, FileError::Io(error) if matches!(
+            error.kind(),
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied
+        ))
+    }
+}
+
 /// The bytes of the regular file at `path`, at most `limit` of them.
 ///
 /// # Errors

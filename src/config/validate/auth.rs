@@ -7,6 +7,15 @@ use crate::config::files::{MAX_SECRET_BYTES, read_text, world_readable};
 use crate::config::raw::RawAuth;
 use crate::config::{ConfigError, Credentials, Secret, Secrets};
 
+/// Why a secret was not read.
+enum Unread {
+    /// It is not here (no such file, not readable by us, an unset variable): what
+    /// `check-config` meets on a machine without the secrets.
+    Absent(String),
+    /// It is here and wrong (a FIFO, a device, too large, empty).
+    Invalid(String),
+}
+
 impl Validator<'_> {
     /// The credentials of `auth` (at `field`), which may go over a connection without
     /// TLS when `plaintext_allowed`. A secret that cannot be resolved is an error, or
@@ -53,13 +62,25 @@ impl Validator<'_> {
             (Some(file), None) => {
                 let field = format!("{field}.password_file");
                 let read = read_text(&file.value, MAX_SECRET_BYTES)
-                    .map_err(|error| format!("cannot read `{}`: {error}", file.value.display()))
+                    .map_err(|error| {
+                        let message = format!("cannot read `{}`: {error}", file.value.display());
+                        // Not there, or not ours to read: where the secret is not (a CI
+                        // machine). Anything else is wrong wherever it is checked.
+                        if error.is_absent() {
+                            Unread::Absent(message)
+                        } else {
+                            Unread::Invalid(message)
+                        }
+                    })
                     .and_then(|contents| {
                         // The password is the first line; a trailing newline is not part
                         // of it.
                         let first_line = contents.lines().next().unwrap_or_default();
                         if first_line.is_empty() {
-                            Err(format!("`{}` is empty", file.value.display()))
+                            Err(Unread::Invalid(format!(
+                                "`{}` is empty",
+                                file.value.display()
+                            )))
                         } else {
                             Ok(first_line.to_owned())
                         }
@@ -78,8 +99,9 @@ impl Validator<'_> {
                 self.resolved(read, file.referenced, &field)?
             }
             (None, Some(env)) => {
-                let read = std::env::var(&env.value)
-                    .map_err(|_| format!("environment variable `{}` is not set", env.value));
+                let read = std::env::var(&env.value).map_err(|_| {
+                    Unread::Absent(format!("environment variable `{}` is not set", env.value))
+                });
                 self.resolved(read, env.referenced, &format!("{field}.password_env"))?
             }
         };
@@ -90,18 +112,21 @@ impl Validator<'_> {
         })
     }
 
-    /// A secret as read, or why not: an error, or with [`Secrets::Optional`] a warning
-    /// and an empty secret.
+    /// A secret as read, or why not: an error, or — for a secret that is absent here,
+    /// with [`Secrets::Optional`] — a warning and an empty secret.
     fn resolved(
         &self,
-        read: Result<String, String>,
+        read: Result<String, Unread>,
         at: serde_saphyr::Location,
         field: &str,
     ) -> Result<Secret, ConfigError> {
         match (read, self.secrets) {
             (Ok(value), _) => Ok(Secret::new(value)),
-            (Err(message), Secrets::Required) => Err(self.site.at(at, field, message)),
-            (Err(message), Secrets::Optional) => {
+            (Err(Unread::Invalid(message) | Unread::Absent(message)), Secrets::Required)
+            | (Err(Unread::Invalid(message)), Secrets::Optional) => {
+                Err(self.site.at(at, field, message))
+            }
+            (Err(Unread::Absent(message)), Secrets::Optional) => {
                 self.warn(
                     at,
                     field,
