@@ -242,12 +242,7 @@ pub fn config(resolver: SocketAddr, timeout: &str, targets: &str) -> String {
 
 /// [`config`] with a chosen interval.
 pub fn config_every(resolver: SocketAddr, interval: &str, timeout: &str, targets: &str) -> String {
-    format!(
-        "listen: \"127.0.0.1:0\"\n\
-         defaults: {{interval: {interval}, timeout: {timeout}, start_jitter: 0s}}\n\
-         site: {{gateway: none, resolvers: [\"{resolver}\"]}}\n\
-         targets:\n{targets}"
-    )
+    super::agent::config_with(resolver, interval, timeout, targets)
 }
 
 /// Waits until a scrape of `agent` satisfies `done`, scraping after every probe
