@@ -96,7 +96,7 @@ async fn mx_answer_that_matches_expect_everywhere_is_up_and_consistent() {
             1.0
         );
         assert_eq!(m.all("mailprobe_failures_total", &[t[0]]), vec![]);
-        assert_eq!(m.value("mailprobe_fault", &[t[0], ("domain", "none")]), 1.0);
+        assert_eq!(m.fault("mx", "none"), 1.0);
         assert_eq!(
             m.all("mailprobe_fault", &[t[0]]).len(),
             10,
@@ -161,7 +161,7 @@ async fn an_answer_other_than_expected_fails_with_dns_unexpected_answer() {
         assert_eq!(m.value("mailprobe_dns_expected_match", &r), 0.0);
         assert_eq!(m.value("mailprobe_dns_records", &[r[0], r[1], ("type", "MX")]), 2.0);
         // No reference resolver gives the expected answer either: public DNS is not cut over.
-        assert_eq!(m.value("mailprobe_fault", &[r[0], ("domain", "remote_dns")]), 1.0);
+        assert_eq!(m.fault("cutover", "remote_dns"), 1.0);
     })
     .await;
 }

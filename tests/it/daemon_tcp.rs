@@ -112,20 +112,8 @@ async fn a_closed_port_is_refused_in_the_connect_phase() {
         let target = listener_target("closed", closed_port());
         let (_, m) = first_result(&config(&target), "closed").await;
         m.assert_only_failure("closed", "connect", "connect_refused");
-        assert_eq!(
-            m.value(
-                "mailprobe_fault",
-                &[("target", "closed"), ("domain", "server_service")]
-            ),
-            1.0
-        );
-        assert_eq!(
-            m.value(
-                "mailprobe_fault",
-                &[("target", "closed"), ("domain", "none")]
-            ),
-            0.0
-        );
+        assert_eq!(m.fault("closed", "server_service"), 1.0);
+        assert_eq!(m.fault("closed", "none"), 0.0);
     })
     .await;
 }
@@ -146,13 +134,7 @@ async fn silently_dropped_packets_are_a_connect_timeout_within_the_probe_timeout
         );
         m.assert_only_failure("dropped", "connect", "connect_timeout");
         // No canaries configured: silence is blamed on the server path.
-        assert_eq!(
-            m.value(
-                "mailprobe_fault",
-                &[("target", "dropped"), ("domain", "server_network")]
-            ),
-            1.0
-        );
+        assert_eq!(m.fault("dropped", "server_network"), 1.0);
     })
     .await;
 }

@@ -371,6 +371,12 @@ impl Metrics {
         );
     }
 
+    /// `mailprobe_fault` of `target` for fault domain `domain` (1 for the domain
+    /// blamed, else 0); the series must exist.
+    pub fn fault(&self, target: &str, domain: &str) -> f64 {
+        self.value("mailprobe_fault", &[("target", target), ("domain", domain)])
+    }
+
     /// Like [`get`](Self::get) but the series must exist.
     pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         self.get(name, labels)
