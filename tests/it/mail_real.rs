@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::support::agent::{Agent, Metrics, http, within};
-use crate::support::binary::Binary;
+use crate::support::binary::{Binary, assert_never_shown};
 use crate::support::{Dovecot, Exim, TestPki, Validity};
 
 const TEST_LIMIT: Duration = Duration::from_secs(90);
@@ -423,25 +423,8 @@ async fn the_password_appears_in_no_log_metric_or_debug_output() {
         // Everything the agent logs, at the most verbose level, libraries included.
         let (mut binary, addr) =
             tokio::task::block_in_place(|| Binary::start_with(&config_path, "trace"));
-        for name in names {
-            let needle = format!("\"target\":\"{name}\"");
-            let is_result = |line: &str| {
-                line.contains(&needle)
-                    && (line.contains("probe succeeded") || line.contains("probe failed"))
-            };
-            // The first result of every target is logged (a state change); it may have
-            // been read already while waiting for another target.
-            let seen = binary.log.iter().find(|line| is_result(line)).cloned();
-            let line = seen.unwrap_or_else(|| {
-                tokio::task::block_in_place(|| {
-                    loop {
-                        let line = binary.wait_line(&needle);
-                        if is_result(&line) {
-                            return line;
-                        }
-                    }
-                })
-            });
+        let lines = tokio::task::block_in_place(|| binary.results_logged(&names));
+        for (name, line) in names.iter().zip(&lines) {
             assert_eq!(
                 line.contains("probe succeeded"),
                 name.ends_with("-good"),
@@ -474,11 +457,7 @@ async fn the_password_appears_in_no_log_metric_or_debug_output() {
             "trace logging produced output to search"
         );
         for password in [PASSWORD, WRONG_PASSWORD] {
-            for form in secret_forms(password) {
-                for (place, text) in &outputs {
-                    assert!(!text.contains(&form), "a password form appears in {place}");
-                }
-            }
+            assert_never_shown(&outputs, &secret_forms(password));
         }
         drop((dovecot, exim));
     })
