@@ -9,6 +9,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod agent;
+pub mod autodiscover;
 pub mod binary;
 pub mod certs;
 pub mod cli;
