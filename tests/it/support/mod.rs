@@ -14,6 +14,7 @@ pub mod binary;
 pub mod certs;
 pub mod cli;
 pub mod dnsmasq;
+pub mod domain;
 pub mod dovecot;
 pub mod exchange;
 pub mod exim;
