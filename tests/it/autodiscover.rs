@@ -30,9 +30,10 @@ fn json_service(s: &Scenario, root: &str, more: &str) -> String {
 #[tokio::test]
 async fn the_domain_itself_is_asked_first_and_answers_with_pox_domain() {
     within(TEST_LIMIT, async {
+        let ews = ews_url(MAIL_HOST);
         // Both would answer, differently: the first in Outlook's order wins.
         let m = Scenario::new(&[Domain, Autodiscover])
-            .answering(Domain, "d", "mbx-domain.example.test", &ews_url(MAIL_HOST))
+            .answering(Domain, "d", "mbx-domain.example.test", &ews)
             .answering(
                 Autodiscover,
                 "ad",
@@ -41,12 +42,7 @@ async fn the_domain_itself_is_asked_first_and_answers_with_pox_domain() {
             )
             .probe_once(&[&AD])
             .await;
-        assert_found(
-            &m,
-            "pox_domain",
-            &ews_url(MAIL_HOST),
-            "mbx-domain.example.test",
-        );
+        assert_found(&m, "pox_domain", &ews, "mbx-domain.example.test");
         assert_eq!(m.value("mailprobe_autodiscover_changes_total", &AD), 0.0);
         assert_eq!(m.value("mailprobe_http_status_code", &AD), 200.0);
         assert_eq!(
@@ -60,6 +56,7 @@ async fn the_domain_itself_is_asked_first_and_answers_with_pox_domain() {
 #[tokio::test]
 async fn a_website_on_the_domain_is_not_an_answer_and_autodiscover_host_is_asked_next() {
     within(TEST_LIMIT, async {
+        let ews = ews_url(MAIL_HOST);
         // The company's web site answers every path, POST too, with a 200 page.
         let website = "location / {\n\
                        \x20 default_type text/html;\n\
@@ -67,15 +64,10 @@ async fn a_website_on_the_domain_is_not_an_answer_and_autodiscover_host_is_asked
                        }";
         let m = Scenario::new(&[Domain, Autodiscover])
             .https(Domain, website)
-            .answering(Autodiscover, "ad", "mbx2.example.test", &ews_url(MAIL_HOST))
+            .answering(Autodiscover, "ad", "mbx2.example.test", &ews)
             .probe_once(&[&AD])
             .await;
-        assert_found(
-            &m,
-            "pox_autodiscover_host",
-            &ews_url(MAIL_HOST),
-            "mbx2.example.test",
-        );
+        assert_found(&m, "pox_autodiscover_host", &ews, "mbx2.example.test");
     })
     .await;
 }
@@ -83,6 +75,7 @@ async fn a_website_on_the_domain_is_not_an_answer_and_autodiscover_host_is_asked
 #[tokio::test]
 async fn autodiscover_host_behind_a_cname_answers_with_pox_autodiscover_host() {
     within(TEST_LIMIT, async {
+        let ews = ews_url(MAIL_HOST);
         // D has an address where nothing listens (refused); autodiscover.D is an
         // alias of a hosted Autodiscover service, as with most providers.
         let s = Scenario::new(&[Domain]).dns(|zone, bed| {
@@ -91,13 +84,13 @@ async fn autodiscover_host_behind_a_cname_answers_with_pox_autodiscover_host() {
         });
         let mbx = "mbx7.provider.example.test";
         let m = s
-            .answering(Autodiscover, "ad", mbx, &ews_url(MAIL_HOST))
+            .answering(Autodiscover, "ad", mbx, &ews)
             .probe_once(&[&AD])
             .await;
         assert_found(
             &m,
             "pox_autodiscover_host",
-            &ews_url(MAIL_HOST),
+            &ews,
             "mbx7.provider.example.test",
         );
     })
@@ -107,18 +100,14 @@ async fn autodiscover_host_behind_a_cname_answers_with_pox_autodiscover_host() {
 #[tokio::test]
 async fn the_plain_http_redirect_leads_to_the_answer_with_pox_http_redirect() {
     within(TEST_LIMIT, async {
+        let ews = ews_url(MAIL_HOST);
         // autodiscover.D listens on port 80 only, and redirects to mail.D.
         let m = Scenario::new(&[Domain, Autodiscover, Mail])
             .http(Autodiscover, redirect_to(&format!("https://{MAIL_HOST}")))
-            .answering(Mail, "mail", "mbx3.example.test", &ews_url(MAIL_HOST))
+            .answering(Mail, "mail", "mbx3.example.test", &ews)
             .probe_once(&[&AD])
             .await;
-        assert_found(
-            &m,
-            "pox_http_redirect",
-            &ews_url(MAIL_HOST),
-            "mbx3.example.test",
-        );
+        assert_found(&m, "pox_http_redirect", &ews, "mbx3.example.test");
     })
     .await;
 }
@@ -126,6 +115,7 @@ async fn the_plain_http_redirect_leads_to_the_answer_with_pox_http_redirect() {
 #[tokio::test]
 async fn the_srv_record_leads_to_the_answer_with_pox_srv() {
     within(TEST_LIMIT, async {
+        let ews = ews_url(MAIL_HOST);
         // Neither D nor autodiscover.D exists; the SRV record names mail.D on a port
         // of its own (so this test needs no fixed port).
         let port = free_port(Ipv4Addr::LOCALHOST.into());
@@ -139,8 +129,7 @@ async fn the_srv_record_leads_to_the_answer_with_pox_srv() {
             )
             .a(MAIL_HOST, Ipv4Addr::LOCALHOST)
         });
-        s.bed
-            .answers("mail", "mbx4.example.test", &ews_url(MAIL_HOST));
+        s.bed.answers("mail", "mbx4.example.test", &ews);
         let directives = s.bed.autodiscover_service("mail");
         let m = s
             .server(ServerBlock {
@@ -150,7 +139,7 @@ async fn the_srv_record_leads_to_the_answer_with_pox_srv() {
             })
             .probe_once(&[&AD])
             .await;
-        assert_found(&m, "pox_srv", &ews_url(MAIL_HOST), "mbx4.example.test");
+        assert_found(&m, "pox_srv", &ews, "mbx4.example.test");
     })
     .await;
 }
@@ -158,15 +147,15 @@ async fn the_srv_record_leads_to_the_answer_with_pox_srv() {
 #[tokio::test]
 async fn a_pox_challenge_takes_the_urls_from_the_json_endpoint() {
     within(TEST_LIMIT, async {
+        let ews = ews_url(MAIL_HOST);
         let s = Scenario::new(&[Domain, Autodiscover]);
         // POX wants credentials (alive); the anonymous v2 endpoint names EWS.
-        s.bed
-            .answers("ad", "unused.example.test", &ews_url(MAIL_HOST));
+        s.bed.answers("ad", "unused.example.test", &ews);
         let challenge = format!("\nlocation = {AUTODISCOVER_XML} {{\n{CHALLENGE_401}\n}}");
         let directives = json_service(&s, "ad", &challenge);
         let m = s.https(Autodiscover, directives).probe_once(&[&AD]).await;
         // No POX <Server>: the server is the EWS URL's host.
-        assert_found(&m, "json", &ews_url(MAIL_HOST), MAIL_HOST);
+        assert_found(&m, "json", &ews, MAIL_HOST);
     })
     .await;
 }
@@ -174,13 +163,13 @@ async fn a_pox_challenge_takes_the_urls_from_the_json_endpoint() {
 #[tokio::test]
 async fn only_the_json_endpoint_answering_is_enough() {
     within(TEST_LIMIT, async {
+        let ews = ews_url(MAIL_HOST);
         let s = Scenario::new(&[Domain, Autodiscover]);
         // No POX service anywhere (404), but the v2 endpoint at autodiscover.D answers.
-        s.bed
-            .write("ad", AUTODISCOVER_JSON, &json_answer(&ews_url(MAIL_HOST)));
+        s.bed.write("ad", AUTODISCOVER_JSON, &json_answer(&ews));
         let directives = json_service(&s, "ad", "");
         let m = s.https(Autodiscover, directives).probe_once(&[&AD]).await;
-        assert_found(&m, "json", &ews_url(MAIL_HOST), MAIL_HOST);
+        assert_found(&m, "json", &ews, MAIL_HOST);
     })
     .await;
 }
@@ -188,17 +177,17 @@ async fn only_the_json_endpoint_answering_is_enough() {
 #[tokio::test]
 async fn pox_settings_without_an_ews_url_take_it_from_json_and_keep_the_pox_server() {
     within(TEST_LIMIT, async {
+        let ews = ews_url(MAIL_HOST);
         let s = Scenario::new(&[Autodiscover]);
         s.bed.write(
             "ad",
             AUTODISCOVER_XML,
             &pox_answer_without_ews("mbx12.example.test"),
         );
-        s.bed
-            .write("ad", AUTODISCOVER_JSON, &json_answer(&ews_url(MAIL_HOST)));
+        s.bed.write("ad", AUTODISCOVER_JSON, &json_answer(&ews));
         let m = s.service(Autodiscover, "ad").probe_once(&[&AD]).await;
         // The URL came from JSON; the server is still the one POX named.
-        assert_found(&m, "json", &ews_url(MAIL_HOST), "mbx12.example.test");
+        assert_found(&m, "json", &ews, "mbx12.example.test");
     })
     .await;
 }
@@ -206,6 +195,7 @@ async fn pox_settings_without_an_ews_url_take_it_from_json_and_keep_the_pox_serv
 #[tokio::test]
 async fn a_redirect_url_answer_is_followed_to_the_settings() {
     within(TEST_LIMIT, async {
+        let ews = ews_url(MAIL_HOST);
         let s = Scenario::new(&[Domain, Autodiscover, Mail]);
         s.bed.write(
             "ad",
@@ -214,16 +204,11 @@ async fn a_redirect_url_answer_is_followed_to_the_settings() {
         );
         let m = s
             .service(Autodiscover, "ad")
-            .answering(Mail, "mail", "mbx6.example.test", &ews_url(MAIL_HOST))
+            .answering(Mail, "mail", "mbx6.example.test", &ews)
             .probe_once(&[&AD])
             .await;
         // Found through autodiscover.D, settings from where it pointed.
-        assert_found(
-            &m,
-            "pox_autodiscover_host",
-            &ews_url(MAIL_HOST),
-            "mbx6.example.test",
-        );
+        assert_found(&m, "pox_autodiscover_host", &ews, "mbx6.example.test");
     })
     .await;
 }
@@ -258,23 +243,16 @@ async fn a_redirect_addr_answer_starts_again_for_the_new_address() {
 #[tokio::test]
 async fn an_answer_with_a_byte_order_mark_is_read() {
     within(TEST_LIMIT, async {
+        let ews = ews_url(MAIL_HOST);
         let s = Scenario::new(&[Autodiscover]);
         // .NET writers often start UTF-8 XML with a byte order mark.
         s.bed.write(
             "ad",
             AUTODISCOVER_XML,
-            &format!(
-                "\u{feff}{}",
-                pox_answer("mbx10.example.test", &ews_url(MAIL_HOST))
-            ),
+            &format!("\u{feff}{}", pox_answer("mbx10.example.test", &ews)),
         );
         let m = s.service(Autodiscover, "ad").probe_once(&[&AD]).await;
-        assert_found(
-            &m,
-            "pox_autodiscover_host",
-            &ews_url(MAIL_HOST),
-            "mbx10.example.test",
-        );
+        assert_found(&m, "pox_autodiscover_host", &ews, "mbx10.example.test");
     })
     .await;
 }
@@ -282,20 +260,16 @@ async fn an_answer_with_a_byte_order_mark_is_read() {
 #[tokio::test]
 async fn a_blackholed_domain_does_not_starve_the_autodiscover_host() {
     within(TEST_LIMIT, async {
+        let ews = ews_url(MAIL_HOST);
         let s = Scenario::new(&[Domain, Autodiscover]).timeout("6s");
         // https://D/ is tried first and its packets vanish: connect would hang
         // for the whole probe timeout if the first method could take it all.
         let _drop = DropRule::drop_tcp(s.bed.block.addr(Domain.n(), 443));
         let m = s
-            .answering(Autodiscover, "ad", "mbx8.example.test", &ews_url(MAIL_HOST))
+            .answering(Autodiscover, "ad", "mbx8.example.test", &ews)
             .probe_once(&[&AD])
             .await;
-        assert_found(
-            &m,
-            "pox_autodiscover_host",
-            &ews_url(MAIL_HOST),
-            "mbx8.example.test",
-        );
+        assert_found(&m, "pox_autodiscover_host", &ews, "mbx8.example.test");
         let took = m.value("mailprobe_probe_duration_seconds", &AD);
         assert!(took < 6.0, "within the timeout: {took}");
     })
