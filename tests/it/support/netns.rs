@@ -612,7 +612,7 @@ impl TestBed {
             ("IMAP greeting", &|| {
                 let timeout = Duration::from_secs(1);
                 let line = self
-                    .in_site(|| super::dovecot::first_line(self.imap, timeout))
+                    .in_site(|| super::process::first_line(self.imap, timeout))
                     .map_err(|e| e.to_string())?;
                 match line.starts_with("* OK") {
                     true => Ok(()),
