@@ -153,8 +153,14 @@ fn render_result(out: &mut String, judged: &Judged) {
                     verdict::site_summary(site)
                 );
             }
-            None => {
+            None if crate::judge::needs_site(result) => {
                 let _ = writeln!(out, "   site: not measured yet");
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "   site: not needed for this verdict (the server itself answered)"
+                );
             }
         }
     }
@@ -314,6 +320,9 @@ mod tests {
             text.contains("verdict: 192.0.2.25 refused the connection on port 25"),
             "{text}"
         );
-        assert!(text.contains("site: not measured yet"), "{text}");
+        assert!(
+            text.contains("site: not needed for this verdict (the server itself answered)"),
+            "{text}"
+        );
     }
 }

@@ -8,53 +8,47 @@
 
 use std::net::Ipv4Addr;
 
-use crate::support::agent::{Agent, within};
+use crate::support::DropRule;
+use crate::support::agent::within;
+use crate::support::autodiscover::Host::{Autodiscover, Domain, Mail, Provider};
+use crate::support::autodiscover::{Scenario, assert_found, redirect_to};
 use crate::support::exchange::{
-    AD, AUTODISCOVER_HOST, AUTODISCOVER_JSON, AUTODISCOVER_XML, CHALLENGE_401, DOMAIN, EMAIL,
-    ExchangeBed, MAIL_HOST, PROVIDER_AUTODISCOVER_HOST, PROVIDER_DOMAIN, ServerBlock, TEST_LIMIT,
-    answer, answers, assert_up, autodiscover_agent, config, ews_url, json_answer, phases,
-    pox_answer, pox_answer_without_ews, pox_redirect_addr, pox_redirect_url, probed, sorted, zone,
+    AD, AUTODISCOVER_HOST, AUTODISCOVER_JSON, AUTODISCOVER_XML, CHALLENGE_401, DOMAIN, MAIL_HOST,
+    PROVIDER_DOMAIN, ServerBlock, TEST_LIMIT, ews_url, json_answer, phases, pox_answer,
+    pox_answer_without_ews, pox_redirect_addr, pox_redirect_url, sorted,
 };
-use crate::support::{DropRule, free_port};
+use crate::support::free_port;
+
+/// Serves the v2 JSON answer of document root `root`, and `more`.
+fn json_service(s: &Scenario, root: &str, more: &str) -> String {
+    format!(
+        "root {};\nlocation = {AUTODISCOVER_JSON} {{ default_type application/json; }}{more}",
+        s.bed.root(root).display()
+    )
+}
 
 #[tokio::test]
 async fn the_domain_itself_is_asked_first_and_answers_with_pox_domain() {
     within(TEST_LIMIT, async {
-        let bed = ExchangeBed::new();
-        let dns = zone()
-            .a(DOMAIN, bed.domain_ip())
-            .a(AUTODISCOVER_HOST, bed.autodiscover_ip())
-            .start()
-            .expect("dnsmasq starts");
+        let ews = ews_url(MAIL_HOST);
         // Both would answer, differently: the first in Outlook's order wins.
-        bed.answers("d", "mbx-domain.example.test", &ews_url(MAIL_HOST));
-        bed.answers("ad", "mbx-ad.example.test", &ews_url(AUTODISCOVER_HOST));
-        let _nginx = bed.nginx(vec![
-            ServerBlock {
-                listen: bed.block.addr(1, 443),
-                tls: true,
-                directives: bed.autodiscover_service("d"),
-            },
-            ServerBlock {
-                listen: bed.block.addr(2, 443),
-                tls: true,
-                directives: bed.autodiscover_service("ad"),
-            },
-        ]);
-        let agent = autodiscover_agent(&bed, &dns).await;
-        let m = probed(&agent, &[&AD], 1.0).await;
-        assert_up(&m, &AD);
-        assert_eq!(
-            answers(&m),
-            answer("pox_domain", &ews_url(MAIL_HOST), "mbx-domain.example.test")
-        );
+        let m = Scenario::new(&[Domain, Autodiscover])
+            .answering(Domain, "d", "mbx-domain.example.test", &ews)
+            .answering(
+                Autodiscover,
+                "ad",
+                "mbx-ad.example.test",
+                &ews_url(AUTODISCOVER_HOST),
+            )
+            .probe_once(&[&AD])
+            .await;
+        assert_found(&m, "pox_domain", &ews, "mbx-domain.example.test");
         assert_eq!(m.value("mailprobe_autodiscover_changes_total", &AD), 0.0);
         assert_eq!(m.value("mailprobe_http_status_code", &AD), 200.0);
         assert_eq!(
             phases(&m, &AD),
             sorted(&["resolve", "connect", "tls", "request", "response"])
         );
-        agent.stop().await.expect("clean stop");
     })
     .await;
 }
@@ -62,42 +56,18 @@ async fn the_domain_itself_is_asked_first_and_answers_with_pox_domain() {
 #[tokio::test]
 async fn a_website_on_the_domain_is_not_an_answer_and_autodiscover_host_is_asked_next() {
     within(TEST_LIMIT, async {
-        let bed = ExchangeBed::new();
-        let dns = zone()
-            .a(DOMAIN, bed.domain_ip())
-            .a(AUTODISCOVER_HOST, bed.autodiscover_ip())
-            .start()
-            .expect("dnsmasq starts");
-        bed.answers("ad", "mbx2.example.test", &ews_url(MAIL_HOST));
+        let ews = ews_url(MAIL_HOST);
         // The company's web site answers every path, POST too, with a 200 page.
         let website = "location / {\n\
                        \x20 default_type text/html;\n\
                        \x20 return 200 '<html><body>Welcome to Example</body></html>';\n\
                        }";
-        let _nginx = bed.nginx(vec![
-            ServerBlock {
-                listen: bed.block.addr(1, 443),
-                tls: true,
-                directives: website.to_owned(),
-            },
-            ServerBlock {
-                listen: bed.block.addr(2, 443),
-                tls: true,
-                directives: bed.autodiscover_service("ad"),
-            },
-        ]);
-        let agent = autodiscover_agent(&bed, &dns).await;
-        let m = probed(&agent, &[&AD], 1.0).await;
-        assert_up(&m, &AD);
-        assert_eq!(
-            answers(&m),
-            answer(
-                "pox_autodiscover_host",
-                &ews_url(MAIL_HOST),
-                "mbx2.example.test"
-            )
-        );
-        agent.stop().await.expect("clean stop");
+        let m = Scenario::new(&[Domain, Autodiscover])
+            .https(Domain, website)
+            .answering(Autodiscover, "ad", "mbx2.example.test", &ews)
+            .probe_once(&[&AD])
+            .await;
+        assert_found(&m, "pox_autodiscover_host", &ews, "mbx2.example.test");
     })
     .await;
 }
@@ -105,33 +75,24 @@ async fn a_website_on_the_domain_is_not_an_answer_and_autodiscover_host_is_asked
 #[tokio::test]
 async fn autodiscover_host_behind_a_cname_answers_with_pox_autodiscover_host() {
     within(TEST_LIMIT, async {
-        let bed = ExchangeBed::new();
+        let ews = ews_url(MAIL_HOST);
         // D has an address where nothing listens (refused); autodiscover.D is an
         // alias of a hosted Autodiscover service, as with most providers.
-        let dns = zone()
-            .a(DOMAIN, bed.domain_ip())
-            .cname(AUTODISCOVER_HOST, "autodiscover.provider.example.test")
-            .a("autodiscover.provider.example.test", bed.autodiscover_ip())
-            .start()
-            .expect("dnsmasq starts");
-        bed.answers("ad", "mbx7.provider.example.test", &ews_url(MAIL_HOST));
-        let _nginx = bed.nginx(vec![ServerBlock {
-            listen: bed.block.addr(2, 443),
-            tls: true,
-            directives: bed.autodiscover_service("ad"),
-        }]);
-        let agent = autodiscover_agent(&bed, &dns).await;
-        let m = probed(&agent, &[&AD], 1.0).await;
-        assert_up(&m, &AD);
-        assert_eq!(
-            answers(&m),
-            answer(
-                "pox_autodiscover_host",
-                &ews_url(MAIL_HOST),
-                "mbx7.provider.example.test"
-            )
+        let s = Scenario::new(&[Domain]).dns(|zone, bed| {
+            zone.cname(AUTODISCOVER_HOST, "autodiscover.provider.example.test")
+                .a("autodiscover.provider.example.test", Autodiscover.ip(bed))
+        });
+        let mbx = "mbx7.provider.example.test";
+        let m = s
+            .answering(Autodiscover, "ad", mbx, &ews)
+            .probe_once(&[&AD])
+            .await;
+        assert_found(
+            &m,
+            "pox_autodiscover_host",
+            &ews,
+            "mbx7.provider.example.test",
         );
-        agent.stop().await.expect("clean stop");
     })
     .await;
 }
@@ -139,42 +100,14 @@ async fn autodiscover_host_behind_a_cname_answers_with_pox_autodiscover_host() {
 #[tokio::test]
 async fn the_plain_http_redirect_leads_to_the_answer_with_pox_http_redirect() {
     within(TEST_LIMIT, async {
-        let bed = ExchangeBed::new();
-        let dns = zone()
-            .a(DOMAIN, bed.domain_ip())
-            .a(AUTODISCOVER_HOST, bed.autodiscover_ip())
-            .a(MAIL_HOST, bed.mail_ip())
-            .start()
-            .expect("dnsmasq starts");
-        bed.answers("mail", "mbx3.example.test", &ews_url(MAIL_HOST));
+        let ews = ews_url(MAIL_HOST);
         // autodiscover.D listens on port 80 only, and redirects to mail.D.
-        let redirect = format!(
-            "location = {AUTODISCOVER_XML} {{ return 302 https://{MAIL_HOST}{AUTODISCOVER_XML}; }}"
-        );
-        let _nginx = bed.nginx(vec![
-            ServerBlock {
-                listen: bed.block.addr(2, 80),
-                tls: false,
-                directives: redirect,
-            },
-            ServerBlock {
-                listen: bed.block.addr(3, 443),
-                tls: true,
-                directives: bed.autodiscover_service("mail"),
-            },
-        ]);
-        let agent = autodiscover_agent(&bed, &dns).await;
-        let m = probed(&agent, &[&AD], 1.0).await;
-        assert_up(&m, &AD);
-        assert_eq!(
-            answers(&m),
-            answer(
-                "pox_http_redirect",
-                &ews_url(MAIL_HOST),
-                "mbx3.example.test"
-            )
-        );
-        agent.stop().await.expect("clean stop");
+        let m = Scenario::new(&[Domain, Autodiscover, Mail])
+            .http(Autodiscover, redirect_to(&format!("https://{MAIL_HOST}")))
+            .answering(Mail, "mail", "mbx3.example.test", &ews)
+            .probe_once(&[&AD])
+            .await;
+        assert_found(&m, "pox_http_redirect", &ews, "mbx3.example.test");
     })
     .await;
 }
@@ -182,12 +115,12 @@ async fn the_plain_http_redirect_leads_to_the_answer_with_pox_http_redirect() {
 #[tokio::test]
 async fn the_srv_record_leads_to_the_answer_with_pox_srv() {
     within(TEST_LIMIT, async {
-        let bed = ExchangeBed::new();
+        let ews = ews_url(MAIL_HOST);
         // Neither D nor autodiscover.D exists; the SRV record names mail.D on a port
         // of its own (so this test needs no fixed port).
         let port = free_port(Ipv4Addr::LOCALHOST.into());
-        let dns = zone()
-            .srv(
+        let s = Scenario::new(&[]).dns(|zone, _| {
+            zone.srv(
                 &format!("_autodiscover._tcp.{DOMAIN}"),
                 MAIL_HOST,
                 port,
@@ -195,22 +128,18 @@ async fn the_srv_record_leads_to_the_answer_with_pox_srv() {
                 0,
             )
             .a(MAIL_HOST, Ipv4Addr::LOCALHOST)
-            .start()
-            .expect("dnsmasq starts");
-        bed.answers("mail", "mbx4.example.test", &ews_url(MAIL_HOST));
-        let _nginx = bed.nginx(vec![ServerBlock {
-            listen: (Ipv4Addr::LOCALHOST, port).into(),
-            tls: true,
-            directives: bed.autodiscover_service("mail"),
-        }]);
-        let agent = autodiscover_agent(&bed, &dns).await;
-        let m = probed(&agent, &[&AD], 1.0).await;
-        assert_up(&m, &AD);
-        assert_eq!(
-            answers(&m),
-            answer("pox_srv", &ews_url(MAIL_HOST), "mbx4.example.test")
-        );
-        agent.stop().await.expect("clean stop");
+        });
+        s.bed.answers("mail", "mbx4.example.test", &ews);
+        let directives = s.bed.autodiscover_service("mail");
+        let m = s
+            .server(ServerBlock {
+                listen: (Ipv4Addr::LOCALHOST, port).into(),
+                tls: true,
+                directives,
+            })
+            .probe_once(&[&AD])
+            .await;
+        assert_found(&m, "pox_srv", &ews, "mbx4.example.test");
     })
     .await;
 }
@@ -218,31 +147,15 @@ async fn the_srv_record_leads_to_the_answer_with_pox_srv() {
 #[tokio::test]
 async fn a_pox_challenge_takes_the_urls_from_the_json_endpoint() {
     within(TEST_LIMIT, async {
-        let bed = ExchangeBed::new();
-        let dns = zone()
-            .a(DOMAIN, bed.domain_ip())
-            .a(AUTODISCOVER_HOST, bed.autodiscover_ip())
-            .start()
-            .expect("dnsmasq starts");
+        let ews = ews_url(MAIL_HOST);
+        let s = Scenario::new(&[Domain, Autodiscover]);
         // POX wants credentials (alive); the anonymous v2 endpoint names EWS.
-        bed.answers("ad", "unused.example.test", &ews_url(MAIL_HOST));
-        let directives = format!(
-            "root {};\n\
-             location = {AUTODISCOVER_JSON} {{ default_type application/json; }}\n\
-             location = {AUTODISCOVER_XML} {{\n{CHALLENGE_401}\n}}",
-            bed.root("ad").display()
-        );
-        let _nginx = bed.nginx(vec![ServerBlock {
-            listen: bed.block.addr(2, 443),
-            tls: true,
-            directives,
-        }]);
-        let agent = autodiscover_agent(&bed, &dns).await;
-        let m = probed(&agent, &[&AD], 1.0).await;
-        assert_up(&m, &AD);
+        s.bed.answers("ad", "unused.example.test", &ews);
+        let challenge = format!("\nlocation = {AUTODISCOVER_XML} {{\n{CHALLENGE_401}\n}}");
+        let directives = json_service(&s, "ad", &challenge);
+        let m = s.https(Autodiscover, directives).probe_once(&[&AD]).await;
         // No POX <Server>: the server is the EWS URL's host.
-        assert_eq!(answers(&m), answer("json", &ews_url(MAIL_HOST), MAIL_HOST));
-        agent.stop().await.expect("clean stop");
+        assert_found(&m, "json", &ews, MAIL_HOST);
     })
     .await;
 }
@@ -250,27 +163,13 @@ async fn a_pox_challenge_takes_the_urls_from_the_json_endpoint() {
 #[tokio::test]
 async fn only_the_json_endpoint_answering_is_enough() {
     within(TEST_LIMIT, async {
-        let bed = ExchangeBed::new();
-        let dns = zone()
-            .a(DOMAIN, bed.domain_ip())
-            .a(AUTODISCOVER_HOST, bed.autodiscover_ip())
-            .start()
-            .expect("dnsmasq starts");
+        let ews = ews_url(MAIL_HOST);
+        let s = Scenario::new(&[Domain, Autodiscover]);
         // No POX service anywhere (404), but the v2 endpoint at autodiscover.D answers.
-        bed.write("ad", AUTODISCOVER_JSON, &json_answer(&ews_url(MAIL_HOST)));
-        let _nginx = bed.nginx(vec![ServerBlock {
-            listen: bed.block.addr(2, 443),
-            tls: true,
-            directives: format!(
-                "root {};\nlocation = {AUTODISCOVER_JSON} {{ default_type application/json; }}",
-                bed.root("ad").display()
-            ),
-        }]);
-        let agent = autodiscover_agent(&bed, &dns).await;
-        let m = probed(&agent, &[&AD], 1.0).await;
-        assert_up(&m, &AD);
-        assert_eq!(answers(&m), answer("json", &ews_url(MAIL_HOST), MAIL_HOST));
-        agent.stop().await.expect("clean stop");
+        s.bed.write("ad", AUTODISCOVER_JSON, &json_answer(&ews));
+        let directives = json_service(&s, "ad", "");
+        let m = s.https(Autodiscover, directives).probe_once(&[&AD]).await;
+        assert_found(&m, "json", &ews, MAIL_HOST);
     })
     .await;
 }
@@ -278,31 +177,17 @@ async fn only_the_json_endpoint_answering_is_enough() {
 #[tokio::test]
 async fn pox_settings_without_an_ews_url_take_it_from_json_and_keep_the_pox_server() {
     within(TEST_LIMIT, async {
-        let bed = ExchangeBed::new();
-        let dns = zone()
-            .a(AUTODISCOVER_HOST, bed.autodiscover_ip())
-            .start()
-            .expect("dnsmasq starts");
-        bed.write(
+        let ews = ews_url(MAIL_HOST);
+        let s = Scenario::new(&[Autodiscover]);
+        s.bed.write(
             "ad",
             AUTODISCOVER_XML,
             &pox_answer_without_ews("mbx12.example.test"),
         );
-        bed.write("ad", AUTODISCOVER_JSON, &json_answer(&ews_url(MAIL_HOST)));
-        let _nginx = bed.nginx(vec![ServerBlock {
-            listen: bed.block.addr(2, 443),
-            tls: true,
-            directives: bed.autodiscover_service("ad"),
-        }]);
-        let agent = autodiscover_agent(&bed, &dns).await;
-        let m = probed(&agent, &[&AD], 1.0).await;
-        assert_up(&m, &AD);
+        s.bed.write("ad", AUTODISCOVER_JSON, &json_answer(&ews));
+        let m = s.service(Autodiscover, "ad").probe_once(&[&AD]).await;
         // The URL came from JSON; the server is still the one POX named.
-        assert_eq!(
-            answers(&m),
-            answer("json", &ews_url(MAIL_HOST), "mbx12.example.test")
-        );
-        agent.stop().await.expect("clean stop");
+        assert_found(&m, "json", &ews, "mbx12.example.test");
     })
     .await;
 }
@@ -310,44 +195,20 @@ async fn pox_settings_without_an_ews_url_take_it_from_json_and_keep_the_pox_serv
 #[tokio::test]
 async fn a_redirect_url_answer_is_followed_to_the_settings() {
     within(TEST_LIMIT, async {
-        let bed = ExchangeBed::new();
-        let dns = zone()
-            .a(DOMAIN, bed.domain_ip())
-            .a(AUTODISCOVER_HOST, bed.autodiscover_ip())
-            .a(MAIL_HOST, bed.mail_ip())
-            .start()
-            .expect("dnsmasq starts");
-        bed.write(
+        let ews = ews_url(MAIL_HOST);
+        let s = Scenario::new(&[Domain, Autodiscover, Mail]);
+        s.bed.write(
             "ad",
             AUTODISCOVER_XML,
             &pox_redirect_url(&format!("https://{MAIL_HOST}{AUTODISCOVER_XML}")),
         );
-        bed.answers("mail", "mbx6.example.test", &ews_url(MAIL_HOST));
-        let _nginx = bed.nginx(vec![
-            ServerBlock {
-                listen: bed.block.addr(2, 443),
-                tls: true,
-                directives: bed.autodiscover_service("ad"),
-            },
-            ServerBlock {
-                listen: bed.block.addr(3, 443),
-                tls: true,
-                directives: bed.autodiscover_service("mail"),
-            },
-        ]);
-        let agent = autodiscover_agent(&bed, &dns).await;
-        let m = probed(&agent, &[&AD], 1.0).await;
-        assert_up(&m, &AD);
+        let m = s
+            .service(Autodiscover, "ad")
+            .answering(Mail, "mail", "mbx6.example.test", &ews)
+            .probe_once(&[&AD])
+            .await;
         // Found through autodiscover.D, settings from where it pointed.
-        assert_eq!(
-            answers(&m),
-            answer(
-                "pox_autodiscover_host",
-                &ews_url(MAIL_HOST),
-                "mbx6.example.test"
-            )
-        );
-        agent.stop().await.expect("clean stop");
+        assert_found(&m, "pox_autodiscover_host", &ews, "mbx6.example.test");
     })
     .await;
 }
@@ -355,45 +216,26 @@ async fn a_redirect_url_answer_is_followed_to_the_settings() {
 #[tokio::test]
 async fn a_redirect_addr_answer_starts_again_for_the_new_address() {
     within(TEST_LIMIT, async {
-        let bed = ExchangeBed::new();
-        let dns = zone()
-            .local_domain(PROVIDER_DOMAIN)
-            .a(AUTODISCOVER_HOST, bed.autodiscover_ip())
-            .a(PROVIDER_AUTODISCOVER_HOST, bed.provider_ip())
-            .start()
-            .expect("dnsmasq starts");
+        let s = Scenario::new(&[Autodiscover, Provider])
+            .dns(|zone, _| zone.local_domain(PROVIDER_DOMAIN));
         // The old domain's service knows the mailbox moved to another address.
-        bed.write(
+        s.bed.write(
             "ad",
             AUTODISCOVER_XML,
             &pox_redirect_addr(&format!("probe@{PROVIDER_DOMAIN}")),
         );
         let provider_ews = ews_url("outlook.provider.test");
-        bed.answers("provider", "mbx13.provider.test", &provider_ews);
-        let _nginx = bed.nginx(vec![
-            ServerBlock {
-                listen: bed.block.addr(2, 443),
-                tls: true,
-                directives: bed.autodiscover_service("ad"),
-            },
-            ServerBlock {
-                listen: bed.block.addr(4, 443),
-                tls: true,
-                directives: bed.autodiscover_service("provider"),
-            },
-        ]);
-        let agent = autodiscover_agent(&bed, &dns).await;
-        let m = probed(&agent, &[&AD], 1.0).await;
-        assert_up(&m, &AD);
-        assert_eq!(
-            answers(&m),
-            answer(
-                "pox_autodiscover_host",
-                &provider_ews,
-                "mbx13.provider.test"
-            )
+        let m = s
+            .service(Autodiscover, "ad")
+            .answering(Provider, "provider", "mbx13.provider.test", &provider_ews)
+            .probe_once(&[&AD])
+            .await;
+        assert_found(
+            &m,
+            "pox_autodiscover_host",
+            &provider_ews,
+            "mbx13.provider.test",
         );
-        agent.stop().await.expect("clean stop");
     })
     .await;
 }
@@ -401,37 +243,16 @@ async fn a_redirect_addr_answer_starts_again_for_the_new_address() {
 #[tokio::test]
 async fn an_answer_with_a_byte_order_mark_is_read() {
     within(TEST_LIMIT, async {
-        let bed = ExchangeBed::new();
-        let dns = zone()
-            .a(AUTODISCOVER_HOST, bed.autodiscover_ip())
-            .start()
-            .expect("dnsmasq starts");
+        let ews = ews_url(MAIL_HOST);
+        let s = Scenario::new(&[Autodiscover]);
         // .NET writers often start UTF-8 XML with a byte order mark.
-        bed.write(
+        s.bed.write(
             "ad",
             AUTODISCOVER_XML,
-            &format!(
-                "\u{feff}{}",
-                pox_answer("mbx10.example.test", &ews_url(MAIL_HOST))
-            ),
+            &format!("\u{feff}{}", pox_answer("mbx10.example.test", &ews)),
         );
-        let _nginx = bed.nginx(vec![ServerBlock {
-            listen: bed.block.addr(2, 443),
-            tls: true,
-            directives: bed.autodiscover_service("ad"),
-        }]);
-        let agent = autodiscover_agent(&bed, &dns).await;
-        let m = probed(&agent, &[&AD], 1.0).await;
-        assert_up(&m, &AD);
-        assert_eq!(
-            answers(&m),
-            answer(
-                "pox_autodiscover_host",
-                &ews_url(MAIL_HOST),
-                "mbx10.example.test"
-            )
-        );
-        agent.stop().await.expect("clean stop");
+        let m = s.service(Autodiscover, "ad").probe_once(&[&AD]).await;
+        assert_found(&m, "pox_autodiscover_host", &ews, "mbx10.example.test");
     })
     .await;
 }
@@ -439,40 +260,18 @@ async fn an_answer_with_a_byte_order_mark_is_read() {
 #[tokio::test]
 async fn a_blackholed_domain_does_not_starve_the_autodiscover_host() {
     within(TEST_LIMIT, async {
-        let bed = ExchangeBed::new();
-        let dns = zone()
-            .a(DOMAIN, bed.domain_ip())
-            .a(AUTODISCOVER_HOST, bed.autodiscover_ip())
-            .start()
-            .expect("dnsmasq starts");
-        bed.answers("ad", "mbx8.example.test", &ews_url(MAIL_HOST));
+        let ews = ews_url(MAIL_HOST);
+        let s = Scenario::new(&[Domain, Autodiscover]).timeout("6s");
         // https://D/ is tried first and its packets vanish: connect would hang
         // for the whole probe timeout if the first method could take it all.
-        let _drop = DropRule::drop_tcp(bed.block.addr(1, 443));
-        let _nginx = bed.nginx(vec![ServerBlock {
-            listen: bed.block.addr(2, 443),
-            tls: true,
-            directives: bed.autodiscover_service("ad"),
-        }]);
-        let agent = Agent::start(&config(
-            dns.addr,
-            "6s",
-            &bed.target("ex", &format!("email: {EMAIL}, checks: [autodiscover]")),
-        ))
-        .await;
-        let m = probed(&agent, &[&AD], 1.0).await;
-        assert_up(&m, &AD);
-        assert_eq!(
-            answers(&m),
-            answer(
-                "pox_autodiscover_host",
-                &ews_url(MAIL_HOST),
-                "mbx8.example.test"
-            )
-        );
+        let _drop = DropRule::drop_tcp(s.bed.block.addr(Domain.n(), 443));
+        let m = s
+            .answering(Autodiscover, "ad", "mbx8.example.test", &ews)
+            .probe_once(&[&AD])
+            .await;
+        assert_found(&m, "pox_autodiscover_host", &ews, "mbx8.example.test");
         let took = m.value("mailprobe_probe_duration_seconds", &AD);
         assert!(took < 6.0, "within the timeout: {took}");
-        agent.stop().await.expect("clean stop");
     })
     .await;
 }

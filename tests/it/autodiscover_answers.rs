@@ -3,39 +3,38 @@
 //! (`mailprobe_autodiscover_changes_total`), and where the mailbox password may
 //! go — against a real nginx and dnsmasq as in `autodiscover.rs`.
 
-use crate::support::agent::{Agent, Metrics, http, within};
-use crate::support::binary::Binary;
-use crate::support::exchange::{
-    AD, AUTODISCOVER_HOST, AUTODISCOVER_XML, DOMAIN, EMAIL, ExchangeBed, MAIL_HOST, PROBE_TIMEOUT,
-    ServerBlock, TEST_LIMIT, answer, answers, assert_failed, assert_up, autodiscover_agent, config,
-    config_every, ews_url, phases, pox_error, probed, probes, sorted, wait_until, with, zone,
+use crate::support::agent::{http, within};
+use crate::support::autodiscover::Host::{Autodiscover, Domain, Mail};
+use crate::support::autodiscover::{
+    Scenario, assert_found, assert_not_found, login_keys, redirect_to,
 };
+use crate::support::binary::{assert_never_shown, basic_forms, traced_run};
+use crate::support::exchange::{
+    AD, AUTODISCOVER_XML, DOMAIN, EMAIL, MAIL_HOST, TEST_LIMIT, answer, answers, assert_failed,
+    assert_up, check, ews_url, phases, pox_error, probed, probes, sorted, wait_until, with,
+};
+
+/// Exchange's answer for a mailbox it does not know.
+fn unknown_mailbox() -> String {
+    pox_error(500, "The email address can't be found.")
+}
+
+/// POX Autodiscover asking for Basic (401), refusing (403) any request that
+/// carries a password.
+const GUARDED: &str = "location = /autodiscover/autodiscover.xml {\n\
+                       \x20 if ($http_authorization) { return 403; }\n\
+                       \x20 add_header WWW-Authenticate 'Basic realm=\"Autodiscover\"' always;\n\
+                       \x20 return 401;\n\
+                       }";
 
 #[tokio::test]
 async fn an_autodiscover_error_answer_fails_in_response_with_protocol_error() {
     within(TEST_LIMIT, async {
-        let bed = ExchangeBed::new();
-        let dns = zone()
-            .a(DOMAIN, bed.domain_ip())
-            .a(AUTODISCOVER_HOST, bed.autodiscover_ip())
-            .start()
-            .expect("dnsmasq starts");
-        bed.write(
-            "ad",
-            AUTODISCOVER_XML,
-            &pox_error(500, "The email address can't be found."),
-        );
-        let _nginx = bed.nginx(vec![ServerBlock {
-            listen: bed.block.addr(2, 443),
-            tls: true,
-            directives: bed.autodiscover_service("ad"),
-        }]);
-        let agent = autodiscover_agent(&bed, &dns).await;
-        let m = probed(&agent, &[&AD], 1.0).await;
-        assert_failed(&m, &AD, "response", "protocol_error", "server_service");
+        let s = Scenario::new(&[Domain, Autodiscover]);
+        s.bed.write("ad", AUTODISCOVER_XML, &unknown_mailbox());
+        let m = s.service(Autodiscover, "ad").probe_once(&[&AD]).await;
+        assert_not_found(&m, "response", "protocol_error", "server_service");
         assert_eq!(m.value("mailprobe_http_status_code", &AD), 200.0);
-        assert_eq!(answers(&m), vec![]);
-        agent.stop().await.expect("clean stop");
     })
     .await;
 }
@@ -43,18 +42,11 @@ async fn an_autodiscover_error_answer_fails_in_response_with_protocol_error() {
 #[tokio::test]
 async fn nothing_answering_fails_with_the_autodiscover_hosts_connect_refused() {
     within(TEST_LIMIT, async {
-        let bed = ExchangeBed::new();
         // Every name exists; nothing listens on 443 or 80 at either address.
-        let dns = zone()
-            .a(DOMAIN, bed.domain_ip())
-            .a(AUTODISCOVER_HOST, bed.autodiscover_ip())
-            .start()
-            .expect("dnsmasq starts");
-        let agent = autodiscover_agent(&bed, &dns).await;
-        let m = probed(&agent, &[&AD], 1.0).await;
-        assert_failed(&m, &AD, "connect", "connect_refused", "server_service");
-        assert_eq!(answers(&m), vec![]);
-        agent.stop().await.expect("clean stop");
+        let m = Scenario::new(&[Domain, Autodiscover])
+            .probe_once(&[&AD])
+            .await;
+        assert_not_found(&m, "connect", "connect_refused", "server_service");
     })
     .await;
 }
@@ -62,24 +54,18 @@ async fn nothing_answering_fails_with_the_autodiscover_hosts_connect_refused() {
 #[tokio::test]
 async fn a_failing_autodiscover_host_is_reported_with_its_own_status() {
     within(TEST_LIMIT, async {
-        let bed = ExchangeBed::new();
-        let dns = zone()
-            .a(AUTODISCOVER_HOST, bed.autodiscover_ip())
-            .start()
-            .expect("dnsmasq starts");
         // The POX service is down (503); the JSON endpoint does not exist (404).
-        let _nginx = bed.nginx(vec![ServerBlock {
-            listen: bed.block.addr(2, 443),
-            tls: true,
-            directives: format!("location = {AUTODISCOVER_XML} {{ return 503; }}"),
-        }]);
-        let agent = autodiscover_agent(&bed, &dns).await;
-        let m = probed(&agent, &[&AD], 1.0).await;
+        let m = Scenario::new(&[Autodiscover])
+            .https(
+                Autodiscover,
+                format!("location = {AUTODISCOVER_XML} {{ return 503; }}"),
+            )
+            .probe_once(&[&AD])
+            .await;
         assert_failed(&m, &AD, "request", "http_status", "server_service");
         // The status of the failure reported (autodiscover.D's), not of a later
         // question that found nothing.
         assert_eq!(m.value("mailprobe_http_status_code", &AD), 503.0);
-        agent.stop().await.expect("clean stop");
     })
     .await;
 }
@@ -87,17 +73,13 @@ async fn a_failing_autodiscover_host_is_reported_with_its_own_status() {
 #[tokio::test]
 async fn no_autodiscover_records_fail_in_resolve_with_dns_nxdomain() {
     within(TEST_LIMIT, async {
-        let bed = ExchangeBed::new();
         // D exists (it has mail) but has no address, no autodiscover name, no SRV.
-        let dns = zone()
-            .mx(DOMAIN, MAIL_HOST, 10)
-            .start()
-            .expect("dnsmasq starts");
-        let agent = autodiscover_agent(&bed, &dns).await;
-        let m = probed(&agent, &[&AD], 1.0).await;
+        let m = Scenario::new(&[])
+            .dns(|zone, _| zone.mx(DOMAIN, MAIL_HOST, 10))
+            .probe_once(&[&AD])
+            .await;
         assert_failed(&m, &AD, "resolve", "dns_nxdomain", "remote_dns");
         assert_eq!(phases(&m, &AD), sorted(&["resolve"]));
-        agent.stop().await.expect("clean stop");
     })
     .await;
 }
@@ -105,40 +87,26 @@ async fn no_autodiscover_records_fail_in_resolve_with_dns_nxdomain() {
 #[tokio::test]
 async fn a_changed_answer_is_counted_once_as_a_change() {
     within(TEST_LIMIT, async {
-        let bed = ExchangeBed::new();
-        let dns = zone()
-            .a(AUTODISCOVER_HOST, bed.autodiscover_ip())
-            .start()
-            .expect("dnsmasq starts");
-        bed.answers("ad", "mbx1.example.test", &ews_url(MAIL_HOST));
-        let _nginx = bed.nginx(vec![ServerBlock {
-            listen: bed.block.addr(2, 443),
-            tls: true,
-            directives: bed.autodiscover_service("ad"),
-        }]);
-        let agent = Agent::start(&config_every(
-            dns.addr,
-            "2s",
-            "2s",
-            &bed.target("ex", &format!("email: {EMAIL}, checks: [autodiscover]")),
-        ))
-        .await;
+        let site = Scenario::new(&[Autodiscover])
+            .every("2s")
+            .timeout("2s")
+            .answering(Autodiscover, "ad", "mbx1.example.test", &ews_url(MAIL_HOST))
+            .serve();
+        let agent = site.agent().await;
         // The same answer twice: no change.
         let m = probed(&agent, &[&AD], 2.0).await;
-        assert_up(&m, &AD);
-        assert_eq!(
-            answers(&m),
-            answer(
-                "pox_autodiscover_host",
-                &ews_url(MAIL_HOST),
-                "mbx1.example.test"
-            )
+        assert_found(
+            &m,
+            "pox_autodiscover_host",
+            &ews_url(MAIL_HOST),
+            "mbx1.example.test",
         );
         assert_eq!(m.value("mailprobe_autodiscover_changes_total", &AD), 0.0);
 
         // The mailbox moves to a new server with a new EWS URL.
         let new_ews = "https://outlook.new-provider.example.test/EWS/Exchange.asmx";
-        bed.answers("ad", "mbx9.new-provider.example.test", new_ews);
+        site.bed
+            .answers("ad", "mbx9.new-provider.example.test", new_ews);
         let m = wait_until(&agent, "the new answer", |m| {
             answers(m)
                 .iter()
@@ -173,37 +141,19 @@ async fn a_changed_answer_is_counted_once_as_a_change() {
 #[tokio::test]
 async fn a_redirect_to_plain_http_is_not_followed() {
     within(TEST_LIMIT, async {
-        let bed = ExchangeBed::new();
-        let dns = zone()
-            .a(DOMAIN, bed.domain_ip())
-            .a(AUTODISCOVER_HOST, bed.autodiscover_ip())
-            .a(MAIL_HOST, bed.mail_ip())
-            .start()
-            .expect("dnsmasq starts");
+        let s = Scenario::new(&[Domain, Autodiscover, Mail]);
         // The redirect points to plain HTTP, where an answer waits: a client that
         // followed it would send the mailbox's request unencrypted.
-        bed.answers("mail", "mbx5.example.test", &ews_url(MAIL_HOST));
-        let redirect = format!(
-            "location = {AUTODISCOVER_XML} {{ return 302 http://{MAIL_HOST}{AUTODISCOVER_XML}; }}"
-        );
-        let _nginx = bed.nginx(vec![
-            ServerBlock {
-                listen: bed.block.addr(2, 80),
-                tls: false,
-                directives: redirect,
-            },
-            ServerBlock {
-                listen: bed.block.addr(3, 80),
-                tls: false,
-                directives: bed.autodiscover_service("mail"),
-            },
-        ]);
-        let agent = autodiscover_agent(&bed, &dns).await;
-        let m = probed(&agent, &[&AD], 1.0).await;
+        s.bed
+            .answers("mail", "mbx5.example.test", &ews_url(MAIL_HOST));
+        let service = s.bed.autodiscover_service("mail");
+        let m = s
+            .http(Autodiscover, redirect_to(&format!("http://{MAIL_HOST}")))
+            .http(Mail, service)
+            .probe_once(&[&AD])
+            .await;
         // Nothing answered: the failure is that of https://autodiscover.D.
-        assert_failed(&m, &AD, "connect", "connect_refused", "server_service");
-        assert_eq!(answers(&m), vec![]);
-        agent.stop().await.expect("clean stop");
+        assert_not_found(&m, "connect", "connect_refused", "server_service");
     })
     .await;
 }
@@ -211,24 +161,12 @@ async fn a_redirect_to_plain_http_is_not_followed() {
 #[tokio::test]
 async fn the_answer_is_kept_through_a_failed_round_and_its_return_is_no_change() {
     within(TEST_LIMIT, async {
-        let bed = ExchangeBed::new();
-        let dns = zone()
-            .a(AUTODISCOVER_HOST, bed.autodiscover_ip())
-            .start()
-            .expect("dnsmasq starts");
-        bed.answers("ad", "mbx1.example.test", &ews_url(MAIL_HOST));
-        let _nginx = bed.nginx(vec![ServerBlock {
-            listen: bed.block.addr(2, 443),
-            tls: true,
-            directives: bed.autodiscover_service("ad"),
-        }]);
-        let agent = Agent::start(&config_every(
-            dns.addr,
-            "2s",
-            "2s",
-            &bed.target("ex", &format!("email: {EMAIL}, checks: [autodiscover]")),
-        ))
-        .await;
+        let site = Scenario::new(&[Autodiscover])
+            .every("2s")
+            .timeout("2s")
+            .answering(Autodiscover, "ad", "mbx1.example.test", &ews_url(MAIL_HOST))
+            .serve();
+        let agent = site.agent().await;
         let first = answer(
             "pox_autodiscover_host",
             &ews_url(MAIL_HOST),
@@ -239,11 +177,7 @@ async fn the_answer_is_kept_through_a_failed_round_and_its_return_is_no_change()
 
         // The mailbox is briefly unknown (an error answer): the round fails, the
         // last answer stays exported, and nothing has changed yet.
-        bed.write(
-            "ad",
-            AUTODISCOVER_XML,
-            &pox_error(500, "The email address can't be found."),
-        );
+        site.bed.write("ad", AUTODISCOVER_XML, &unknown_mailbox());
         let m = wait_until(&agent, "a failed round", |m| {
             m.get("mailprobe_up", &AD) == Some(0.0)
         })
@@ -253,7 +187,8 @@ async fn the_answer_is_kept_through_a_failed_round_and_its_return_is_no_change()
         assert_eq!(m.value("mailprobe_autodiscover_changes_total", &AD), 0.0);
 
         // The same answer returns: not a change.
-        bed.answers("ad", "mbx1.example.test", &ews_url(MAIL_HOST));
+        site.bed
+            .answers("ad", "mbx1.example.test", &ews_url(MAIL_HOST));
         let m = wait_until(&agent, "the answer back", |m| {
             m.get("mailprobe_up", &AD) == Some(1.0)
         })
@@ -268,57 +203,19 @@ async fn the_answer_is_kept_through_a_failed_round_and_its_return_is_no_change()
 #[tokio::test]
 async fn credentials_never_go_to_where_the_plain_http_redirect_points() {
     within(TEST_LIMIT, async {
-        let bed = ExchangeBed::new();
-        let dns = zone()
-            .a(DOMAIN, bed.domain_ip())
-            .a(AUTODISCOVER_HOST, bed.autodiscover_ip())
-            .a(MAIL_HOST, bed.mail_ip())
-            .start()
-            .expect("dnsmasq starts");
+        let s = Scenario::new(&[Domain, Autodiscover, Mail]);
         // The redirect comes over plain HTTP, which anyone on the path can forge
         // (Outlook asks the user before following it): the host it names must not
         // receive the mailbox password, not even when it asks for it. It asks for
         // Basic (401) and refuses (403) a request that carries a password.
-        let redirect = format!(
-            "location = {AUTODISCOVER_XML} {{ return 302 https://{MAIL_HOST}{AUTODISCOVER_XML}; }}"
-        );
-        let guarded = format!(
-            "root {};\n\
-             location = {AUTODISCOVER_XML} {{\n\
-             \x20 if ($http_authorization) {{ return 403; }}\n\
-             \x20 add_header WWW-Authenticate 'Basic realm=\"Autodiscover\"' always;\n\
-             \x20 return 401;\n\
-             }}",
-            bed.root("mail").display()
-        );
-        let _nginx = bed.nginx(vec![
-            ServerBlock {
-                listen: bed.block.addr(2, 80),
-                tls: false,
-                directives: redirect,
-            },
-            ServerBlock {
-                listen: bed.block.addr(3, 443),
-                tls: true,
-                directives: guarded,
-            },
-        ]);
-        let password_file = bed.dir.path().join("ex.pass");
-        std::fs::write(&password_file, "Aut0discover-Pebble-77a1c3\n").unwrap();
-        let agent = Agent::start(&config(
-            dns.addr,
-            PROBE_TIMEOUT,
-            &bed.target(
-                "ex",
-                &format!(
-                    "email: {EMAIL}, checks: [autodiscover], \
-                     auth: {{username: {EMAIL}, password_file: \"{}\"}}",
-                    password_file.display()
-                ),
-            ),
-        ))
-        .await;
-        let m = probed(&agent, &[&AD], 1.0).await;
+        let guarded = format!("root {};\n{GUARDED}", s.bed.root("mail").display());
+        let password_file = s.bed.password_file("ex", "Aut0discover-Pebble-77a1c3");
+        let m = s
+            .http(Autodiscover, redirect_to(&format!("https://{MAIL_HOST}")))
+            .https(Mail, guarded)
+            .keys(login_keys(&password_file))
+            .probe_once(&[&AD])
+            .await;
         // 403 is what the guarded host answers a request carrying a password.
         assert_ne!(
             m.get("mailprobe_http_status_code", &AD),
@@ -327,10 +224,8 @@ async fn credentials_never_go_to_where_the_plain_http_redirect_points() {
         );
         // A service asking for credentials is alive; without a JSON endpoint there
         // are no URLs.
-        assert_up(&m, &AD);
+        assert_found(&m, "pox_http_redirect", "", "");
         assert_eq!(m.value("mailprobe_http_status_code", &AD), 401.0);
-        assert_eq!(answers(&m), answer("pox_http_redirect", "", ""));
-        agent.stop().await.expect("clean stop");
     })
     .await;
 }
@@ -338,52 +233,17 @@ async fn credentials_never_go_to_where_the_plain_http_redirect_points() {
 #[tokio::test]
 async fn credentials_never_go_to_an_https_redirect_target_on_another_host() {
     within(TEST_LIMIT, async {
-        let bed = ExchangeBed::new();
-        let dns = zone()
-            .a(AUTODISCOVER_HOST, bed.autodiscover_ip())
-            .a(MAIL_HOST, bed.mail_ip())
-            .start()
-            .expect("dnsmasq starts");
+        let s = Scenario::new(&[Autodiscover, Mail]);
         // autodiscover.D answers the POST with a 302 to another host (the README:
         // credentials never go to a redirect target on another host). That host
         // asks for Basic (401) and refuses (403) a request carrying a password.
-        let redirect = format!(
-            "location = {AUTODISCOVER_XML} {{ return 302 https://{MAIL_HOST}{AUTODISCOVER_XML}; }}"
-        );
-        let guarded = format!(
-            "location = {AUTODISCOVER_XML} {{\n\
-             \x20 if ($http_authorization) {{ return 403; }}\n\
-             \x20 add_header WWW-Authenticate 'Basic realm=\"Autodiscover\"' always;\n\
-             \x20 return 401;\n\
-             }}"
-        );
-        let _nginx = bed.nginx(vec![
-            ServerBlock {
-                listen: bed.block.addr(2, 443),
-                tls: true,
-                directives: redirect,
-            },
-            ServerBlock {
-                listen: bed.block.addr(3, 443),
-                tls: true,
-                directives: guarded,
-            },
-        ]);
-        let password_file = bed.dir.path().join("ex.pass");
-        std::fs::write(&password_file, format!("{PASSWORD}\n")).unwrap();
-        let agent = Agent::start(&config(
-            dns.addr,
-            PROBE_TIMEOUT,
-            &bed.target(
-                "ex",
-                &format!(
-                    "email: {EMAIL}, checks: [autodiscover], \
-                     auth: {{username: {EMAIL}, password_file: \"{}\"}}",
-                    password_file.display()
-                ),
-            ),
-        ))
-        .await;
+        let password_file = s.bed.password_file("ex", PASSWORD);
+        let site = s
+            .https(Autodiscover, redirect_to(&format!("https://{MAIL_HOST}")))
+            .https(Mail, GUARDED)
+            .keys(login_keys(&password_file))
+            .serve();
+        let agent = site.agent().await;
         let m = probed(&agent, &[&AD], 1.0).await;
         assert_ne!(
             m.get("mailprobe_http_status_code", &AD),
@@ -393,9 +253,8 @@ async fn credentials_never_go_to_an_https_redirect_target_on_another_host() {
         // Found through autodiscover.D; the service it points to asks for credentials.
         let (_, debug) = http(agent.addr, "GET", "/debug?target=ex", &[]).await;
         assert_eq!(m.get("mailprobe_up", &AD), Some(1.0), "{debug}");
-        assert_up(&m, &AD);
+        assert_found(&m, "pox_autodiscover_host", "", "");
         assert_eq!(m.value("mailprobe_http_status_code", &AD), 401.0);
-        assert_eq!(answers(&m), answer("pox_autodiscover_host", "", ""));
         agent.stop().await.expect("clean stop");
     })
     .await;
@@ -408,69 +267,35 @@ const WRONG_PASSWORD: &str = "Wr0ng-Anchor-8d26f1";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_basic_login_to_autodiscover_is_accepted_or_rejected_and_never_shown() {
     within(TEST_LIMIT, async {
-        let bed = ExchangeBed::new();
-        let dns = zone()
-            .a(AUTODISCOVER_HOST, bed.autodiscover_ip())
-            .start()
-            .expect("dnsmasq starts");
-        bed.answers("ad", "mbx14.example.test", &ews_url(MAIL_HOST));
-        let htpasswd = bed.dir.path().join("htpasswd");
+        let s = Scenario::new(&[Autodiscover]);
+        s.bed
+            .answers("ad", "mbx14.example.test", &ews_url(MAIL_HOST));
+        let htpasswd = s.bed.dir.path().join("htpasswd");
         std::fs::write(&htpasswd, format!("{EMAIL}:{{PLAIN}}{PASSWORD}\n")).unwrap();
         // auth_basic runs before the static handler, so POST needs the login too.
         let directives = format!(
             "auth_basic \"Autodiscover\";\nauth_basic_user_file {};\n{}",
             htpasswd.display(),
-            bed.autodiscover_service("ad")
+            s.bed.autodiscover_service("ad")
         );
-        let _nginx = bed.nginx(vec![ServerBlock {
-            listen: bed.block.addr(2, 443),
-            tls: true,
-            directives,
-        }]);
+        let site = s.https(Autodiscover, directives).serve();
         let mut targets = String::new();
         for (name, password) in [("ex-good", PASSWORD), ("ex-bad", WRONG_PASSWORD)] {
-            let file = bed.dir.path().join(format!("{name}.pass"));
-            std::fs::write(&file, format!("{password}\n")).unwrap();
-            targets.push_str(&bed.target(
-                name,
-                &format!(
-                    "email: {EMAIL}, checks: [autodiscover], \
-                     auth: {{username: {EMAIL}, password_file: \"{}\"}}",
-                    file.display()
-                ),
-            ));
+            let file = site.bed.password_file(name, password);
+            targets.push_str(&site.bed.target(name, &login_keys(&file)));
         }
-        let config_path = bed.dir.path().join("mailprobe.yaml");
-        std::fs::write(&config_path, config(dns.addr, PROBE_TIMEOUT, &targets)).unwrap();
+        let config_path = site.bed.dir.path().join("mailprobe.yaml");
+        std::fs::write(&config_path, site.config(&targets)).unwrap();
 
-        // Everything the agent logs, at the most verbose level, libraries included.
-        let (mut binary, addr) =
-            tokio::task::block_in_place(|| Binary::start_with(&config_path, "trace"));
-        for name in ["ex-good", "ex-bad"] {
-            // An exchange check is logged as `TARGET/CHECK`.
-            let needle = format!("\"target\":\"{name}/autodiscover\"");
-            let is_result = |line: &str| {
-                line.contains(&needle)
-                    && (line.contains("probe succeeded") || line.contains("probe failed"))
-            };
-            if !binary.log.iter().any(|line| is_result(line)) {
-                tokio::task::block_in_place(|| while !is_result(&binary.wait_line(&needle)) {});
-            }
-        }
-        let (status, text) = http(addr, "GET", "/metrics", &[]).await;
-        assert_eq!(status, 200);
-        let m = Metrics::parse(&text);
-        let good = [
-            ("target", "ex-good"),
-            ("protocol", "exchange"),
-            ("check", "autodiscover"),
-        ];
-        let bad = [
-            ("target", "ex-bad"),
-            ("protocol", "exchange"),
-            ("check", "autodiscover"),
-        ];
-        assert_up(&m, &good);
+        // An exchange check is logged as `TARGET/CHECK`.
+        let logged = ["ex-good/autodiscover", "ex-bad/autodiscover"];
+        let shown = traced_run(&config_path, &logged, &["ex-good", "ex-bad"]).await;
+        let m = &shown.metrics;
+        let (good, bad) = (
+            check("ex-good", "autodiscover"),
+            check("ex-bad", "autodiscover"),
+        );
+        assert_up(m, &good);
         assert_eq!(
             m.value(
                 "mailprobe_autodiscover_info",
@@ -483,27 +308,9 @@ async fn a_basic_login_to_autodiscover_is_accepted_or_rejected_and_never_shown()
             ),
             1.0
         );
-        assert_failed(&m, &bad, "auth", "auth_failed", "server_auth");
-
-        let mut outputs = vec![("/metrics".to_owned(), text)];
-        for name in ["ex-good", "ex-bad"] {
-            let (status, body) = http(addr, "GET", &format!("/debug?target={name}"), &[]).await;
-            assert_eq!(status, 200, "{body}");
-            outputs.push((format!("/debug?target={name}"), body));
-        }
-        binary.signal(libc::SIGTERM);
-        let status = tokio::task::block_in_place(|| binary.wait_exit());
-        assert_eq!(status.code(), Some(0));
-        outputs.push(("the log".to_owned(), binary.log.join("\n")));
+        assert_failed(m, &bad, "auth", "auth_failed", "server_auth");
         for password in [PASSWORD, WRONG_PASSWORD] {
-            use base64::Engine as _;
-            let header =
-                base64::engine::general_purpose::STANDARD.encode(format!("{EMAIL}:{password}"));
-            for form in [password.to_owned(), header] {
-                for (place, text) in &outputs {
-                    assert!(!text.contains(&form), "a password form appears in {place}");
-                }
-            }
+            assert_never_shown(&shown.outputs, &basic_forms(EMAIL, password));
         }
     })
     .await;

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::support::agent::{Agent, within};
+use crate::support::agent::{first_result, first_round, within};
 use crate::support::{Dnsmasq, SilentDnsServer, Unbound};
 
 const TEST_LIMIT: Duration = Duration::from_secs(60);
@@ -45,21 +45,31 @@ fn provider_zone() -> Dnsmasq {
         .expect("dnsmasq starts")
 }
 
+/// The site's internal zone still pointing at the old provider after a migration.
+fn stale_site() -> Unbound {
+    Unbound::builder()
+        .local_zone("example.test.", "static")
+        .local_data("example.test. MX 10 mx.old-provider.test.")
+        .start()
+        .expect("unbound starts")
+}
+
 #[tokio::test]
 async fn mx_answer_that_matches_expect_everywhere_is_up_and_consistent() {
     within(TEST_LIMIT, async {
         let site = provider_zone();
         let reference = provider_zone();
-        let mut agent = Agent::start(&config(
-            &[site.addr],
-            &[reference.addr],
-            "  - {name: mx, protocol: dns, domain: example.test, record: MX, \
-                 expect: [mx1.example.test, mx2.example.test]}\n",
-        ))
+        let (result, m) = first_result(
+            &config(
+                &[site.addr],
+                &[reference.addr],
+                "  - {name: mx, protocol: dns, domain: example.test, record: MX, \
+                     expect: [mx1.example.test, mx2.example.test]}\n",
+            ),
+            "mx",
+        )
         .await;
-        let result = agent.next_result("mx").await;
         assert!(result.is_success(), "{:?}", result.failure());
-        let m = agent.metrics().await;
         let t = [("target", "mx"), ("protocol", "dns")];
         assert_eq!(m.value("mailprobe_up", &t), 1.0);
         for resolver in [label(site.addr), label(reference.addr)] {
@@ -86,7 +96,7 @@ async fn mx_answer_that_matches_expect_everywhere_is_up_and_consistent() {
             1.0
         );
         assert_eq!(m.all("mailprobe_failures_total", &[t[0]]), vec![]);
-        assert_eq!(m.value("mailprobe_fault", &[t[0], ("domain", "none")]), 1.0);
+        assert_eq!(m.fault("mx", "none"), 1.0);
         assert_eq!(
             m.all("mailprobe_fault", &[t[0]]).len(),
             10,
@@ -101,7 +111,6 @@ async fn mx_answer_that_matches_expect_everywhere_is_up_and_consistent() {
             m.value("mailprobe_probes_total", &[t[0], ("result", "failure")]),
             0.0
         );
-        agent.stop().await.expect("clean stop");
     })
     .await;
 }
@@ -114,12 +123,11 @@ async fn every_record_type_is_answered_in_normal_form() {
                        \x20 - {name: cname, protocol: dns, domain: autodiscover.example.test, record: CNAME, expect: [mail.example.test]}\n\
                        \x20 - {name: a, protocol: dns, domain: mail.example.test, record: A, expect: [127.0.0.11]}\n\
                        \x20 - {name: txt, protocol: dns, domain: example.test, record: TXT, expect: [\"v=spf1 include:spf.example.net -all\"]}\n";
-        let mut agent = Agent::start(&config(&[site.addr], &[], targets)).await;
-        for name in ["srv", "cname", "a", "txt"] {
-            let result = agent.next_result(name).await;
+        let names = ["srv", "cname", "a", "txt"];
+        let (results, m) = first_round(&config(&[site.addr], &[], targets), &names).await;
+        for (name, result) in names.iter().zip(&results) {
             assert!(result.is_success(), "{name}: {:?}", result.failure());
         }
-        let m = agent.metrics().await;
         let site_label = label(site.addr);
         for (name, record) in [("srv", "SRV"), ("cname", "CNAME"), ("a", "A"), ("txt", "TXT")] {
             let r = [("target", name), ("resolver", site_label.as_str())];
@@ -128,7 +136,6 @@ async fn every_record_type_is_answered_in_normal_form() {
             // No reference resolvers: consistency is unknown, so not exported.
             assert_eq!(m.get("mailprobe_dns_consistent", &[r[0]]), None);
         }
-        agent.stop().await.expect("clean stop");
     })
     .await;
 }
@@ -137,24 +144,24 @@ async fn every_record_type_is_answered_in_normal_form() {
 async fn an_answer_other_than_expected_fails_with_dns_unexpected_answer() {
     within(TEST_LIMIT, async {
         let site = provider_zone();
-        let mut agent = Agent::start(&config(
-            &[site.addr],
-            &[],
-            "  - {name: cutover, protocol: dns, domain: example.test, record: MX, expect: [mx.new-provider.test]}\n",
-        ))
+        let (result, m) = first_result(
+            &config(
+                &[site.addr],
+                &[],
+                "  - {name: cutover, protocol: dns, domain: example.test, record: MX, expect: [mx.new-provider.test]}\n",
+            ),
+            "cutover",
+        )
         .await;
-        let result = agent.next_result("cutover").await;
         let failure = result.failure().expect("the probe fails");
         assert!(failure.message.contains("10 mx1.example.test."), "{}", failure.message);
-        let m = agent.metrics().await;
         m.assert_only_failure("cutover", "resolve", "dns_unexpected_answer");
         let site_label = label(site.addr);
         let r = [("target", "cutover"), ("resolver", site_label.as_str())];
         assert_eq!(m.value("mailprobe_dns_expected_match", &r), 0.0);
         assert_eq!(m.value("mailprobe_dns_records", &[r[0], r[1], ("type", "MX")]), 2.0);
         // No reference resolver gives the expected answer either: public DNS is not cut over.
-        assert_eq!(m.value("mailprobe_fault", &[r[0], ("domain", "remote_dns")]), 1.0);
-        agent.stop().await.expect("clean stop");
+        assert_eq!(m.fault("cutover", "remote_dns"), 1.0);
     })
     .await;
 }
@@ -165,10 +172,7 @@ async fn a_name_that_does_not_exist_is_nxdomain_and_a_missing_type_is_nodata() {
         let site = provider_zone();
         let targets = "  - {name: missing, protocol: dns, domain: nosuchhost.example.test, record: A}\n\
                        \x20 - {name: no-aaaa, protocol: dns, domain: mx1.example.test, record: AAAA}\n";
-        let mut agent = Agent::start(&config(&[site.addr], &[], targets)).await;
-        agent.next_result("missing").await;
-        agent.next_result("no-aaaa").await;
-        let m = agent.metrics().await;
+        let (_, m) = first_round(&config(&[site.addr], &[], targets), &["missing", "no-aaaa"]).await;
         m.assert_only_failure("missing", "resolve", "dns_nxdomain");
         m.assert_only_failure("no-aaaa", "resolve", "dns_nodata");
         let site_label = label(site.addr);
@@ -181,7 +185,6 @@ async fn a_name_that_does_not_exist_is_nxdomain_and_a_missing_type_is_nodata() {
             m.value("mailprobe_dns_records", &[("target", "no-aaaa"), ("resolver", site_label.as_str()), ("type", "AAAA")]),
             0.0
         );
-        agent.stop().await.expect("clean stop");
     })
     .await;
 }
@@ -197,15 +200,11 @@ async fn servfail_and_refused_from_unbound_are_told_apart() {
             .expect("unbound starts");
         let targets = "  - {name: servfail, protocol: dns, domain: mail.broken.test, record: MX}\n\
                        \x20 - {name: refused, protocol: dns, domain: mail.refused.test, record: MX}\n";
-        let mut agent = Agent::start(&config(&[site.addr], &[], targets)).await;
-        agent.next_result("servfail").await;
-        agent.next_result("refused").await;
-        let m = agent.metrics().await;
+        let (_, m) = first_round(&config(&[site.addr], &[], targets), &["servfail", "refused"]).await;
         m.assert_only_failure("servfail", "resolve", "dns_servfail");
         m.assert_only_failure("refused", "resolve", "dns_refused");
         // No answer at all: the record count is unknown, so there is no series.
         assert_eq!(m.all("mailprobe_dns_records", &[("target", "servfail")]), vec![]);
-        agent.stop().await.expect("clean stop");
     })
     .await;
 }
@@ -214,26 +213,26 @@ async fn servfail_and_refused_from_unbound_are_told_apart() {
 async fn a_silent_resolver_times_out_within_the_probe_timeout() {
     within(TEST_LIMIT, async {
         let silent = SilentDnsServer::start();
-        let mut agent = Agent::start(&config(
-            &[silent.addr],
-            &[],
-            "  - {name: mx, protocol: dns, domain: example.test, record: MX, timeout: 1s}\n",
-        ))
+        let (result, m) = first_result(
+            &config(
+                &[silent.addr],
+                &[],
+                "  - {name: mx, protocol: dns, domain: example.test, record: MX, timeout: 1s}\n",
+            ),
+            "mx",
+        )
         .await;
-        let result = agent.next_result("mx").await;
         assert!(
             result.duration < Duration::from_millis(1500),
             "bounded by the 1 s timeout: {:?}",
             result.duration
         );
-        let m = agent.metrics().await;
         m.assert_only_failure("mx", "resolve", "dns_timeout");
         assert_eq!(m.all("mailprobe_dns_records", &[("target", "mx")]), vec![]);
         assert!(
             silent.drain_udp_queries() >= 1,
             "the query reached the silent server"
         );
-        agent.stop().await.expect("clean stop");
     })
     .await;
 }
@@ -241,24 +240,13 @@ async fn a_silent_resolver_times_out_within_the_probe_timeout() {
 #[tokio::test]
 async fn a_stale_internal_zone_disagreeing_with_the_reference_is_a_mismatch() {
     within(TEST_LIMIT, async {
-        // The site's internal zone still points at the old provider after a migration.
-        let site = Unbound::builder()
-            .local_zone("example.test.", "static")
-            .local_data("example.test. MX 10 mx.old-provider.test.")
-            .start()
-            .expect("unbound starts");
+        let site = stale_site();
         let reference = provider_zone();
-        let mut agent = Agent::start(&config(
-            &[site.addr],
-            &[reference.addr],
-            "  - {name: mx, protocol: dns, domain: example.test, record: MX, \
-                 expect: [mx1.example.test, mx2.example.test]}\n\
-             \x20 - {name: mx-relaxed, protocol: dns, domain: example.test, record: MX, require_consistent: false}\n",
-        ))
-        .await;
-        agent.next_result("mx").await;
-        agent.next_result("mx-relaxed").await;
-        let m = agent.metrics().await;
+        let targets = "  - {name: mx, protocol: dns, domain: example.test, record: MX, \
+                           expect: [mx1.example.test, mx2.example.test]}\n\
+                       \x20 - {name: mx-relaxed, protocol: dns, domain: example.test, record: MX, require_consistent: false}\n";
+        let yaml = config(&[site.addr], &[reference.addr], targets);
+        let (_, m) = first_round(&yaml, &["mx", "mx-relaxed"]).await;
         // With `expect`, the stale answer is first of all not the expected one.
         m.assert_only_failure("mx", "resolve", "dns_unexpected_answer");
         let (site_label, reference_label) = (label(site.addr), label(reference.addr));
@@ -269,7 +257,6 @@ async fn a_stale_internal_zone_disagreeing_with_the_reference_is_a_mismatch() {
         // the disagreement is still exported.
         assert_eq!(m.value("mailprobe_up", &[("target", "mx-relaxed")]), 1.0);
         assert_eq!(m.value("mailprobe_dns_consistent", &[("target", "mx-relaxed")]), 0.0);
-        agent.stop().await.expect("clean stop");
     })
     .await;
 }
@@ -277,31 +264,27 @@ async fn a_stale_internal_zone_disagreeing_with_the_reference_is_a_mismatch() {
 #[tokio::test]
 async fn site_and_reference_disagreeing_without_expect_fails_with_dns_mismatch() {
     within(TEST_LIMIT, async {
-        let site = Unbound::builder()
-            .local_zone("example.test.", "static")
-            .local_data("example.test. MX 10 mx.old-provider.test.")
-            .start()
-            .expect("unbound starts");
+        let site = stale_site();
         let reference = provider_zone();
-        let mut agent = Agent::start(&config(
-            &[site.addr],
-            &[reference.addr],
-            "  - {name: mx, protocol: dns, domain: example.test, record: MX}\n",
-        ))
+        let (result, m) = first_result(
+            &config(
+                &[site.addr],
+                &[reference.addr],
+                "  - {name: mx, protocol: dns, domain: example.test, record: MX}\n",
+            ),
+            "mx",
+        )
         .await;
-        let result = agent.next_result("mx").await;
         let message = &result.failure().expect("fails").message;
         assert!(
             message.contains("mx.old-provider.test.") && message.contains("mx1.example.test."),
             "{message}"
         );
-        let m = agent.metrics().await;
         m.assert_only_failure("mx", "resolve", "dns_mismatch");
         assert_eq!(
             m.value("mailprobe_dns_consistent", &[("target", "mx")]),
             0.0
         );
-        agent.stop().await.expect("clean stop");
     })
     .await;
 }
@@ -311,15 +294,16 @@ async fn an_unreachable_reference_resolver_does_not_fail_the_site() {
     within(TEST_LIMIT, async {
         let site = provider_zone();
         let silent_reference = SilentDnsServer::start();
-        let mut agent = Agent::start(&config(
-            &[site.addr],
-            &[silent_reference.addr],
-            "  - {name: mx, protocol: dns, domain: example.test, record: MX, timeout: 1s}\n",
-        ))
+        let (result, m) = first_result(
+            &config(
+                &[site.addr],
+                &[silent_reference.addr],
+                "  - {name: mx, protocol: dns, domain: example.test, record: MX, timeout: 1s}\n",
+            ),
+            "mx",
+        )
         .await;
-        let result = agent.next_result("mx").await;
         assert!(result.is_success(), "{:?}", result.failure());
-        let m = agent.metrics().await;
         assert_eq!(m.value("mailprobe_up", &[("target", "mx")]), 1.0);
         assert_eq!(m.get("mailprobe_dns_consistent", &[("target", "mx")]), None);
         let reference_label = label(silent_reference.addr);
@@ -330,7 +314,6 @@ async fn an_unreachable_reference_resolver_does_not_fail_the_site() {
             ),
             vec![]
         );
-        agent.stop().await.expect("clean stop");
     })
     .await;
 }

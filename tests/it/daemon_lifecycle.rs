@@ -3,21 +3,28 @@
 
 use std::time::Duration;
 
-use crate::support::agent::{Agent, Metrics, fast_loopback_config, http, listener_target, within};
+use crate::support::agent::{
+    Agent, Metrics, NO_RESOLVER, config_with, fast_loopback_config, first_round, http,
+    listener_target, open_and_closed_targets, within,
+};
 use crate::support::binary::Binary;
+use crate::support::{Blackhole, closed_port, open_port};
 
 const TEST_LIMIT: Duration = Duration::from_secs(60);
+
+/// An agent probing `open`, a listener on 127.0.0.1 (returned: keep it), once
+/// it has the first result.
+async fn agent_probing_an_open_port() -> (std::net::TcpListener, Agent) {
+    let (open, addr) = open_port();
+    let yaml = fast_loopback_config(&listener_target("open", addr));
+    let (agent, _) = Agent::start_and_wait(&yaml, &["open"]).await;
+    (open, agent)
+}
 
 #[tokio::test]
 async fn health_readiness_and_both_metrics_formats_are_served() {
     within(TEST_LIMIT, async {
-        let open = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut agent = Agent::start(&fast_loopback_config(&listener_target(
-            "open",
-            open.local_addr().unwrap(),
-        )))
-        .await;
-        agent.next_result("open").await;
+        let (_open, agent) = agent_probing_an_open_port().await;
         assert_eq!(http(agent.addr, "GET", "/-/healthy", &[]).await.0, 200);
         assert_eq!(http(agent.addr, "GET", "/-/ready", &[]).await.0, 200);
 
@@ -65,14 +72,10 @@ async fn health_readiness_and_both_metrics_formats_are_served() {
 #[tokio::test]
 async fn a_good_reload_swaps_targets_and_removes_the_old_series() {
     within(TEST_LIMIT, async {
-        let first = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let second = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut agent = Agent::start(&fast_loopback_config(&listener_target(
-            "old",
-            first.local_addr().unwrap(),
-        )))
-        .await;
-        agent.next_result("old").await;
+        let (_first, first_addr) = open_port();
+        let (_second, second_addr) = open_port();
+        let yaml = fast_loopback_config(&listener_target("old", first_addr));
+        let (mut agent, _) = Agent::start_and_wait(&yaml, &["old"]).await;
         assert_eq!(
             agent
                 .metrics()
@@ -82,8 +85,8 @@ async fn a_good_reload_swaps_targets_and_removes_the_old_series() {
         );
 
         let new_targets = [
-            listener_target("new-a", second.local_addr().unwrap()),
-            listener_target("new-b", second.local_addr().unwrap()),
+            listener_target("new-a", second_addr),
+            listener_target("new-b", second_addr),
         ]
         .concat();
         std::fs::write(&agent.config_path, fast_loopback_config(&new_targets)).unwrap();
@@ -113,13 +116,7 @@ async fn a_good_reload_swaps_targets_and_removes_the_old_series() {
 #[tokio::test]
 async fn a_bad_reload_keeps_the_running_configuration_and_says_why() {
     within(TEST_LIMIT, async {
-        let open = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let mut agent = Agent::start(&fast_loopback_config(&listener_target(
-            "open",
-            open.local_addr().unwrap(),
-        )))
-        .await;
-        agent.next_result("open").await;
+        let (_open, mut agent) = agent_probing_an_open_port().await;
         let before = agent.metrics().await.value(
             "mailprobe_config_last_reload_success_timestamp_seconds",
             &[],
@@ -164,13 +161,12 @@ async fn a_bad_reload_keeps_the_running_configuration_and_says_why() {
 async fn shutdown_cancels_in_flight_probes_and_closes_the_listener() {
     within(TEST_LIMIT, async {
         // A target that hangs until its 30 s timeout: shutdown must not wait for it.
-        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = silent.local_addr().unwrap();
-        let _drop = crate::support::DropRule::drop_tcp(addr);
-        let yaml = format!(
-            "listen: \"127.0.0.1:0\"\ndefaults: {{interval: 1m, timeout: 30s, start_jitter: 0s}}\n\
-             site: {{gateway: none, resolvers: [\"127.0.0.1:9\"]}}\ntargets:\n{}",
-            listener_target("hanging", addr)
+        let silent = Blackhole::new();
+        let yaml = config_with(
+            NO_RESOLVER,
+            "1m",
+            "30s",
+            &listener_target("hanging", silent.addr),
         );
         let agent = Agent::start(&yaml).await;
         let metrics_addr = agent.addr;
@@ -192,8 +188,7 @@ async fn the_binary_reloads_on_sighup_and_exits_zero_on_sigterm() {
     within(TEST_LIMIT, async {
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("mailprobe.yaml");
-        let open = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let open_addr = open.local_addr().unwrap();
+        let (_open, open_addr) = open_port();
         std::fs::write(
             &config_path,
             fast_loopback_config(&listener_target("one", open_addr)),
@@ -226,21 +221,10 @@ async fn the_binary_reloads_on_sighup_and_exits_zero_on_sigterm() {
 #[tokio::test]
 async fn promtool_accepts_a_real_scrape() {
     within(TEST_LIMIT, async {
-        let open = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let closed_addr = closed.local_addr().unwrap();
-        drop(closed);
-        let targets = [
-            listener_target("open", open.local_addr().unwrap()),
-            listener_target("closed", closed_addr),
-        ]
-        .concat();
-        let mut agent = Agent::start(&fast_loopback_config(&targets)).await;
-        agent.next_result("open").await;
-        agent.next_result("closed").await;
-        let (status, text) = http(agent.addr, "GET", "/metrics", &[]).await;
-        assert_eq!(status, 200);
-        agent.stop().await.expect("clean stop");
+        let (_open, targets) = open_and_closed_targets();
+        // The scrape must answer 200 (`Agent::metrics` asserts it); its text is checked.
+        let (_, scrape) = first_round(&fast_loopback_config(&targets), &["open", "closed"]).await;
+        let text = scrape.text;
 
         let checked = tokio::task::spawn_blocking(move || {
             use std::io::Write as _;
@@ -274,9 +258,7 @@ async fn promtool_accepts_a_real_scrape() {
 #[tokio::test]
 async fn probe_endpoint_runs_a_configured_target_now_and_answers_with_its_metrics_alone() {
     within(TEST_LIMIT, async {
-        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let closed_addr = closed.local_addr().unwrap();
-        drop(closed);
+        let closed_addr = closed_port();
         // A long interval: only /probe can make this target's probe happen in time.
         let yaml = format!(
             "listen: \"127.0.0.1:0\"\ndefaults: {{interval: 1h, timeout: 1s}}\n\
@@ -291,20 +273,14 @@ async fn probe_endpoint_runs_a_configured_target_now_and_answers_with_its_metric
         assert_eq!(status, 200, "{text}");
         let m = Metrics::parse(&text);
         m.assert_only_failure("closed", "connect", "connect_refused");
-        assert_eq!(
-            m.value(
-                "mailprobe_fault",
-                &[("target", "closed"), ("domain", "server_service")]
-            ),
-            1.0
-        );
+        assert_eq!(m.fault("closed", "server_service"), 1.0);
         // One probe's answer: no agent-wide series.
         assert_eq!(m.get("mailprobe_targets", &[]), None);
         assert_eq!(m.get("mailprobe_config_last_reload_successful", &[]), None);
 
         // Ad hoc: only hosts probe_endpoint.allow lists; never an open proxy.
-        let open = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let target = format!("127.0.0.1:{}", open.local_addr().unwrap().port());
+        let (_open, open_addr) = open_port();
+        let target = format!("127.0.0.1:{}", open_addr.port());
         let (status, text) = http(
             agent.addr,
             "GET",

@@ -4,27 +4,19 @@
 //! through `daemon::run`; each test asserts the exact series on `/metrics`.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::support::agent::{Agent, Metrics, within};
-use crate::support::{DropRule, Nginx, TestPki, Validity};
+use crate::support::agent::{
+    Metrics, first_result, first_round, hourly_loopback_config as config, listener_target, within,
+};
+use crate::support::{Blackhole, Nginx, TestPki, Validity, closed_port, open_port};
+use mailprobe::judge::Judged;
 
 const TEST_LIMIT: Duration = Duration::from_secs(60);
-
-fn config(targets: &str) -> String {
-    format!(
-        "listen: \"127.0.0.1:0\"\n\
-         defaults: {{interval: 1h, timeout: 2s, start_jitter: 0s}}\n\
-         site: {{gateway: none, resolvers: [\"127.0.0.1:9\"]}}\n\
-         targets:\n{targets}"
-    )
-}
-
-fn closed_port() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap()
-}
+/// The name the certificates of most tests are for.
+const NAME: &str = "mail.example.test";
 
 fn tls_target(name: &str, addr: SocketAddr, server_name: &str, ca: Option<&Path>) -> String {
     let ca = ca.map_or(String::new(), |p| format!(", ca_file: \"{}\"", p.display()));
@@ -45,6 +37,37 @@ fn https_server(cert: &Path, key: &Path) -> Nginx {
         .expect("nginx starts")
 }
 
+/// A test CA and an nginx presenting a certificate of it for [`NAME`].
+struct TlsServer {
+    _dir: tempfile::TempDir,
+    pki: TestPki,
+    cert: PathBuf,
+    nginx: Nginx,
+}
+
+impl TlsServer {
+    /// The server with a certificate of `validity`.
+    fn start(validity: Validity) -> TlsServer {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = TestPki::new(dir.path());
+        let (cert, key) = pki.issue(NAME, &[NAME], validity);
+        let nginx = https_server(&cert, &key);
+        TlsServer {
+            _dir: dir,
+            pki,
+            cert,
+            nginx,
+        }
+    }
+
+    /// The first result of target `name` probing this server as [`NAME`] and
+    /// trusting the CA, and the scrape after it.
+    async fn first_result(&self, name: &str) -> (Arc<Judged>, Metrics) {
+        let target = tls_target(name, self.nginx.addr, NAME, Some(&self.pki.ca_pem));
+        first_result(&config(&target), name).await
+    }
+}
+
 fn not_after_of(cert_pem: &Path) -> f64 {
     use x509_parser::pem::parse_x509_pem;
     let pem = std::fs::read(cert_pem).unwrap();
@@ -62,16 +85,9 @@ fn phases(m: &Metrics, target: &str) -> Vec<String> {
 #[tokio::test]
 async fn an_open_port_is_up_with_its_connect_time() {
     within(TEST_LIMIT, async {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let mut agent = Agent::start(&config(&format!(
-            "  - {{name: open, protocol: tcp, host: 127.0.0.1, port: {}}}\n",
-            addr.port()
-        )))
-        .await;
-        let result = agent.next_result("open").await;
+        let (_listener, addr) = open_port();
+        let (result, m) = first_result(&config(&listener_target("open", addr)), "open").await;
         assert_eq!(result.peer, Some(addr));
-        let m = agent.metrics().await;
         assert_eq!(
             m.value("mailprobe_up", &[("target", "open"), ("protocol", "tcp")]),
             1.0
@@ -86,7 +102,6 @@ async fn an_open_port_is_up_with_its_connect_time() {
         );
         assert!(m.value("mailprobe_probe_duration_seconds", &[("target", "open")]) > 0.0);
         assert_eq!(m.all("mailprobe_tls_info", &[("target", "open")]), vec![]);
-        agent.stop().await.expect("clean stop");
     })
     .await;
 }
@@ -94,30 +109,11 @@ async fn an_open_port_is_up_with_its_connect_time() {
 #[tokio::test]
 async fn a_closed_port_is_refused_in_the_connect_phase() {
     within(TEST_LIMIT, async {
-        let addr = closed_port();
-        let mut agent = Agent::start(&config(&format!(
-            "  - {{name: closed, protocol: tcp, host: 127.0.0.1, port: {}}}\n",
-            addr.port()
-        )))
-        .await;
-        agent.next_result("closed").await;
-        let m = agent.metrics().await;
+        let target = listener_target("closed", closed_port());
+        let (_, m) = first_result(&config(&target), "closed").await;
         m.assert_only_failure("closed", "connect", "connect_refused");
-        assert_eq!(
-            m.value(
-                "mailprobe_fault",
-                &[("target", "closed"), ("domain", "server_service")]
-            ),
-            1.0
-        );
-        assert_eq!(
-            m.value(
-                "mailprobe_fault",
-                &[("target", "closed"), ("domain", "none")]
-            ),
-            0.0
-        );
-        agent.stop().await.expect("clean stop");
+        assert_eq!(m.fault("closed", "server_service"), 1.0);
+        assert_eq!(m.fault("closed", "none"), 0.0);
     })
     .await;
 }
@@ -125,31 +121,20 @@ async fn a_closed_port_is_refused_in_the_connect_phase() {
 #[tokio::test]
 async fn silently_dropped_packets_are_a_connect_timeout_within_the_probe_timeout() {
     within(TEST_LIMIT, async {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let _rule = DropRule::drop_tcp(addr);
-        let mut agent = Agent::start(&config(&format!(
+        let hole = Blackhole::new();
+        let target = format!(
             "  - {{name: dropped, protocol: tcp, host: 127.0.0.1, port: {}, timeout: 1s}}\n",
-            addr.port()
-        )))
-        .await;
-        let result = agent.next_result("dropped").await;
+            hole.addr.port()
+        );
+        let (result, m) = first_result(&config(&target), "dropped").await;
         assert!(
             result.duration < Duration::from_millis(1500),
             "{:?}",
             result.duration
         );
-        let m = agent.metrics().await;
         m.assert_only_failure("dropped", "connect", "connect_timeout");
         // No canaries configured: silence is blamed on the server path.
-        assert_eq!(
-            m.value(
-                "mailprobe_fault",
-                &[("target", "dropped"), ("domain", "server_network")]
-            ),
-            1.0
-        );
-        agent.stop().await.expect("clean stop");
+        assert_eq!(m.fault("dropped", "server_network"), 1.0);
     })
     .await;
 }
@@ -157,27 +142,12 @@ async fn silently_dropped_packets_are_a_connect_timeout_within_the_probe_timeout
 #[tokio::test]
 async fn a_valid_certificate_reports_version_issuer_and_expiry() {
     within(TEST_LIMIT, async {
-        let dir = tempfile::tempdir().unwrap();
-        let pki = TestPki::new(dir.path());
-        let (cert, key) = pki.issue(
-            "mail.example.test",
-            &["mail.example.test"],
-            Validity::Current,
-        );
-        let nginx = https_server(&cert, &key);
-        let mut agent = Agent::start(&config(&tls_target(
-            "imaps",
-            nginx.addr,
-            "mail.example.test",
-            Some(&pki.ca_pem),
-        )))
-        .await;
-        let result = agent.next_result("imaps").await;
+        let server = TlsServer::start(Validity::Current);
+        let (result, m) = server.first_result("imaps").await;
         assert!(result.is_success(), "{:?}", result.failure());
         let tls = result.tls.as_ref().expect("TLS facts");
         assert_eq!(tls.sans, ["mail.example.test"]);
         assert_eq!(tls.chain_len, 2);
-        let m = agent.metrics().await;
         assert_eq!(m.value("mailprobe_up", &[("target", "imaps")]), 1.0);
         assert_eq!(phases(&m, "imaps"), ["connect", "tls"]);
         assert_eq!(
@@ -196,9 +166,8 @@ async fn a_valid_certificate_reports_version_issuer_and_expiry() {
                 "mailprobe_tls_cert_not_after_timestamp_seconds",
                 &[("target", "imaps")]
             ),
-            not_after_of(&cert)
+            not_after_of(&server.cert)
         );
-        agent.stop().await.expect("clean stop");
     })
     .await;
 }
@@ -206,27 +175,12 @@ async fn a_valid_certificate_reports_version_issuer_and_expiry() {
 #[tokio::test]
 async fn an_expired_certificate_fails_and_still_reports_its_expiry() {
     within(TEST_LIMIT, async {
-        let dir = tempfile::tempdir().unwrap();
-        let pki = TestPki::new(dir.path());
-        let (cert, key) = pki.issue(
-            "mail.example.test",
-            &["mail.example.test"],
-            Validity::Expired,
-        );
-        let nginx = https_server(&cert, &key);
-        let mut agent = Agent::start(&config(&tls_target(
-            "expired",
-            nginx.addr,
-            "mail.example.test",
-            Some(&pki.ca_pem),
-        )))
-        .await;
-        let result = agent.next_result("expired").await;
+        let server = TlsServer::start(Validity::Expired);
+        let (result, m) = server.first_result("expired").await;
         assert_eq!(
             result.tls.as_ref().and_then(|t| t.issuer.as_deref()),
             Some("mailprobe test CA")
         );
-        let m = agent.metrics().await;
         m.assert_only_failure("expired", "tls", "cert_expired");
         assert_eq!(
             m.value(
@@ -239,7 +193,7 @@ async fn an_expired_certificate_fails_and_still_reports_its_expiry() {
             "mailprobe_tls_cert_not_after_timestamp_seconds",
             &[("target", "expired")],
         );
-        assert_eq!(not_after, not_after_of(&cert));
+        assert_eq!(not_after, not_after_of(&server.cert));
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
@@ -250,7 +204,6 @@ async fn an_expired_certificate_fails_and_still_reports_its_expiry() {
             m.all("mailprobe_tls_info", &[("target", "expired")]),
             vec![]
         );
-        agent.stop().await.expect("clean stop");
     })
     .await;
 }
@@ -258,52 +211,28 @@ async fn an_expired_certificate_fails_and_still_reports_its_expiry() {
 #[tokio::test]
 async fn wrong_name_not_yet_valid_and_untrusted_certificates_have_their_own_reasons() {
     within(TEST_LIMIT, async {
-        let dir = tempfile::tempdir().unwrap();
-        let pki = TestPki::new(dir.path());
-        let (good_cert, good_key) = pki.issue(
-            "mail.example.test",
-            &["mail.example.test"],
-            Validity::Current,
-        );
+        let good = TlsServer::start(Validity::Current);
+        let pki = &good.pki;
         let (future_cert, future_key) = pki.issue(
             "new.example.test",
             &["new.example.test"],
             Validity::NotYetValid,
         );
         let (self_cert, self_key) = pki.self_signed("rogue.example.test", &["rogue.example.test"]);
-        let good = https_server(&good_cert, &good_key);
         let future = https_server(&future_cert, &future_key);
         let rogue = https_server(&self_cert, &self_key);
+        let ca = Some(pki.ca_pem.as_path());
         let targets = [
-            tls_target(
-                "wrong-name",
-                good.addr,
-                "webmail.other.test",
-                Some(&pki.ca_pem),
-            ),
-            tls_target(
-                "not-yet-valid",
-                future.addr,
-                "new.example.test",
-                Some(&pki.ca_pem),
-            ),
-            tls_target(
-                "untrusted",
-                rogue.addr,
-                "rogue.example.test",
-                Some(&pki.ca_pem),
-            ),
+            tls_target("wrong-name", good.nginx.addr, "webmail.other.test", ca),
+            tls_target("not-yet-valid", future.addr, "new.example.test", ca),
+            tls_target("untrusted", rogue.addr, "rogue.example.test", ca),
         ]
         .concat();
-        let mut agent = Agent::start(&config(&targets)).await;
-        for name in ["wrong-name", "not-yet-valid", "untrusted"] {
-            agent.next_result(name).await;
-        }
-        let m = agent.metrics().await;
+        let names = ["wrong-name", "not-yet-valid", "untrusted"];
+        let (_, m) = first_round(&config(&targets), &names).await;
         m.assert_only_failure("wrong-name", "tls", "cert_name_mismatch");
         m.assert_only_failure("not-yet-valid", "tls", "cert_not_yet_valid");
         m.assert_only_failure("untrusted", "tls", "cert_untrusted");
-        agent.stop().await.expect("clean stop");
     })
     .await;
 }
@@ -315,17 +244,9 @@ async fn a_plain_text_server_on_a_tls_target_is_a_handshake_failure() {
             .server_block_extra("location / { return 200 'ok'; }")
             .start()
             .expect("nginx starts");
-        let mut agent = Agent::start(&config(&tls_target(
-            "not-tls",
-            plain.addr,
-            "mail.example.test",
-            None,
-        )))
-        .await;
-        agent.next_result("not-tls").await;
-        let m = agent.metrics().await;
+        let target = tls_target("not-tls", plain.addr, NAME, None);
+        let (_, m) = first_result(&config(&target), "not-tls").await;
         m.assert_only_failure("not-tls", "tls", "tls_handshake");
-        agent.stop().await.expect("clean stop");
     })
     .await;
 }

@@ -3,59 +3,31 @@
 //! 0 healthy, 1 fault, 2 usage error.
 
 use crate::support::cli::{Run, mailprobe};
-use crate::support::{Dnsmasq, Dovecot, TestPki, Validity};
+use crate::support::domain::{PublishedDomain, SERVER_NAME};
 
-const SERVER_NAME: &str = "mail.example.test";
-
-/// A test CA, a Dovecot with a certificate for `mail.example.test`, a dnsmasq that
-/// publishes `example.test`'s MX and `_imaps._tcp` SRV (on Dovecot's port), and a
-/// configuration using that dnsmasq as the site resolver and trusting the CA.
+/// `example.test` publishing its MX and `_imaps._tcp` SRV for a real Dovecot,
+/// and a configuration using its dnsmasq as the site resolver and trusting its CA.
 struct Fixture {
-    _dir: tempfile::TempDir,
-    dovecot: Option<Dovecot>,
-    _dns: Dnsmasq,
+    domain: PublishedDomain,
     config: std::path::PathBuf,
 }
 
 impl Fixture {
     fn new() -> Fixture {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let pki = TestPki::new(dir.path().join("pki"));
-        let (cert, key) = pki.issue(SERVER_NAME, &[SERVER_NAME], Validity::Current);
-        let dovecot = Dovecot::builder()
-            .tls(&cert, &key)
-            .start()
-            .expect("dovecot starts");
-        let dns = Dnsmasq::builder()
-            .mx("example.test", SERVER_NAME, 10)
-            .srv(
-                "_imaps._tcp.example.test",
-                SERVER_NAME,
-                dovecot.imaps.port(),
-                0,
-                1,
-            )
-            .a(SERVER_NAME, "127.0.0.1".parse().unwrap())
-            .start()
-            .expect("dnsmasq starts");
-        let config = dir.path().join("site.yaml");
+        let domain = PublishedDomain::start(&["imaps"]);
+        let config = domain.dir.path().join("site.yaml");
         std::fs::write(
             &config,
             format!(
                 "site: {{gateway: none, resolvers: [\"{}\"]}}\n\
                  tls: {{ca_file: {}}}\n\
                  targets:\n  - {{name: unused, protocol: tcp, host: 127.0.0.1, port: 9}}\n",
-                dns.addr,
-                pki.ca_pem.display()
+                domain.dns.addr,
+                domain.pki.ca_pem.display()
             ),
         )
         .unwrap();
-        Fixture {
-            _dir: dir,
-            dovecot: Some(dovecot),
-            _dns: dns,
-            config,
-        }
+        Fixture { domain, config }
     }
 
     fn diagnose(&self, extra: &[&str]) -> Run {
@@ -73,14 +45,15 @@ impl Fixture {
     }
 
     fn dovecot_log(&self) -> String {
-        self.dovecot.as_ref().map(Dovecot::log).unwrap_or_default()
+        let dovecot = self.domain.dovecot.as_ref();
+        dovecot.map(|d| d.log()).unwrap_or_default()
     }
 }
 
 #[test]
 fn a_discovered_imap_server_is_probed_and_its_outage_is_the_servers_fault() {
     let mut fixture = Fixture::new();
-    let imaps_port = fixture.dovecot.as_ref().unwrap().imaps.port();
+    let imaps_port = fixture.domain.dovecot().imaps.port();
 
     let run = fixture.diagnose(&["--json"]);
     let report = run.json();
@@ -123,7 +96,7 @@ fn a_discovered_imap_server_is_probed_and_its_outage_is_the_servers_fault() {
         run.stderr
     );
 
-    fixture.dovecot = None; // stops every Dovecot process
+    fixture.domain.dovecot = None; // stops every Dovecot process
     let run = fixture.diagnose(&["--json"]);
     let report = run.json();
     let context = format!("{report:#}\nstderr:\n{}", run.stderr);
@@ -169,7 +142,7 @@ fn the_text_report_has_the_help_desk_sections() {
     assert!(
         run.stdout.contains(&format!(
             "imaps       {SERVER_NAME}:{} tls=implicit",
-            fixture.dovecot.as_ref().unwrap().imaps.port()
+            fixture.domain.dovecot().imaps.port()
         )),
         "{}",
         run.stdout

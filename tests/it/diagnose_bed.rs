@@ -7,15 +7,10 @@
 //! it is", rule 4: every resolver fails and no canary answers).
 
 use std::path::Path;
-use std::process::Stdio;
-use std::sync::mpsc;
-use std::time::Duration;
 
+use crate::support::cli;
 use crate::support::netns::{DOMAIN, MAIL_HOST, MX_HOST, TestBed};
 use serde_json::Value;
-
-/// Each run must end within this (the checks use `--timeout 3s`).
-const RUN_LIMIT: Duration = Duration::from_secs(60);
 
 /// Exit code, parsed JSON report, and stdout+stderr for assertion messages.
 struct Run {
@@ -42,41 +37,19 @@ fn write_config(bed: &TestBed, dir: &Path) -> std::path::PathBuf {
 }
 
 /// Runs `mailprobe diagnose probe@example.test --json` in the site namespace,
-/// killing it if it outlives [`RUN_LIMIT`].
+/// killing it if it outlives [`cli::RUN_LIMIT`] (the checks use `--timeout 3s`).
 fn diagnose(bed: &TestBed, config: &Path) -> Run {
-    let child = bed
-        .command_in_site(env!("CARGO_BIN_EXE_mailprobe"))
+    // `ip netns exec` execs the binary, so the pid `cli::run` kills is mailprobe's own.
+    let mut command = bed.command_in_site(env!("CARGO_BIN_EXE_mailprobe"));
+    command
         .args(["diagnose", "probe@example.test", "--config"])
         .arg(config)
-        .args(["--json", "--timeout", "3s"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run mailprobe in the site namespace");
-    // `ip netns exec` execs the binary, so this pid is mailprobe's own.
-    let pid = child.id();
-    let (done, finished) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = done.send(child.wait_with_output());
-    });
-    let output = match finished.recv_timeout(RUN_LIMIT) {
-        Ok(output) => output.expect("wait for mailprobe"),
-        Err(_) => {
-            // SAFETY: `pid` is our own child, not yet reaped (the waiting thread reaps it).
-            unsafe { libc::kill(i32::try_from(pid).unwrap(), libc::SIGKILL) };
-            panic!("mailprobe diagnose did not finish within {RUN_LIMIT:?}");
-        }
-    };
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let context = format!("stdout:\n{stdout}\nstderr:\n{stderr}");
-    let report = serde_json::from_str(&stdout)
-        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{context}"));
+        .args(["--json", "--timeout", "3s"]);
+    let run = cli::run(command);
     Run {
-        code: output.status.code(),
-        report,
-        context,
+        code: run.code,
+        report: run.json(),
+        context: format!("stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr),
     }
 }
 

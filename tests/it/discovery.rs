@@ -4,59 +4,31 @@
 
 use std::time::Duration;
 
-use crate::support::agent::{Agent, within};
-use crate::support::{Dnsmasq, Dovecot, TestPki, Validity};
-
-const SERVER_NAME: &str = "mail.example.test";
+use crate::support::agent::{first_round, within};
+use crate::support::domain::PublishedDomain;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_domain_entry_becomes_its_mx_and_its_published_mail_endpoints() {
     within(Duration::from_secs(60), async {
-        let dir = tempfile::tempdir().unwrap();
-        let pki = TestPki::new(dir.path());
-        let (cert, key) = pki.issue(SERVER_NAME, &[SERVER_NAME], Validity::Current);
-        let dovecot = Dovecot::builder()
-            .tls(&cert, &key)
-            .start()
-            .expect("dovecot starts");
-        let dns = Dnsmasq::builder()
-            .mx("example.test", SERVER_NAME, 10)
-            .srv(
-                "_imaps._tcp.example.test",
-                SERVER_NAME,
-                dovecot.imaps.port(),
-                0,
-                1,
-            )
-            .srv(
-                "_pop3s._tcp.example.test",
-                SERVER_NAME,
-                dovecot.pop3s.port(),
-                0,
-                1,
-            )
-            .a(SERVER_NAME, "127.0.0.1".parse().unwrap())
-            .start()
-            .expect("dnsmasq starts");
+        let domain = PublishedDomain::start(&["imaps", "pop3s"]);
         let yaml = format!(
             "listen: \"127.0.0.1:0\"\n\
              defaults: {{interval: 1h, timeout: 3s, start_jitter: 0s}}\n\
              tls: {{ca_file: \"{}\"}}\n\
              site: {{gateway: none, resolvers: [\"{}\"]}}\n\
              targets:\n  - domain: example.test\n",
-            pki.ca_pem.display(),
-            dns.addr
+            domain.pki.ca_pem.display(),
+            domain.dns.addr
         );
-        let mut agent = Agent::start(&yaml).await;
-        for name in [
+        let names = [
             "example.test-mx",
             "example.test-imaps",
             "example.test-pop3s",
-        ] {
-            let result = agent.next_result(name).await;
+        ];
+        let (results, m) = first_round(&yaml, &names).await;
+        for (name, result) in names.iter().zip(&results) {
             assert!(result.is_success(), "{name}: {:?}", result.failure());
         }
-        let m = agent.metrics().await;
         assert_eq!(m.value("mailprobe_targets", &[]), 3.0);
         assert_eq!(
             m.value(
@@ -79,8 +51,7 @@ async fn a_domain_entry_becomes_its_mx_and_its_published_mail_endpoints() {
             ),
             1.0
         );
-        agent.stop().await.expect("clean stop");
-        drop(dovecot);
+        drop(domain);
     })
     .await;
 }

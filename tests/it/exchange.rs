@@ -7,9 +7,11 @@
 use std::net::Ipv4Addr;
 
 use crate::support::agent::{Agent, Metrics, within};
+use crate::support::autodiscover::Host::{Autodiscover, Mail};
+use crate::support::autodiscover::Scenario;
 use crate::support::exchange::{
-    CHALLENGE_401, DOMAIN, EMAIL, ExchangeBed, MAIL_HOST, PROBE_TIMEOUT, ServerBlock, TEST_LIMIT,
-    assert_failed, assert_up, check, config, ews_url, phases, probed, sorted,
+    CHALLENGE_401, EMAIL, MAIL_HOST, PROBE_TIMEOUT, TEST_LIMIT, assert_failed, assert_up, check,
+    config, ews_url, phases, probed, sorted,
 };
 use crate::support::{Dnsmasq, Nginx, TestPki, Validity};
 
@@ -108,14 +110,39 @@ fn assert_status(m: &Metrics, name: &str, status: f64) {
     );
 }
 
+/// The failure of a check that answered a status it must not.
+const BAD_STATUS: (&str, &str, &str) = ("request", "http_status", "server_service");
+
+/// Probes check `name` once on a front end with `locations`, and asserts that it
+/// is up with HTTP status `status`; returns the scrape.
+async fn check_is_up(name: &str, locations: &str, status: f64) -> Metrics {
+    let m = probe_check(name, locations).await;
+    assert_up(&m, &check("ex", name));
+    assert_status(&m, name, status);
+    m
+}
+
+/// Probes check `name` once on a front end with `locations`, and asserts that it
+/// failed in `(phase, reason, fault domain)`, with HTTP status `status` if given.
+async fn check_fails(
+    name: &str,
+    locations: &str,
+    (phase, reason, domain): (&str, &str, &str),
+    status: Option<f64>,
+) {
+    let m = probe_check(name, locations).await;
+    assert_failed(&m, &check("ex", name), phase, reason, domain);
+    if let Some(status) = status {
+        assert_status(&m, name, status);
+    }
+}
+
 // ---- EWS ------------------------------------------------------------------------
 
 #[tokio::test]
 async fn ews_answering_401_with_negotiate_and_ntlm_challenges_is_up() {
     within(TEST_LIMIT, async {
-        let m = probe_check("ews", &location(EWS, CHALLENGE_401)).await;
-        assert_up(&m, &check("ex", "ews"));
-        assert_status(&m, "ews", 401.0);
+        let m = check_is_up("ews", &location(EWS, CHALLENGE_401), 401.0).await;
         // Judged on the headers: the body may or may not be read.
         let ran = phases(&m, &check("ex", "ews"));
         for phase in ["resolve", "connect", "tls", "request"] {
@@ -133,43 +160,38 @@ async fn ews_answering_401_with_negotiate_and_ntlm_challenges_is_up() {
 
 #[tokio::test]
 async fn ews_answering_200_is_up() {
-    within(TEST_LIMIT, async {
-        let m = probe_check("ews", &location(EWS, "return 200 'EWS';")).await;
-        assert_up(&m, &check("ex", "ews"));
-        assert_status(&m, "ews", 200.0);
-    })
+    within(
+        TEST_LIMIT,
+        check_is_up("ews", &location(EWS, "return 200 'EWS';"), 200.0),
+    )
     .await;
 }
 
 #[tokio::test]
 async fn ews_answering_401_without_a_challenge_fails_in_request_with_http_status() {
-    within(TEST_LIMIT, async {
-        let m = probe_check("ews", &location(EWS, "return 401;")).await;
-        assert_failed(
-            &m,
-            &check("ex", "ews"),
-            "request",
-            "http_status",
-            "server_service",
-        );
-        assert_status(&m, "ews", 401.0);
-    })
+    within(
+        TEST_LIMIT,
+        check_fails(
+            "ews",
+            &location(EWS, "return 401;"),
+            BAD_STATUS,
+            Some(401.0),
+        ),
+    )
     .await;
 }
 
 #[tokio::test]
 async fn ews_answering_503_fails_in_request_with_http_status() {
-    within(TEST_LIMIT, async {
-        let m = probe_check("ews", &location(EWS, "return 503;")).await;
-        assert_failed(
-            &m,
-            &check("ex", "ews"),
-            "request",
-            "http_status",
-            "server_service",
-        );
-        assert_status(&m, "ews", 503.0);
-    })
+    within(
+        TEST_LIMIT,
+        check_fails(
+            "ews",
+            &location(EWS, "return 503;"),
+            BAD_STATUS,
+            Some(503.0),
+        ),
+    )
     .await;
 }
 
@@ -286,67 +308,46 @@ async fn a_host_given_as_an_address_is_verified_against_server_name() {
 
 #[tokio::test]
 async fn activesync_options_with_protocol_versions_is_up() {
-    within(TEST_LIMIT, async {
-        let m = probe_check("activesync", &location(ACTIVESYNC, ACTIVESYNC_OK)).await;
-        assert_up(&m, &check("ex", "activesync"));
-        assert_status(&m, "activesync", 200.0);
-    })
+    within(
+        TEST_LIMIT,
+        check_is_up("activesync", &location(ACTIVESYNC, ACTIVESYNC_OK), 200.0),
+    )
     .await;
 }
 
 #[tokio::test]
 async fn activesync_answering_401_with_a_challenge_is_up() {
-    within(TEST_LIMIT, async {
-        let m = probe_check(
-            "activesync",
-            &location(
-                ACTIVESYNC,
-                &format!("if ($request_method = OPTIONS) {{\n{CHALLENGE_401}\n}}\nreturn 405;"),
-            ),
-        )
-        .await;
-        assert_up(&m, &check("ex", "activesync"));
-        assert_status(&m, "activesync", 401.0);
-    })
+    let options = format!("if ($request_method = OPTIONS) {{\n{CHALLENGE_401}\n}}\nreturn 405;");
+    within(
+        TEST_LIMIT,
+        check_is_up("activesync", &location(ACTIVESYNC, &options), 401.0),
+    )
     .await;
 }
 
 #[tokio::test]
 async fn activesync_200_without_protocol_versions_fails_in_request_with_protocol_error() {
-    within(TEST_LIMIT, async {
-        let m = probe_check(
-            "activesync",
-            &location(
-                ACTIVESYNC,
-                "if ($request_method = OPTIONS) { return 200; }\nreturn 405;",
-            ),
-        )
-        .await;
-        assert_failed(
-            &m,
-            &check("ex", "activesync"),
-            "request",
-            "protocol_error",
-            "server_service",
-        );
-        assert_status(&m, "activesync", 200.0);
-    })
+    let options = "if ($request_method = OPTIONS) { return 200; }\nreturn 405;";
+    let protocol_error = ("request", "protocol_error", "server_service");
+    let locations = location(ACTIVESYNC, options);
+    within(
+        TEST_LIMIT,
+        check_fails("activesync", &locations, protocol_error, Some(200.0)),
+    )
     .await;
 }
 
 #[tokio::test]
 async fn activesync_answering_503_fails_in_request_with_http_status() {
-    within(TEST_LIMIT, async {
-        let m = probe_check("activesync", &location(ACTIVESYNC, "return 503;")).await;
-        assert_failed(
-            &m,
-            &check("ex", "activesync"),
-            "request",
-            "http_status",
-            "server_service",
-        );
-        assert_status(&m, "activesync", 503.0);
-    })
+    within(
+        TEST_LIMIT,
+        check_fails(
+            "activesync",
+            &location(ACTIVESYNC, "return 503;"),
+            BAD_STATUS,
+            Some(503.0),
+        ),
+    )
     .await;
 }
 
@@ -354,27 +355,24 @@ async fn activesync_answering_503_fails_in_request_with_http_status() {
 
 #[tokio::test]
 async fn mapi_healthcheck_answering_200_is_up() {
-    within(TEST_LIMIT, async {
-        let m = probe_check("mapi", &location("/mapi/healthcheck.htm", HEALTHY)).await;
-        assert_up(&m, &check("ex", "mapi"));
-        assert_status(&m, "mapi", 200.0);
-    })
+    within(
+        TEST_LIMIT,
+        check_is_up("mapi", &location("/mapi/healthcheck.htm", HEALTHY), 200.0),
+    )
     .await;
 }
 
 #[tokio::test]
 async fn mapi_healthcheck_answering_503_fails_in_request_with_http_status() {
-    within(TEST_LIMIT, async {
-        let m = probe_check("mapi", &location("/mapi/healthcheck.htm", "return 503;")).await;
-        assert_failed(
-            &m,
-            &check("ex", "mapi"),
-            "request",
-            "http_status",
-            "server_service",
-        );
-        assert_status(&m, "mapi", 503.0);
-    })
+    within(
+        TEST_LIMIT,
+        check_fails(
+            "mapi",
+            &location("/mapi/healthcheck.htm", "return 503;"),
+            BAD_STATUS,
+            Some(503.0),
+        ),
+    )
     .await;
 }
 
@@ -410,11 +408,10 @@ async fn each_virtual_directory_is_its_own_series_and_a_missing_healthcheck_fail
 
 #[tokio::test]
 async fn owa_answering_200_is_up() {
-    within(TEST_LIMIT, async {
-        let m = probe_check("owa", &location("/owa/", "return 200 'Outlook';")).await;
-        assert_up(&m, &check("ex", "owa"));
-        assert_status(&m, "owa", 200.0);
-    })
+    within(
+        TEST_LIMIT,
+        check_is_up("owa", &location("/owa/", "return 200 'Outlook';"), 200.0),
+    )
     .await;
 }
 
@@ -427,9 +424,7 @@ async fn owa_redirecting_to_the_logon_page_is_up_without_following_it() {
             "return 302 \"https://$host:$server_port/owa/auth/logon.aspx?\
              url=https%3a%2f%2fmail.example.test%2fowa%2f&reason=0\";",
         ) + "location /owa/auth/ { return 503; }\n";
-        let m = probe_check("owa", &locations).await;
-        assert_up(&m, &check("ex", "owa"));
-        assert_status(&m, "owa", 302.0);
+        let m = check_is_up("owa", &locations, 302.0).await;
         assert_eq!(
             m.value("mailprobe_http_redirects", &check("ex", "owa")),
             0.0
@@ -440,45 +435,32 @@ async fn owa_redirecting_to_the_logon_page_is_up_without_following_it() {
 
 #[tokio::test]
 async fn owa_redirecting_to_a_broken_page_fails_in_request_with_http_status() {
-    within(TEST_LIMIT, async {
-        // Not a logon page: whether or not it is followed, OWA is not alive here.
-        let locations = location("/owa/", "return 301 /maintenance/;")
-            + &location("/maintenance/", "return 503;");
-        let m = probe_check("owa", &locations).await;
-        assert_failed(
-            &m,
-            &check("ex", "owa"),
-            "request",
-            "http_status",
-            "server_service",
-        );
-    })
-    .await;
+    // Not a logon page: whether or not it is followed, OWA is not alive here.
+    let locations =
+        location("/owa/", "return 301 /maintenance/;") + &location("/maintenance/", "return 503;");
+    within(TEST_LIMIT, check_fails("owa", &locations, BAD_STATUS, None)).await;
 }
 
 #[tokio::test]
 async fn owa_answering_401_with_a_challenge_is_up() {
-    within(TEST_LIMIT, async {
-        let m = probe_check("owa", &location("/owa/", CHALLENGE_401)).await;
-        assert_up(&m, &check("ex", "owa"));
-        assert_status(&m, "owa", 401.0);
-    })
+    within(
+        TEST_LIMIT,
+        check_is_up("owa", &location("/owa/", CHALLENGE_401), 401.0),
+    )
     .await;
 }
 
 #[tokio::test]
 async fn owa_answering_503_fails_in_request_with_http_status() {
-    within(TEST_LIMIT, async {
-        let m = probe_check("owa", &location("/owa/", "return 503;")).await;
-        assert_failed(
-            &m,
-            &check("ex", "owa"),
-            "request",
-            "http_status",
-            "server_service",
-        );
-        assert_status(&m, "owa", 503.0);
-    })
+    within(
+        TEST_LIMIT,
+        check_fails(
+            "owa",
+            &location("/owa/", "return 503;"),
+            BAD_STATUS,
+            Some(503.0),
+        ),
+    )
     .await;
 }
 
@@ -487,16 +469,9 @@ async fn owa_answering_503_fails_in_request_with_http_status() {
 #[tokio::test]
 async fn the_default_checks_are_autodiscover_ews_activesync_mapi_and_owa_on_port_443() {
     within(TEST_LIMIT, async {
-        let bed = ExchangeBed::new();
         // autodiscover.D answers; D itself has no address. mail.D is the front end,
         // on port 443 because the target names no port.
-        let dns = Dnsmasq::builder()
-            .local_domain(DOMAIN)
-            .a("autodiscover.example.test", bed.autodiscover_ip())
-            .a(MAIL_HOST, bed.mail_ip())
-            .start()
-            .expect("dnsmasq starts");
-        bed.answers("ad", "mbx1.example.test", &ews_url(MAIL_HOST));
+        let s = Scenario::new(&[Autodiscover, Mail]);
         let front_end = location(EWS, CHALLENGE_401)
             + &location(ACTIVESYNC, ACTIVESYNC_OK)
             + &location("/mapi/healthcheck.htm", HEALTHY)
@@ -504,28 +479,15 @@ async fn the_default_checks_are_autodiscover_ews_activesync_mapi_and_owa_on_port
                 "/owa/",
                 "return 302 https://$host/owa/auth/logon.aspx?replaceCurrent=1;",
             );
-        let _nginx = bed.nginx(vec![
-            ServerBlock {
-                listen: bed.block.addr(2, 443),
-                tls: true,
-                directives: bed.autodiscover_service("ad"),
-            },
-            ServerBlock {
-                listen: bed.block.addr(3, 443),
-                tls: true,
-                directives: front_end,
-            },
-        ]);
-        let agent = Agent::start(&config(
-            dns.addr,
-            PROBE_TIMEOUT,
-            &bed.target("ex", &format!("host: {MAIL_HOST}, email: {EMAIL}")),
-        ))
-        .await;
         let checks = ["autodiscover", "ews", "activesync", "mapi", "owa"];
         let series: Vec<_> = checks.iter().map(|c| check("ex", c)).collect();
         let wanted: Vec<&[(&str, &str)]> = series.iter().map(|s| &s[..]).collect();
-        let m = probed(&agent, &wanted, 1.0).await;
+        let m = s
+            .answering(Autodiscover, "ad", "mbx1.example.test", &ews_url(MAIL_HOST))
+            .https(Mail, front_end)
+            .keys(format!("host: {MAIL_HOST}, email: {EMAIL}"))
+            .probe_once(&wanted)
+            .await;
         for s in &series {
             assert_up(&m, s);
         }
@@ -567,7 +529,6 @@ async fn the_default_checks_are_autodiscover_ews_activesync_mapi_and_owa_on_port
             unlabelled, 0,
             "every series of an exchange target has `check`"
         );
-        agent.stop().await.expect("clean stop");
     })
     .await;
 }

@@ -99,7 +99,7 @@ impl SiteAgent {
         }
         let metrics = self.scrape(bed);
         assert_eq!(
-            metrics.value("mailprobe_fault", &[("target", target), ("domain", domain)]),
+            metrics.fault(target, domain),
             1.0,
             "{target} should be {domain}: {:?}",
             metrics.all("mailprobe_last_failure_info", &[("target", target)])

@@ -2,185 +2,168 @@
 //! misbehaves like this on demand. Each test asserts the exact phase and reason on
 //! `/metrics`, and that the probe ended within its timeout.
 
-use std::time::Duration;
+use std::future::Future;
 
-use crate::support::agent::{Agent, Metrics, within};
-use crate::support::fake::{FakeServer, Peer};
+use crate::support::agent::within;
+use crate::support::fake::{FakeServer, Peer, TEST_LIMIT, probe_fake};
 use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
 
-const TEST_LIMIT: Duration = Duration::from_secs(60);
-/// The probe timeout in these tests; every probe must end within it.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
-
-fn config(protocol: &str, tls: &str, addr: std::net::SocketAddr) -> String {
-    format!(
-        "listen: \"127.0.0.1:0\"\n\
-         defaults: {{interval: 1h, timeout: 2s, start_jitter: 0s}}\n\
-         site: {{gateway: none, resolvers: [\"127.0.0.1:9\"]}}\n\
-         targets:\n  - {{name: fake, protocol: {protocol}, host: 127.0.0.1, port: {}, tls: {tls}}}\n",
-        addr.port()
-    )
+/// Probes target `fake` (`protocol`, `tls`) once against a fake running `script`
+/// on every connection, and asserts that it failed, every time, in `phase` with
+/// `reason`.
+async fn fails_in<F, Fut>(protocol: &str, tls: &str, (phase, reason): (&str, &str), script: F)
+where
+    F: Fn(TcpStream) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    within(TEST_LIMIT, async {
+        let server = FakeServer::start(script).await;
+        let target = format!(
+            "  - {{name: fake, protocol: {protocol}, host: 127.0.0.1, port: {}, tls: {tls}}}\n",
+            server.addr.port()
+        );
+        let (m, _) = probe_fake(&target).await;
+        m.assert_only_failure("fake", phase, reason);
+    })
+    .await;
 }
 
-/// Runs one probe against `server` and returns the scrape.
-async fn probe_once(protocol: &str, tls: &str, server: &FakeServer) -> Metrics {
-    let mut agent = Agent::start(&config(protocol, tls, server.addr)).await;
-    let result = agent.next_result("fake").await;
-    assert!(
-        result.duration <= PROBE_TIMEOUT + Duration::from_millis(200),
-        "the probe is bounded by its timeout: {:?}",
-        result.duration
-    );
-    let metrics = agent.metrics().await;
-    agent.stop().await.expect("clean stop");
-    metrics
+/// Sends `greeting`, then only listens until the client hangs up.
+async fn greets_then_listens(stream: TcpStream, greeting: &'static [u8]) {
+    let mut peer = Peer::new(stream);
+    let _ = peer.send(greeting).await;
+    peer.until_closed().await;
+}
+
+/// An SMTP server answering EHLO with `ehlo`, `command` with `reply` and anything
+/// else with 502.
+async fn smtp_answering(
+    stream: TcpStream,
+    ehlo: &'static [u8],
+    (command, reply): (&'static str, &'static [u8]),
+) {
+    let mut peer = Peer::new(stream);
+    let _ = peer.send(b"220 fake ESMTP\r\n").await;
+    while let Some(line) = peer.line().await {
+        if line.starts_with("EHLO") {
+            let _ = peer.send(ehlo).await;
+        } else if line == command {
+            let _ = peer.send(reply).await;
+        } else {
+            let _ = peer.send(b"502 no\r\n").await;
+        }
+    }
 }
 
 #[tokio::test]
 async fn a_ten_megabyte_greeting_line_is_a_bad_greeting_not_a_memory_leak() {
-    within(TEST_LIMIT, async {
-        let server = FakeServer::start(|stream| async move {
+    fails_in(
+        "smtp",
+        "none",
+        ("greeting", "bad_greeting"),
+        |stream| async move {
             let mut peer = Peer::new(stream);
             let chunk = vec![b'A'; 64 * 1024];
             for _ in 0..160 {
                 let _ = peer.send(&chunk).await;
             }
             let _ = peer.send(b"\r\n").await;
-        })
-        .await;
-        let m = probe_once("smtp", "none", &server).await;
-        m.assert_only_failure("fake", "greeting", "bad_greeting");
-    })
+        },
+    )
     .await;
 }
 
 #[tokio::test]
 async fn an_endless_multi_line_ehlo_reply_is_cut_off_as_a_protocol_error() {
-    within(TEST_LIMIT, async {
-        let server = FakeServer::start(|stream| async move {
+    fails_in(
+        "smtp",
+        "none",
+        ("request", "protocol_error"),
+        |stream| async move {
             let mut peer = Peer::new(stream);
             let _ = peer.send(b"220 fake ESMTP\r\n").await;
             if peer.line().await.is_some() {
                 // Until the client hangs up.
                 while peer.send(b"250-PIPELINING\r\n").await {}
             }
-        })
-        .await;
-        let m = probe_once("smtp", "none", &server).await;
-        m.assert_only_failure("fake", "request", "protocol_error");
-    })
+        },
+    )
     .await;
 }
 
 #[tokio::test]
 async fn a_greeting_never_sent_is_a_greeting_timeout() {
-    within(TEST_LIMIT, async {
-        let server = FakeServer::start(|stream| async move {
+    fails_in(
+        "imap",
+        "none",
+        ("greeting", "greeting_timeout"),
+        |stream| async move {
             Peer::new(stream).until_closed().await;
-        })
-        .await;
-        let m = probe_once("imap", "none", &server).await;
-        m.assert_only_failure("fake", "greeting", "greeting_timeout");
-    })
+        },
+    )
     .await;
 }
 
 #[tokio::test]
 async fn a_reset_in_the_middle_of_the_tls_handshake_is_connection_reset() {
-    within(TEST_LIMIT, async {
-        let server = FakeServer::start(|mut stream| async move {
+    fails_in(
+        "imap",
+        "implicit",
+        ("tls", "connection_reset"),
+        |mut stream| async move {
             let mut hello = [0u8; 64];
             let _ = stream.read(&mut hello).await;
             // SO_LINGER 0: closing sends RST instead of FIN.
             let _ = stream.set_zero_linger();
             drop(stream);
-        })
-        .await;
-        let m = probe_once("imap", "implicit", &server).await;
-        m.assert_only_failure("fake", "tls", "connection_reset");
-    })
+        },
+    )
     .await;
 }
 
 #[tokio::test]
 async fn garbage_instead_of_a_tls_handshake_is_tls_handshake() {
-    within(TEST_LIMIT, async {
-        let server = FakeServer::start(|stream| async move {
-            let mut peer = Peer::new(stream);
-            let _ = peer.send(b"* OK this is plain text, not TLS\r\n").await;
-            peer.until_closed().await;
-        })
-        .await;
-        let m = probe_once("imap", "implicit", &server).await;
-        m.assert_only_failure("fake", "tls", "tls_handshake");
+    fails_in("imap", "implicit", ("tls", "tls_handshake"), |stream| {
+        greets_then_listens(stream, b"* OK this is plain text, not TLS\r\n")
     })
     .await;
 }
 
 #[tokio::test]
 async fn starttls_not_advertised_is_starttls_unavailable() {
-    within(TEST_LIMIT, async {
-        let server = FakeServer::start(|stream| async move {
-            let mut peer = Peer::new(stream);
-            let _ = peer.send(b"220 fake ESMTP\r\n").await;
-            while let Some(line) = peer.line().await {
-                if line.starts_with("EHLO") {
-                    let _ = peer
-                        .send(b"250-fake\r\n250-PIPELINING\r\n250 SIZE 1000\r\n")
-                        .await;
-                } else if line == "QUIT" {
-                    let _ = peer.send(b"221 bye\r\n").await;
-                } else {
-                    let _ = peer.send(b"502 no\r\n").await;
-                }
-            }
-        })
-        .await;
-        let m = probe_once("smtp", "starttls", &server).await;
-        m.assert_only_failure("fake", "starttls", "starttls_unavailable");
+    let ehlo = b"250-fake\r\n250-PIPELINING\r\n250 SIZE 1000\r\n";
+    let quit = ("QUIT", &b"221 bye\r\n"[..]);
+    let unavailable = ("starttls", "starttls_unavailable");
+    fails_in("smtp", "starttls", unavailable, move |stream| {
+        smtp_answering(stream, ehlo, quit)
     })
     .await;
 }
 
 #[tokio::test]
 async fn data_injected_before_the_tls_handshake_is_refused() {
-    within(TEST_LIMIT, async {
-        let server = FakeServer::start(|stream| async move {
-            let mut peer = Peer::new(stream);
-            let _ = peer.send(b"220 fake ESMTP\r\n").await;
-            while let Some(line) = peer.line().await {
-                if line.starts_with("EHLO") {
-                    let _ = peer.send(b"250-fake\r\n250 STARTTLS\r\n").await;
-                } else if line == "STARTTLS" {
-                    // The go-ahead and a forged reply in one segment: a client that
-                    // reads the second after the handshake trusts plain-text data.
-                    let _ = peer
-                        .send(b"220 go ahead\r\n250-injected\r\n250 AUTH PLAIN\r\n")
-                        .await;
-                } else {
-                    let _ = peer.send(b"502 no\r\n").await;
-                }
-            }
-        })
-        .await;
-        let m = probe_once("smtp", "starttls", &server).await;
-        m.assert_only_failure("fake", "starttls", "protocol_error");
-    })
+    // The go-ahead and a forged reply in one segment: a client that reads the
+    // second after the handshake trusts plain-text data.
+    let starttls = (
+        "STARTTLS",
+        &b"220 go ahead\r\n250-injected\r\n250 AUTH PLAIN\r\n"[..],
+    );
+    let ehlo = b"250-fake\r\n250 STARTTLS\r\n";
+    fails_in(
+        "smtp",
+        "starttls",
+        ("starttls", "protocol_error"),
+        move |stream| smtp_answering(stream, ehlo, starttls),
+    )
     .await;
 }
 
 #[tokio::test]
 async fn an_smtp_greeting_on_an_imap_target_is_a_bad_greeting() {
-    within(TEST_LIMIT, async {
-        // An IMAP target pointed at an SMTP port: the greeting is not IMAP.
-        let server = FakeServer::start(|stream| async move {
-            let mut peer = Peer::new(stream);
-            let _ = peer.send(b"220 mail.example.test ESMTP\r\n").await;
-            peer.until_closed().await;
-        })
-        .await;
-        let m = probe_once("imap", "none", &server).await;
-        m.assert_only_failure("fake", "greeting", "bad_greeting");
+    // An IMAP target pointed at an SMTP port: the greeting is not IMAP.
+    fails_in("imap", "none", ("greeting", "bad_greeting"), |stream| {
+        greets_then_listens(stream, b"220 mail.example.test ESMTP\r\n")
     })
     .await;
 }
@@ -189,8 +172,11 @@ async fn an_smtp_greeting_on_an_imap_target_is_a_bad_greeting() {
 /// untagged IMAP line made the probe panic, and the target was never probed again.
 #[tokio::test]
 async fn a_non_ascii_untagged_imap_line_is_a_protocol_error_not_a_panic() {
-    within(TEST_LIMIT, async {
-        let server = FakeServer::start(|stream| async move {
+    fails_in(
+        "imap",
+        "none",
+        ("request", "protocol_error"),
+        |stream| async move {
             let mut peer = Peer::new(stream);
             let _ = peer.send(b"* OK ready\r\n").await;
             while let Some(line) = peer.line().await {
@@ -198,10 +184,7 @@ async fn a_non_ascii_untagged_imap_line_is_a_protocol_error_not_a_panic() {
                 let _ = peer.send("* Grüße\r\n".as_bytes()).await;
                 let _ = peer.send(format!("{tag} OK done\r\n").as_bytes()).await;
             }
-        })
-        .await;
-        let m = probe_once("imap", "none", &server).await;
-        m.assert_only_failure("fake", "request", "protocol_error");
-    })
+        },
+    )
     .await;
 }

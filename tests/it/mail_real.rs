@@ -4,11 +4,12 @@
 //! shows in logs, `/metrics` or `/debug`.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::support::agent::{Agent, Metrics, http, within};
-use crate::support::binary::Binary;
+use crate::support::agent::{Metrics, NO_RESOLVER, config_with, first_round, http, within};
+use crate::support::binary::{Binary, assert_never_shown};
+use crate::support::exchange::{self, sorted};
 use crate::support::{Dovecot, Exim, TestPki, Validity};
 
 const TEST_LIMIT: Duration = Duration::from_secs(90);
@@ -64,15 +65,13 @@ impl Fixture {
             .auth_only_after_tls(true)
     }
 
-    /// One target line; `password` is `None` (no login), or the file to use.
-    fn target(
-        &self,
-        name: &str,
-        protocol: &str,
-        addr: SocketAddr,
-        tls: &str,
-        password: Option<&Path>,
-    ) -> String {
+    /// The target line of `case`.
+    fn target(&self, (name, protocol, addr, tls, login): Case) -> String {
+        let password = match login {
+            No => None,
+            Right => Some(&self.good),
+            Wrong => Some(&self.wrong),
+        };
         // Over `tls: none` the login goes out in clear only when allowed: these tests
         // check what the server does with it.
         let plaintext = if tls == "none" {
@@ -94,31 +93,34 @@ impl Fixture {
         )
     }
 
-    fn config(&self, timeout: &str, targets: &[String]) -> String {
-        format!(
-            "listen: \"127.0.0.1:0\"\n\
-             defaults: {{interval: 1h, timeout: {timeout}, start_jitter: 0s}}\n\
-             site: {{gateway: none, resolvers: [\"127.0.0.1:9\"]}}\n\
-             targets:\n{}",
-            targets.concat()
-        )
+    /// A configuration probing `cases` once an hour with `timeout`.
+    fn config(&self, timeout: &str, cases: &[Case]) -> String {
+        let targets: String = cases.iter().map(|case| self.target(*case)).collect();
+        config_with(NO_RESOLVER, "1h", timeout, &targets)
+    }
+
+    /// Probes each of `cases` once, with `timeout`; returns the scrape after all.
+    async fn probe(&self, timeout: &str, cases: &[Case<'_>]) -> Metrics {
+        let names: Vec<&str> = cases.iter().map(|case| case.0).collect();
+        first_round(&self.config(timeout, cases), &names).await.1
     }
 }
 
-fn phases(m: &Metrics, target: &str) -> Vec<String> {
-    let mut phases: Vec<String> = m
-        .all("mailprobe_phase_duration_seconds", &[("target", target)])
-        .into_iter()
-        .map(|(labels, _)| labels["phase"].clone())
-        .collect();
-    phases.sort();
-    phases
+/// How a target logs in: not at all, with the right password, with a wrong one.
+#[derive(Clone, Copy)]
+enum Login {
+    No,
+    Right,
+    Wrong,
 }
+use Login::{No, Right, Wrong};
 
-fn sorted(items: &[&str]) -> Vec<String> {
-    let mut items: Vec<String> = items.iter().map(|s| (*s).to_owned()).collect();
-    items.sort();
-    items
+/// A target: name, protocol, server address, `tls` mode and login.
+type Case<'a> = (&'a str, &'a str, SocketAddr, &'a str, Login);
+
+/// The phases of the last probe of `target`, sorted.
+fn phases(m: &Metrics, target: &str) -> Vec<String> {
+    exchange::phases(m, &[("target", target)])
 }
 
 fn capability(m: &Metrics, target: &str, capability: &str) -> Option<f64> {
@@ -141,50 +143,20 @@ fn assert_up(m: &Metrics, target: &str) {
     );
 }
 
-async fn run_once(config: &str, targets: &[&str]) -> Metrics {
-    let mut agent = Agent::start(config).await;
-    for target in targets {
-        agent.next_result(target).await;
-    }
-    let metrics = agent.metrics().await;
-    agent.stop().await.expect("clean stop");
-    metrics
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn imap_over_starttls_and_implicit_tls_logs_in_or_is_rejected() {
     within(TEST_LIMIT, async {
         let f = Fixture::new();
         let dovecot = f.dovecot();
-        let targets = [
-            f.target("starttls", "imap", dovecot.imap, "starttls", Some(&f.good)),
-            f.target(
-                "starttls-bad",
-                "imap",
-                dovecot.imap,
-                "starttls",
-                Some(&f.wrong),
-            ),
-            f.target("implicit", "imap", dovecot.imaps, "implicit", Some(&f.good)),
-            f.target(
-                "implicit-bad",
-                "imap",
-                dovecot.imaps,
-                "implicit",
-                Some(&f.wrong),
-            ),
-            f.target("plain-text", "imap", dovecot.imap, "none", Some(&f.good)),
-            f.target("no-login", "imap", dovecot.imap, "none", None),
+        let cases = [
+            ("starttls", "imap", dovecot.imap, "starttls", Right),
+            ("starttls-bad", "imap", dovecot.imap, "starttls", Wrong),
+            ("implicit", "imap", dovecot.imaps, "implicit", Right),
+            ("implicit-bad", "imap", dovecot.imaps, "implicit", Wrong),
+            ("plain-text", "imap", dovecot.imap, "none", Right),
+            ("no-login", "imap", dovecot.imap, "none", No),
         ];
-        let names = [
-            "starttls",
-            "starttls-bad",
-            "implicit",
-            "implicit-bad",
-            "plain-text",
-            "no-login",
-        ];
-        let m = run_once(&f.config("5s", &targets), &names).await;
+        let m = f.probe("5s", &cases).await;
 
         assert_up(&m, "starttls");
         assert_eq!(
@@ -236,23 +208,13 @@ async fn pop3_over_stls_and_implicit_tls_logs_in_or_is_rejected() {
     within(TEST_LIMIT, async {
         let f = Fixture::new();
         let dovecot = f.dovecot();
-        let targets = [
-            f.target("stls", "pop3", dovecot.pop3, "starttls", Some(&f.good)),
-            f.target("stls-bad", "pop3", dovecot.pop3, "starttls", Some(&f.wrong)),
-            f.target("implicit", "pop3", dovecot.pop3s, "implicit", Some(&f.good)),
-            f.target(
-                "implicit-bad",
-                "pop3",
-                dovecot.pop3s,
-                "implicit",
-                Some(&f.wrong),
-            ),
+        let cases = [
+            ("stls", "pop3", dovecot.pop3, "starttls", Right),
+            ("stls-bad", "pop3", dovecot.pop3, "starttls", Wrong),
+            ("implicit", "pop3", dovecot.pop3s, "implicit", Right),
+            ("implicit-bad", "pop3", dovecot.pop3s, "implicit", Wrong),
         ];
-        let m = run_once(
-            &f.config("5s", &targets),
-            &["stls", "stls-bad", "implicit", "implicit-bad"],
-        )
-        .await;
+        let m = f.probe("5s", &cases).await;
 
         assert_up(&m, "stls");
         assert_eq!(
@@ -274,29 +236,13 @@ async fn smtp_submission_offers_auth_only_after_starttls() {
     within(TEST_LIMIT, async {
         let f = Fixture::new();
         let exim = f.exim().start().expect("exim starts");
-        let targets = [
-            f.target("starttls", "smtp", exim.smtp, "starttls", Some(&f.good)),
-            f.target(
-                "starttls-bad",
-                "smtp",
-                exim.smtp,
-                "starttls",
-                Some(&f.wrong),
-            ),
-            f.target(
-                "implicit",
-                "smtp",
-                exim.submissions,
-                "implicit",
-                Some(&f.good),
-            ),
-            f.target("plain-text", "smtp", exim.smtp, "none", Some(&f.good)),
+        let cases = [
+            ("starttls", "smtp", exim.smtp, "starttls", Right),
+            ("starttls-bad", "smtp", exim.smtp, "starttls", Wrong),
+            ("implicit", "smtp", exim.submissions, "implicit", Right),
+            ("plain-text", "smtp", exim.smtp, "none", Right),
         ];
-        let m = run_once(
-            &f.config("5s", &targets),
-            &["starttls", "starttls-bad", "implicit", "plain-text"],
-        )
-        .await;
+        let m = f.probe("5s", &cases).await;
 
         assert_up(&m, "starttls");
         assert_eq!(
@@ -335,11 +281,11 @@ async fn a_slow_banner_is_timed_and_one_slower_than_the_timeout_is_a_greeting_ti
             .banner_delay(Duration::from_secs(4))
             .start()
             .expect("exim starts");
-        let targets = [
-            f.target("slow", "smtp", slow.submissions, "implicit", None),
-            f.target("too-slow", "smtp", too_slow.submissions, "implicit", None),
+        let cases = [
+            ("slow", "smtp", slow.submissions, "implicit", No),
+            ("too-slow", "smtp", too_slow.submissions, "implicit", No),
         ];
-        let m = run_once(&f.config("2s", &targets), &["slow", "too-slow"]).await;
+        let m = f.probe("2s", &cases).await;
         assert_up(&m, "slow");
         let greeting = m.value(
             "mailprobe_phase_duration_seconds",
@@ -360,8 +306,9 @@ async fn a_554_at_connect_is_service_unavailable() {
     within(TEST_LIMIT, async {
         let f = Fixture::new();
         let exim = f.exim().refuse_at_connect().start().expect("exim starts");
-        let targets = [f.target("refused", "smtp", exim.smtp, "starttls", None)];
-        let m = run_once(&f.config("5s", &targets), &["refused"]).await;
+        let m = f
+            .probe("5s", &[("refused", "smtp", exim.smtp, "starttls", No)])
+            .await;
         m.assert_only_failure("refused", "greeting", "service_unavailable");
         drop(exim);
     })
@@ -386,69 +333,25 @@ async fn the_password_appears_in_no_log_metric_or_debug_output() {
         let f = Fixture::new();
         let dovecot = f.dovecot();
         let exim = f.exim().start().expect("exim starts");
-        let targets = vec![
-            f.target("imap-good", "imap", dovecot.imap, "starttls", Some(&f.good)),
-            f.target(
-                "imap-bad",
-                "imap",
-                dovecot.imaps,
-                "implicit",
-                Some(&f.wrong),
-            ),
-            f.target("imap-plain", "imap", dovecot.imap, "none", Some(&f.good)),
-            f.target("pop3-good", "pop3", dovecot.pop3, "starttls", Some(&f.good)),
-            f.target(
-                "pop3-bad",
-                "pop3",
-                dovecot.pop3s,
-                "implicit",
-                Some(&f.wrong),
-            ),
-            f.target("smtp-good", "smtp", exim.smtp, "starttls", Some(&f.good)),
-            f.target(
-                "smtp-bad",
-                "smtp",
-                exim.submissions,
-                "implicit",
-                Some(&f.wrong),
-            ),
-            f.target("smtp-plain", "smtp", exim.smtp, "none", Some(&f.good)),
+        let cases = [
+            ("imap-good", "imap", dovecot.imap, "starttls", Right),
+            ("imap-bad", "imap", dovecot.imaps, "implicit", Wrong),
+            ("imap-plain", "imap", dovecot.imap, "none", Right),
+            ("pop3-good", "pop3", dovecot.pop3, "starttls", Right),
+            ("pop3-bad", "pop3", dovecot.pop3s, "implicit", Wrong),
+            ("smtp-good", "smtp", exim.smtp, "starttls", Right),
+            ("smtp-bad", "smtp", exim.submissions, "implicit", Wrong),
+            ("smtp-plain", "smtp", exim.smtp, "none", Right),
         ];
-        let names = [
-            "imap-good",
-            "imap-bad",
-            "imap-plain",
-            "pop3-good",
-            "pop3-bad",
-            "smtp-good",
-            "smtp-bad",
-            "smtp-plain",
-        ];
+        let names: Vec<&str> = cases.iter().map(|case| case.0).collect();
         let config_path = f.dir.path().join("mailprobe.yaml");
-        std::fs::write(&config_path, f.config("5s", &targets)).unwrap();
+        std::fs::write(&config_path, f.config("5s", &cases)).unwrap();
 
         // Everything the agent logs, at the most verbose level, libraries included.
         let (mut binary, addr) =
             tokio::task::block_in_place(|| Binary::start_with(&config_path, "trace"));
-        for name in names {
-            let needle = format!("\"target\":\"{name}\"");
-            let is_result = |line: &str| {
-                line.contains(&needle)
-                    && (line.contains("probe succeeded") || line.contains("probe failed"))
-            };
-            // The first result of every target is logged (a state change); it may have
-            // been read already while waiting for another target.
-            let seen = binary.log.iter().find(|line| is_result(line)).cloned();
-            let line = seen.unwrap_or_else(|| {
-                tokio::task::block_in_place(|| {
-                    loop {
-                        let line = binary.wait_line(&needle);
-                        if is_result(&line) {
-                            return line;
-                        }
-                    }
-                })
-            });
+        let lines = tokio::task::block_in_place(|| binary.results_logged(&names));
+        for (name, line) in names.iter().zip(&lines) {
             assert_eq!(
                 line.contains("probe succeeded"),
                 name.ends_with("-good"),
@@ -481,11 +384,7 @@ async fn the_password_appears_in_no_log_metric_or_debug_output() {
             "trace logging produced output to search"
         );
         for password in [PASSWORD, WRONG_PASSWORD] {
-            for form in secret_forms(password) {
-                for (place, text) in &outputs {
-                    assert!(!text.contains(&form), "a password form appears in {place}");
-                }
-            }
+            assert_never_shown(&outputs, &secret_forms(password));
         }
         drop((dovecot, exim));
     })

@@ -94,6 +94,8 @@ async fn issue_11_the_listener_answers_and_sigterm_exits_while_discovery_waits_o
         let (mut binary, addr) = Binary::start(std::path::Path::new(&path));
         let (status, body) = http(addr, "GET", "/-/healthy", &[]).await;
         assert_eq!((status, body.as_str()), (200, "OK\n"));
+        // The targets are counted before this line is logged.
+        tokio::task::block_in_place(|| binary.wait_line("configuration loaded"));
         let (status, text) = http(addr, "GET", "/metrics", &[]).await;
         assert_eq!(status, 200);
         let m = Metrics::parse(&text);

@@ -20,9 +20,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::support::agent::{Agent, fast_loopback_config, http, listener_target, within};
-use crate::support::process::retry_port_race;
-use crate::support::{ChildGuard, READY_DEADLINE, StartError, free_port};
+use crate::support::agent::{Agent, fast_loopback_config, http, open_and_closed_targets, within};
+use crate::support::process::{retry_port_race, spawn_ready};
+use crate::support::{ChildGuard, StartError, free_port};
 
 const TEST_LIMIT: Duration = Duration::from_secs(120);
 
@@ -101,10 +101,8 @@ fn start_prometheus(dir: &Path, config: &Path) -> (ChildGuard, SocketAddr) {
                 ))
                 .arg(format!("--web.listen-address={addr}"))
                 .arg("--web.enable-lifecycle");
-            let mut prometheus = ChildGuard::spawn("prometheus", cmd, &dir.join("prometheus.log"))?;
-            prometheus
-                .wait_ready(addr, READY_DEADLINE)
-                .map_err(|e| e.with_config(config))?;
+            let log = dir.join("prometheus.log");
+            let prometheus = spawn_ready("prometheus", cmd, &log, None, &[addr], config)?;
             Ok((prometheus, addr))
         },
     )
@@ -163,15 +161,7 @@ fn samples(body: &str) -> Vec<&str> {
 async fn prometheus_fires_mail_endpoint_down_for_a_refused_target_only() {
     within(TEST_LIMIT, async {
         // 1. The agent: one port that accepts, one that refuses.
-        let open = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let closed_addr = closed.local_addr().unwrap();
-        drop(closed);
-        let targets = [
-            listener_target("open", open.local_addr().unwrap()),
-            listener_target("closed", closed_addr),
-        ]
-        .concat();
+        let (open, targets) = open_and_closed_targets();
         let agent = Agent::start(&fast_loopback_config(&targets)).await;
 
         // 2. Prometheus scraping it, with the shipped rules made fast.

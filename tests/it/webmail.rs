@@ -8,7 +8,7 @@ use crate::support::exchange::{
     PROBE_TIMEOUT, TEST_LIMIT, WEBMAIL_HOST, assert_failed, assert_up, config_every, phases,
     probed, sorted, wait_until, with,
 };
-use crate::support::web::{EXPECT_BODY, MIB, PAGE, W, Web};
+use crate::support::web::{EXPECT_BODY, MIB, PAGE, W, Web, expect_body};
 
 /// No series of `target` has a `check` label: that label is for exchange targets.
 fn assert_no_check_label(m: &Metrics, target: &str) {
@@ -51,21 +51,10 @@ fn redirect_chain(count: usize) -> String {
 #[tokio::test]
 async fn a_page_with_the_expected_status_and_body_is_up() {
     within(TEST_LIMIT, async {
-        let web = Web::new();
-        web.file("index.html", PAGE.as_bytes());
+        let web = Web::with_page();
         let nginx = web.nginx("");
-        let agent = web
-            .agent(
-                PROBE_TIMEOUT,
-                &[web.target(
-                    "webmail",
-                    &nginx,
-                    "/",
-                    &format!("expect_status: [200], expect_body: \"{EXPECT_BODY}\""),
-                )],
-            )
-            .await;
-        let m = probed(&agent, &[&W], 1.0).await;
+        let keys = format!("expect_status: [200], {}", expect_body());
+        let m = web.probe_webmail(&nginx, "/", &keys).await;
         assert_up(&m, &W);
         assert_eq!(
             phases(&m, &W),
@@ -82,7 +71,6 @@ async fn a_page_with_the_expected_status_and_body_is_up() {
             1.0
         );
         assert_no_check_label(&m, "webmail");
-        agent.stop().await.expect("clean stop");
     })
     .await;
 }
@@ -90,28 +78,24 @@ async fn a_page_with_the_expected_status_and_body_is_up() {
 #[tokio::test]
 async fn a_status_outside_expect_status_fails_in_request_with_http_status() {
     within(TEST_LIMIT, async {
-        let web = Web::new();
-        web.file("index.html", PAGE.as_bytes());
+        let web = Web::with_page();
         let nginx = web.nginx(
             "location = /down { return 503; }\n\
              location = /moved-away { return 404; }",
         );
-        let agent = web
-            .agent(
-                PROBE_TIMEOUT,
-                &[
-                    // 503 is not in the list.
-                    web.target("webmail", &nginx, "/down", "expect_status: [200]"),
-                    // No list: any 2xx will do, and 404 is not one.
-                    web.target("default", &nginx, "/moved-away", ""),
-                    // The list decides, even for a status that is not 2xx.
-                    web.target("listed", &nginx, "/down", "expect_status: [200, 503]"),
-                ],
-            )
-            .await;
+        let targets = [
+            // 503 is not in the list.
+            web.target("webmail", &nginx, "/down", "expect_status: [200]"),
+            // No list: any 2xx will do, and 404 is not one.
+            web.target("default", &nginx, "/moved-away", ""),
+            // The list decides, even for a status that is not 2xx.
+            web.target("listed", &nginx, "/down", "expect_status: [200, 503]"),
+        ];
         let default = [("target", "default"), ("protocol", "https")];
         let listed = [("target", "listed"), ("protocol", "https")];
-        let m = probed(&agent, &[&W, &default, &listed], 1.0).await;
+        let m = web
+            .probe(PROBE_TIMEOUT, &targets, &[&W, &default, &listed])
+            .await;
         assert_failed(&m, &W, "request", "http_status", "server_service");
         assert_eq!(m.value("mailprobe_http_status_code", &W), 503.0);
         assert!(phases(&m, &W).contains(&"request".to_owned()));
@@ -119,7 +103,6 @@ async fn a_status_outside_expect_status_fails_in_request_with_http_status() {
         assert_eq!(m.value("mailprobe_http_status_code", &default), 404.0);
         assert_up(&m, &listed);
         assert_eq!(m.value("mailprobe_http_status_code", &listed), 503.0);
-        agent.stop().await.expect("clean stop");
     })
     .await;
 }
@@ -133,25 +116,13 @@ async fn a_body_without_the_expected_text_fails_in_response_with_body_mismatch()
             b"<html><body>This site is under maintenance</body></html>\n",
         );
         let nginx = web.nginx("");
-        let agent = web
-            .agent(
-                PROBE_TIMEOUT,
-                &[web.target(
-                    "webmail",
-                    &nginx,
-                    "/",
-                    &format!("expect_body: \"{EXPECT_BODY}\""),
-                )],
-            )
-            .await;
-        let m = probed(&agent, &[&W], 1.0).await;
+        let m = web.probe_webmail(&nginx, "/", &expect_body()).await;
         assert_failed(&m, &W, "response", "body_mismatch", "server_service");
         assert_eq!(m.value("mailprobe_http_status_code", &W), 200.0);
         assert_eq!(
             phases(&m, &W),
             sorted(&["resolve", "connect", "tls", "request", "response"])
         );
-        agent.stop().await.expect("clean stop");
     })
     .await;
 }
@@ -163,13 +134,8 @@ async fn a_body_slower_than_the_timeout_fails_in_response_with_timeout() {
         // 256 KiB at 1 KiB/s: the headers come at once, the body takes minutes.
         web.file("slow.html", &vec![b'x'; 256 * 1024]);
         let nginx = web.nginx("location = /slow.html { limit_rate 1k; }");
-        let agent = web
-            .agent(
-                "2s",
-                &[web.target("webmail", &nginx, "/slow.html", "expect_body: \"never\"")],
-            )
-            .await;
-        let m = probed(&agent, &[&W], 1.0).await;
+        let target = web.target("webmail", &nginx, "/slow.html", "expect_body: \"never\"");
+        let m = web.probe("2s", &[target], &[&W]).await;
         assert_failed(&m, &W, "response", "timeout", "server_service");
         // The status line came in time: the request phase succeeded with a 200.
         assert_eq!(m.value("mailprobe_http_status_code", &W), 200.0);
@@ -178,7 +144,6 @@ async fn a_body_slower_than_the_timeout_fails_in_response_with_timeout() {
             (1.5..4.0).contains(&probe),
             "the probe ends at its 2 s timeout, not when the body ends: {probe}"
         );
-        agent.stop().await.expect("clean stop");
     })
     .await;
 }
@@ -205,26 +170,15 @@ async fn a_body_over_one_mib_is_up_when_the_text_is_in_its_first_mib() {
         // Slow after the first 1.5 MiB: a probe that read the whole 3 MiB would
         // need over 25 s and hit its timeout; one that stops at 1 MiB is quick.
         let nginx = web.nginx("location = /big.html { limit_rate_after 1536k; limit_rate 64k; }");
-        let agent = web
-            .agent(
-                PROBE_TIMEOUT,
-                &[
-                    web.target(
-                        "webmail",
-                        &nginx,
-                        "/big.html",
-                        &format!("expect_body: \"{EXPECT_BODY}\""),
-                    ),
-                    web.target("no-expect", &nginx, "/big.html", ""),
-                ],
-            )
-            .await;
+        let targets = [
+            web.target("webmail", &nginx, "/big.html", &expect_body()),
+            web.target("no-expect", &nginx, "/big.html", ""),
+        ];
         let no_expect = [("target", "no-expect"), ("protocol", "https")];
-        let m = probed(&agent, &[&W, &no_expect], 1.0).await;
+        let m = web.probe(PROBE_TIMEOUT, &targets, &[&W, &no_expect]).await;
         assert_up(&m, &W);
         assert_up(&m, &no_expect);
         assert_eq!(m.value("mailprobe_http_status_code", &W), 200.0);
-        agent.stop().await.expect("clean stop");
     })
     .await;
 }
@@ -247,21 +201,15 @@ async fn the_body_limit_is_exactly_one_mib() {
         // One byte later: its last byte is cut off.
         web.file("crosses-limit.html", &text_from(MIB - len + 1, EXPECT_BODY));
         let nginx = web.nginx("");
-        let expect = format!("expect_body: \"{EXPECT_BODY}\"");
-        let agent = web
-            .agent(
-                PROBE_TIMEOUT,
-                &[
-                    web.target("webmail", &nginx, "/ends-at-limit.html", &expect),
-                    web.target("crosses", &nginx, "/crosses-limit.html", &expect),
-                ],
-            )
-            .await;
+        let expect = expect_body();
+        let targets = [
+            web.target("webmail", &nginx, "/ends-at-limit.html", &expect),
+            web.target("crosses", &nginx, "/crosses-limit.html", &expect),
+        ];
         let crosses = [("target", "crosses"), ("protocol", "https")];
-        let m = probed(&agent, &[&W, &crosses], 1.0).await;
+        let m = web.probe(PROBE_TIMEOUT, &targets, &[&W, &crosses]).await;
         assert_up(&m, &W);
         assert_failed(&m, &crosses, "response", "body_mismatch", "server_service");
-        agent.stop().await.expect("clean stop");
     })
     .await;
 }
@@ -272,21 +220,9 @@ async fn text_only_beyond_the_first_mib_is_a_body_mismatch() {
         let web = Web::new();
         web.file("big.html", &big_body("<html><body>\n", EXPECT_BODY));
         let nginx = web.nginx("location = /big.html { limit_rate_after 1536k; limit_rate 64k; }");
-        let agent = web
-            .agent(
-                PROBE_TIMEOUT,
-                &[web.target(
-                    "webmail",
-                    &nginx,
-                    "/big.html",
-                    &format!("expect_body: \"{EXPECT_BODY}\""),
-                )],
-            )
-            .await;
-        let m = probed(&agent, &[&W], 1.0).await;
+        let m = web.probe_webmail(&nginx, "/big.html", &expect_body()).await;
         // Not a timeout: the probe stops reading at 1 MiB and judges what it has.
         assert_failed(&m, &W, "response", "body_mismatch", "server_service");
-        agent.stop().await.expect("clean stop");
     })
     .await;
 }
@@ -323,26 +259,20 @@ async fn text_across_read_and_chunk_boundaries_is_found() {
         for offset in offsets {
             for (kind, prefix) in [("plain", ""), ("chunked", "/chunked")] {
                 let name = format!("{kind}-{offset}");
-                targets.push(web.target(
-                    &name,
-                    &nginx,
-                    &format!("{prefix}/at-{offset}.html"),
-                    &format!("expect_body: \"{EXPECT_BODY}\""),
-                ));
+                let path = format!("{prefix}/at-{offset}.html");
+                targets.push(web.target(&name, &nginx, &path, &expect_body()));
                 names.push(name);
             }
         }
-        let agent = web.agent(PROBE_TIMEOUT, &targets).await;
         let series: Vec<[(&str, &str); 2]> = names
             .iter()
             .map(|n| [("target", n.as_str()), ("protocol", "https")])
             .collect();
         let wanted: Vec<&[(&str, &str)]> = series.iter().map(|s| &s[..]).collect();
-        let m = probed(&agent, &wanted, 1.0).await;
+        let m = web.probe(PROBE_TIMEOUT, &targets, &wanted).await;
         for s in &series {
             assert_up(&m, s);
         }
-        agent.stop().await.expect("clean stop");
     })
     .await;
 }
@@ -364,21 +294,15 @@ async fn a_page_that_is_not_utf8_or_is_cut_inside_a_character_still_matches() {
         }
         web.file("cut.html", &cut);
         let nginx = web.nginx("");
-        let expect = format!("expect_body: \"{EXPECT_BODY}\"");
-        let agent = web
-            .agent(
-                PROBE_TIMEOUT,
-                &[
-                    web.target("webmail", &nginx, "/latin1.html", &expect),
-                    web.target("cut", &nginx, "/cut.html", &expect),
-                ],
-            )
-            .await;
+        let expect = expect_body();
+        let targets = [
+            web.target("webmail", &nginx, "/latin1.html", &expect),
+            web.target("cut", &nginx, "/cut.html", &expect),
+        ];
         let cut_series = [("target", "cut"), ("protocol", "https")];
-        let m = probed(&agent, &[&W, &cut_series], 1.0).await;
+        let m = web.probe(PROBE_TIMEOUT, &targets, &[&W, &cut_series]).await;
         assert_up(&m, &W);
         assert_up(&m, &cut_series);
-        agent.stop().await.expect("clean stop");
     })
     .await;
 }
@@ -386,18 +310,13 @@ async fn a_page_that_is_not_utf8_or_is_cut_inside_a_character_still_matches() {
 #[tokio::test]
 async fn ten_redirects_of_every_kind_are_followed() {
     within(TEST_LIMIT, async {
-        let web = Web::new();
-        web.file("index.html", PAGE.as_bytes());
+        let web = Web::with_page();
         let nginx = web.nginx(&redirect_chain(10));
+        let keys = format!("expect_status: [200], {}", expect_body());
         let agent = web
             .agent(
                 PROBE_TIMEOUT,
-                &[web.target(
-                    "webmail",
-                    &nginx,
-                    "/r1",
-                    &format!("expect_status: [200], expect_body: \"{EXPECT_BODY}\""),
-                )],
+                &[web.target("webmail", &nginx, "/r1", &keys)],
             )
             .await;
         let m = probed(&agent, &[&W], 1.0).await;
@@ -437,18 +356,13 @@ async fn ten_redirects_of_every_kind_are_followed() {
 #[tokio::test]
 async fn eleven_redirects_fail_in_request_with_http_status() {
     within(TEST_LIMIT, async {
-        let web = Web::new();
-        web.file("index.html", PAGE.as_bytes());
+        let web = Web::with_page();
         let nginx = web.nginx(&redirect_chain(11));
-        let agent = web
-            .agent(PROBE_TIMEOUT, &[web.target("webmail", &nginx, "/r1", "")])
-            .await;
-        let m = probed(&agent, &[&W], 1.0).await;
+        let m = web.probe_webmail(&nginx, "/r1", "").await;
         assert_failed(&m, &W, "request", "http_status", "server_service");
         assert_eq!(m.value("mailprobe_http_redirects", &W), 10.0);
         let status = m.value("mailprobe_http_status_code", &W);
         assert!((300.0..400.0).contains(&status), "{status}");
-        agent.stop().await.expect("clean stop");
     })
     .await;
 }
@@ -467,8 +381,7 @@ fn hop_times_ms(debug: &str, phase: &str) -> Vec<f64> {
 #[tokio::test]
 async fn server_name_verifies_a_url_that_names_an_address() {
     within(TEST_LIMIT, async {
-        let web = Web::new();
-        web.file("index.html", PAGE.as_bytes());
+        let web = Web::with_page();
         let nginx = web.nginx("");
         let target = |name: &str, server_name: &str| {
             format!(
@@ -478,18 +391,13 @@ async fn server_name_verifies_a_url_that_names_an_address() {
                 web.pki.ca_pem.display()
             )
         };
-        let agent = web
-            .agent(
-                PROBE_TIMEOUT,
-                &[
-                    target("webmail", &format!(", server_name: {WEBMAIL_HOST}")),
-                    // Without it the certificate is checked against 127.0.0.1.
-                    target("by-address", ""),
-                ],
-            )
-            .await;
+        let targets = [
+            target("webmail", &format!(", server_name: {WEBMAIL_HOST}")),
+            // Without it the certificate is checked against 127.0.0.1.
+            target("by-address", ""),
+        ];
         let by_address = [("target", "by-address"), ("protocol", "https")];
-        let m = probed(&agent, &[&W, &by_address], 1.0).await;
+        let m = web.probe(PROBE_TIMEOUT, &targets, &[&W, &by_address]).await;
         assert_up(&m, &W);
         // An address needs no lookup: no resolve phase.
         assert_eq!(
@@ -497,7 +405,6 @@ async fn server_name_verifies_a_url_that_names_an_address() {
             sorted(&["connect", "tls", "request", "response"])
         );
         assert_failed(&m, &by_address, "tls", "cert_name_mismatch", "server_tls");
-        agent.stop().await.expect("clean stop");
     })
     .await;
 }
@@ -505,8 +412,7 @@ async fn server_name_verifies_a_url_that_names_an_address() {
 #[tokio::test]
 async fn the_status_of_an_earlier_round_is_not_kept_when_the_server_goes_away() {
     within(TEST_LIMIT, async {
-        let web = Web::new();
-        web.file("index.html", PAGE.as_bytes());
+        let web = Web::with_page();
         let nginx = web.nginx("");
         let target = web.target("webmail", &nginx, "/", "");
         let agent = Agent::start(&config_every(web.dns.addr, "2s", "2s", &target)).await;

@@ -4,13 +4,13 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 
-use crate::support::agent::{Metrics, http, within};
-use crate::support::binary::Binary;
+use crate::support::agent::{Metrics, within};
+use crate::support::binary::{assert_never_shown, basic_forms, traced_run};
 use crate::support::exchange::{
-    OTHER_HOST, PROBE_TIMEOUT, TEST_LIMIT, WEBMAIL_HOST, assert_failed, assert_up, config, probed,
+    OTHER_HOST, PROBE_TIMEOUT, TEST_LIMIT, WEBMAIL_HOST, assert_failed, assert_up, config,
 };
-use crate::support::free_port;
-use crate::support::web::{EXPECT_BODY, PAGE, USER, W, Web};
+use crate::support::web::{USER, W, Web, expect_body};
+use crate::support::{Nginx, free_port};
 
 /// Distinctive, so a search for it in any output cannot match by accident.
 const PASSWORD: &str = "Webm4il-Lantern-9c2e71";
@@ -43,31 +43,64 @@ fn auth(password_file: &std::path::Path) -> String {
     )
 }
 
+/// The logon page behind a login with [`PASSWORD`] ([`login_required`]).
+fn login_site() -> (Web, Nginx) {
+    let web = Web::with_page();
+    let nginx = web.nginx(&login_required(&web.htpasswd(PASSWORD)));
+    (web, nginx)
+}
+
+/// A login with [`PASSWORD`] whose `/` redirects to `/landing` on a second
+/// server of the same nginx, at the URL `landing(port)` (with TLS when `tls`),
+/// which fails the probe (403) if an Authorization header reaches it. Returns
+/// the scrape of one probe of `webmail` logging in with the right password, with
+/// `extra` target keys.
+async fn login_redirected_to(
+    landing: impl FnOnce(u16) -> String,
+    tls: bool,
+    extra: &str,
+) -> Metrics {
+    let web = Web::with_page();
+    let server = SocketAddr::new(
+        Ipv4Addr::LOCALHOST.into(),
+        free_port(Ipv4Addr::LOCALHOST.into()),
+    );
+    let nginx = web
+        .nginx_builder(&login_then_redirect(
+            &web.htpasswd(PASSWORD),
+            &landing(server.port()),
+        ))
+        .server(
+            server,
+            tls,
+            &format!(
+                "root {};\n\
+                 location = /landing {{\n\
+                 \x20 if ($http_authorization) {{ return 403; }}\n\
+                 \x20 try_files /index.html =404;\n\
+                 }}",
+                web.www().display()
+            ),
+        )
+        .start()
+        .expect("nginx starts");
+    let good = web.password_file(PASSWORD);
+    let keys = format!("expect_status: [200], {}{extra}", auth(&good));
+    web.probe_webmail(&nginx, "/", &keys).await
+}
+
 #[tokio::test]
 async fn a_login_with_the_right_password_is_up() {
     within(TEST_LIMIT, async {
-        let web = Web::new();
-        web.file("index.html", PAGE.as_bytes());
-        let nginx = web.nginx(&login_required(&web.htpasswd(PASSWORD)));
+        let (web, nginx) = login_site();
         let good = web.password_file(PASSWORD);
-        let agent = web
-            .agent(
-                PROBE_TIMEOUT,
-                &[web.target(
-                    "webmail",
-                    &nginx,
-                    "/",
-                    &format!("expect_body: \"{EXPECT_BODY}\", {}", auth(&good)),
-                )],
-            )
-            .await;
-        let m = probed(&agent, &[&W], 1.0).await;
+        let keys = format!("{}, {}", expect_body(), auth(&good));
+        let m = web.probe_webmail(&nginx, "/", &keys).await;
         // Credentials went with the first request and with the redirect to the
         // same origin: both needed them.
         assert_up(&m, &W);
         assert_eq!(m.value("mailprobe_http_redirects", &W), 1.0);
         assert_eq!(m.value("mailprobe_http_status_code", &W), 200.0);
-        agent.stop().await.expect("clean stop");
     })
     .await;
 }
@@ -75,55 +108,12 @@ async fn a_login_with_the_right_password_is_up() {
 #[tokio::test]
 async fn credentials_never_go_to_a_redirect_target_on_another_origin() {
     within(TEST_LIMIT, async {
-        let web = Web::new();
-        web.file("index.html", PAGE.as_bytes());
-        // The other origin: same address, another port, another name. It fails the
-        // probe (403) if an Authorization header reaches it.
-        let other = SocketAddr::new(
-            Ipv4Addr::LOCALHOST.into(),
-            free_port(Ipv4Addr::LOCALHOST.into()),
-        );
-        let nginx = web
-            .nginx_builder(&login_then_redirect(
-                &web.htpasswd(PASSWORD),
-                &format!("https://{OTHER_HOST}:{}/landing", other.port()),
-            ))
-            .server(
-                other,
-                true,
-                &format!(
-                    "root {};\n\
-                     location = /landing {{\n\
-                     \x20 if ($http_authorization) {{ return 403; }}\n\
-                     \x20 try_files /index.html =404;\n\
-                     }}",
-                    web.www().display()
-                ),
-            )
-            .start()
-            .expect("nginx starts");
-        let good = web.password_file(PASSWORD);
-        let agent = web
-            .agent(
-                PROBE_TIMEOUT,
-                &[web.target(
-                    "webmail",
-                    &nginx,
-                    "/",
-                    // The downgrade to plain HTTP is refused unless allowed (issue 16);
-                    // allowed, it is followed without the credentials.
-                    &format!(
-                        "expect_status: [200], allow_redirects: [\"{WEBMAIL_HOST}\"], {}",
-                        auth(&good)
-                    ),
-                )],
-            )
-            .await;
-        let m = probed(&agent, &[&W], 1.0).await;
+        // The other origin: same address, another port, another name.
+        let landing = |port| format!("https://{OTHER_HOST}:{port}/landing");
+        let m = login_redirected_to(landing, true, "").await;
         assert_up(&m, &W);
         assert_eq!(m.value("mailprobe_http_redirects", &W), 1.0);
         assert_eq!(m.value("mailprobe_http_status_code", &W), 200.0);
-        agent.stop().await.expect("clean stop");
     })
     .await;
 }
@@ -131,53 +121,26 @@ async fn credentials_never_go_to_a_redirect_target_on_another_origin() {
 #[tokio::test]
 async fn credentials_never_go_over_plain_http() {
     within(TEST_LIMIT, async {
-        let web = Web::new();
-        web.file("index.html", PAGE.as_bytes());
-        // The same host on a plain-HTTP port: 403 if an Authorization header arrives.
-        let plain = SocketAddr::new(
-            Ipv4Addr::LOCALHOST.into(),
-            free_port(Ipv4Addr::LOCALHOST.into()),
-        );
-        let nginx = web
-            .nginx_builder(&login_then_redirect(
-                &web.htpasswd(PASSWORD),
-                &format!("http://{WEBMAIL_HOST}:{}/landing", plain.port()),
-            ))
-            .server(
-                plain,
-                false,
-                &format!(
-                    "root {};\n\
-                     location = /landing {{\n\
-                     \x20 if ($http_authorization) {{ return 403; }}\n\
-                     \x20 try_files /index.html =404;\n\
-                     }}",
-                    web.www().display()
-                ),
-            )
-            .start()
-            .expect("nginx starts");
-        let good = web.password_file(PASSWORD);
-        let agent = web
-            .agent(
-                PROBE_TIMEOUT,
-                &[web.target(
-                    "webmail",
-                    &nginx,
-                    "/",
-                    // The downgrade to plain HTTP is refused unless allowed (issue 16);
-                    // allowed, it is followed without the credentials.
-                    &format!(
-                        "expect_status: [200], allow_redirects: [\"{WEBMAIL_HOST}\"], {}",
-                        auth(&good)
-                    ),
-                )],
-            )
-            .await;
-        let m = probed(&agent, &[&W], 1.0).await;
+        // The same host on a plain-HTTP port. The downgrade is refused unless allowed
+        // (issue 16); allowed, it is followed without the credentials.
+        let landing = |port| format!("http://{WEBMAIL_HOST}:{port}/landing");
+        let allowed = format!(", allow_redirects: [\"{WEBMAIL_HOST}\"]");
+        let m = login_redirected_to(landing, false, &allowed).await;
         assert_up(&m, &W);
         assert_eq!(m.value("mailprobe_http_redirects", &W), 1.0);
-        agent.stop().await.expect("clean stop");
+    })
+    .await;
+}
+
+/// Issue 16: a redirect from HTTPS down to plain HTTP is not followed unless the
+/// target allows it.
+#[tokio::test]
+async fn issue_16_a_redirect_down_to_plain_http_fails_with_redirect_refused() {
+    within(TEST_LIMIT, async {
+        let landing = |port| format!("http://{WEBMAIL_HOST}:{port}/landing");
+        let m = login_redirected_to(landing, false, "").await;
+        assert_failed(&m, &W, "request", "redirect_refused", "server_service");
+        assert_eq!(m.value("mailprobe_http_redirects", &W), 1.0);
     })
     .await;
 }
@@ -185,36 +148,19 @@ async fn credentials_never_go_over_plain_http() {
 #[tokio::test]
 async fn a_401_without_configured_credentials_fails_in_request_with_http_status() {
     within(TEST_LIMIT, async {
-        let web = Web::new();
-        web.file("index.html", PAGE.as_bytes());
-        let nginx = web.nginx(&login_required(&web.htpasswd(PASSWORD)));
-        let agent = web
-            .agent(PROBE_TIMEOUT, &[web.target("webmail", &nginx, "/", "")])
-            .await;
-        let m = probed(&agent, &[&W], 1.0).await;
+        let (web, nginx) = login_site();
+        let m = web.probe_webmail(&nginx, "/", "").await;
         // No credentials were sent, so none were rejected: a status, not a login.
         assert_failed(&m, &W, "request", "http_status", "server_service");
         assert_eq!(m.value("mailprobe_http_status_code", &W), 401.0);
-        agent.stop().await.expect("clean stop");
     })
     .await;
-}
-
-/// The forms a Basic password could leak in: itself and the header value.
-fn secret_forms(password: &str) -> Vec<String> {
-    use base64::Engine as _;
-    vec![
-        password.to_owned(),
-        base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{password}")),
-    ]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rejected_login_fails_in_auth_with_auth_failed_and_the_password_never_shows() {
     within(TEST_LIMIT, async {
-        let web = Web::new();
-        web.file("index.html", PAGE.as_bytes());
-        let nginx = web.nginx(&login_required(&web.htpasswd(PASSWORD)));
+        let (web, nginx) = login_site();
         let good = web.password_file(PASSWORD);
         let wrong = web.password_file(WRONG_PASSWORD);
         let targets = [
@@ -228,49 +174,25 @@ async fn a_rejected_login_fails_in_auth_with_auth_failed_and_the_password_never_
         )
         .unwrap();
 
-        // Everything the agent logs, at the most verbose level, libraries included.
-        let (mut binary, addr) =
-            tokio::task::block_in_place(|| Binary::start_with(&config_path, "trace"));
-        for name in ["webmail", "webmail-good"] {
-            let needle = format!("\"target\":\"{name}\"");
-            let is_result = |line: &str| {
-                line.contains(&needle)
-                    && (line.contains("probe succeeded") || line.contains("probe failed"))
-            };
-            let seen = binary.log.iter().any(|line| is_result(line));
-            if !seen {
-                tokio::task::block_in_place(|| while !is_result(&binary.wait_line(&needle)) {});
-            }
-        }
-        let (status, text) = http(addr, "GET", "/metrics", &[]).await;
-        assert_eq!(status, 200);
-        let m = Metrics::parse(&text);
-        assert_failed(&m, &W, "auth", "auth_failed", "server_auth");
+        let names = ["webmail", "webmail-good"];
+        let shown = traced_run(&config_path, &names, &names).await;
+        let m = &shown.metrics;
+        assert_failed(m, &W, "auth", "auth_failed", "server_auth");
         assert_eq!(m.value("mailprobe_http_status_code", &W), 401.0);
         let good_series = [("target", "webmail-good"), ("protocol", "https")];
-        assert_up(&m, &good_series);
+        assert_up(m, &good_series);
 
-        let mut outputs = vec![("/metrics".to_owned(), text)];
-        for name in ["webmail", "webmail-good"] {
-            let (status, body) = http(addr, "GET", &format!("/debug?target={name}"), &[]).await;
-            assert_eq!(status, 200, "{body}");
-            assert!(body.contains("401") || name == "webmail-good", "{body}");
-            outputs.push((format!("/debug?target={name}"), body));
+        // /metrics, then the /debug page of each target, then the log.
+        let debug = &shown.outputs[1..=names.len()];
+        for (name, (_, body)) in names.iter().zip(debug) {
+            assert!(body.contains("401") || *name == "webmail-good", "{body}");
         }
-        binary.signal(libc::SIGTERM);
-        let status = tokio::task::block_in_place(|| binary.wait_exit());
-        assert_eq!(status.code(), Some(0));
-        outputs.push(("the log".to_owned(), binary.log.join("\n")));
         assert!(
-            outputs.last().unwrap().1.len() > 10_000,
+            shown.outputs.last().unwrap().1.len() > 10_000,
             "trace logging produced output to search"
         );
         for password in [PASSWORD, WRONG_PASSWORD] {
-            for form in secret_forms(password) {
-                for (place, text) in &outputs {
-                    assert!(!text.contains(&form), "a password form appears in {place}");
-                }
-            }
+            assert_never_shown(&shown.outputs, &basic_forms(USER, password));
         }
         drop(nginx);
     })

@@ -26,15 +26,59 @@ pub fn listener_target(name: &str, addr: SocketAddr) -> String {
     )
 }
 
+/// A site resolver on loopback where nothing answers.
+pub const NO_RESOLVER: &str = "127.0.0.1:9";
+
+/// A configuration for `targets` probed every `interval` with `timeout`, all
+/// starting at once, with no gateway and `resolver` as the only site resolver.
+pub fn config_with(
+    resolver: impl std::fmt::Display,
+    interval: &str,
+    timeout: &str,
+    targets: &str,
+) -> String {
+    format!(
+        "listen: \"127.0.0.1:0\"\n\
+         defaults: {{interval: {interval}, timeout: {timeout}, start_jitter: 0s}}\n\
+         site: {{gateway: none, resolvers: [\"{resolver}\"]}}\n\
+         targets:\n{targets}"
+    )
+}
+
 /// A configuration for `targets` probed every second, all starting at once, with no
 /// gateway and a site resolver that never answers (loopback only).
 pub fn fast_loopback_config(targets: &str) -> String {
-    format!(
-        "listen: \"127.0.0.1:0\"\n\
-         defaults: {{interval: 1s, timeout: 1s, start_jitter: 0s}}\n\
-         site: {{gateway: none, resolvers: [\"127.0.0.1:9\"]}}\n\
-         targets:\n{targets}"
-    )
+    config_with(NO_RESOLVER, "1s", "1s", targets)
+}
+
+/// Like [`fast_loopback_config`], probed once an hour (each test sees the first
+/// round only) with a 2 s timeout.
+pub fn hourly_loopback_config(targets: &str) -> String {
+    config_with(NO_RESOLVER, "1h", "2s", targets)
+}
+
+/// Targets `open`, a listener on 127.0.0.1 (returned: keep it to keep the port
+/// open), and `closed`, a port where nothing listens.
+pub fn open_and_closed_targets() -> (std::net::TcpListener, String) {
+    let (open, addr) = super::ports::open_port();
+    let targets = listener_target("open", addr) + &listener_target("closed", super::closed_port());
+    (open, targets)
+}
+
+/// Runs an agent on `yaml` until each of `targets` has its first result; returns
+/// those results, in that order, and the scrape after them. The agent must then
+/// stop cleanly.
+pub async fn first_round(yaml: &str, targets: &[&str]) -> (Vec<Arc<Judged>>, Metrics) {
+    let (agent, results) = Agent::start_and_wait(yaml, targets).await;
+    let metrics = agent.metrics().await;
+    agent.stop().await.expect("clean stop");
+    (results, metrics)
+}
+
+/// [`first_round`] of one target: its first result and the scrape after it.
+pub async fn first_result(yaml: &str, target: &str) -> (Arc<Judged>, Metrics) {
+    let (mut results, metrics) = first_round(yaml, &[target]).await;
+    (results.remove(0), metrics)
 }
 
 /// Bounds a whole test: every network test must end, pass or fail.
@@ -88,6 +132,17 @@ impl Agent {
             task: Some(task),
             _dir: dir,
         }
+    }
+
+    /// [`start`](Self::start), then waits for the first result of each of
+    /// `targets`; returns them in that order.
+    pub async fn start_and_wait(yaml: &str, targets: &[&str]) -> (Agent, Vec<Arc<Judged>>) {
+        let mut agent = Agent::start(yaml).await;
+        let mut results = Vec::new();
+        for target in targets {
+            results.push(agent.next_result(target).await);
+        }
+        (agent, results)
     }
 
     /// Waits for the next result of `target` (results of other targets that arrive
@@ -314,6 +369,12 @@ impl Metrics {
             1.0,
             "{target}"
         );
+    }
+
+    /// `mailprobe_fault` of `target` for fault domain `domain` (1 for the domain
+    /// blamed, else 0); the series must exist.
+    pub fn fault(&self, target: &str, domain: &str) -> f64 {
+        self.value("mailprobe_fault", &[("target", target), ("domain", domain)])
     }
 
     /// Like [`get`](Self::get) but the series must exist.

@@ -3,8 +3,11 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
+
+use super::agent::{Metrics, http};
 
 /// The real binary, its JSON log read line by line from a pipe (each line arrives as
 /// an event: no polling), killed on drop.
@@ -112,6 +115,31 @@ impl Binary {
         }
     }
 
+    /// The logged result (`probe succeeded` or `probe failed`) of each of
+    /// `targets` (their `"target"` values in the log), in that order, waiting for
+    /// those not read yet. The first result of a target is always logged (a state
+    /// change), and may have been read while waiting for another one. Blocking.
+    pub fn results_logged(&mut self, targets: &[&str]) -> Vec<String> {
+        let mut lines = Vec::new();
+        for target in targets {
+            let needle = format!("\"target\":\"{target}\"");
+            let is_result = |line: &str| {
+                line.contains(&needle)
+                    && (line.contains("probe succeeded") || line.contains("probe failed"))
+            };
+            let seen = self.log.iter().find(|line| is_result(line)).cloned();
+            lines.push(seen.unwrap_or_else(|| {
+                loop {
+                    let line = self.wait_line(&needle);
+                    if is_result(&line) {
+                        return line;
+                    }
+                }
+            }));
+        }
+        lines
+    }
+
     /// Sends `signal` to the process.
     pub fn signal(&self, signal: libc::c_int) {
         let pid = libc::pid_t::try_from(self.child.id()).unwrap();
@@ -136,5 +164,61 @@ impl Drop for Binary {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// What the binary showed in a [`traced_run`].
+pub struct Shown {
+    /// The scrape once every result was logged.
+    pub metrics: Metrics,
+    /// Every output a secret must never appear in, as `(place, text)`:
+    /// `/metrics`, then `/debug?target=NAME` of each target asked for, then
+    /// `the log` (everything logged until the binary exited).
+    pub outputs: Vec<(String, String)>,
+}
+
+/// Runs the binary on `config_path` logging everything at the most verbose
+/// level, libraries included, until the result of each of `logged` (its
+/// `"target"` value in the log) is logged; then reads `/metrics` (must answer
+/// 200) and the `/debug` page of each of `debug` (each must answer 200), stops
+/// it with SIGTERM (it must exit 0) and returns what it showed. Blocks in place:
+/// needs the multi-thread runtime.
+pub async fn traced_run(config_path: &Path, logged: &[&str], debug: &[&str]) -> Shown {
+    let (mut binary, addr) =
+        tokio::task::block_in_place(|| Binary::start_with(config_path, "trace"));
+    tokio::task::block_in_place(|| binary.results_logged(logged));
+    let (status, text) = http(addr, "GET", "/metrics", &[]).await;
+    assert_eq!(status, 200);
+    let metrics = Metrics::parse(&text);
+    let mut outputs = vec![("/metrics".to_owned(), text)];
+    for name in debug {
+        let (status, body) = http(addr, "GET", &format!("/debug?target={name}"), &[]).await;
+        assert_eq!(status, 200, "{body}");
+        outputs.push((format!("/debug?target={name}"), body));
+    }
+    binary.signal(libc::SIGTERM);
+    let status = tokio::task::block_in_place(|| binary.wait_exit());
+    assert_eq!(status.code(), Some(0));
+    outputs.push(("the log".to_owned(), binary.log.join("\n")));
+    Shown { metrics, outputs }
+}
+
+/// The forms a Basic password could leak in: itself and the header value for
+/// `user`.
+pub fn basic_forms(user: &str, password: &str) -> Vec<String> {
+    use base64::Engine as _;
+    vec![
+        password.to_owned(),
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")),
+    ]
+}
+
+/// Asserts that no form of a secret, `forms`, appears in any output of
+/// `outputs` (`(place, text)`).
+pub fn assert_never_shown(outputs: &[(String, String)], forms: &[String]) {
+    for form in forms {
+        for (place, text) in outputs {
+            assert!(!text.contains(form), "a password form appears in {place}");
+        }
     }
 }

@@ -34,13 +34,21 @@ impl Run {
 
 /// Runs `mailprobe ARGS`, killing it if it outlives [`RUN_LIMIT`].
 pub fn mailprobe(args: &[&str]) -> Run {
-    let child = Command::new(env!("CARGO_BIN_EXE_mailprobe"))
-        .args(args)
+    let mut command = Command::new(env!("CARGO_BIN_EXE_mailprobe"));
+    command.args(args);
+    run(command)
+}
+
+/// Runs `command` with stdin closed — the binary, or a wrapper that execs it such
+/// as `ip netns exec NS …` (the pid killed on a timeout must be the binary's
+/// own) — killing it if it outlives [`RUN_LIMIT`].
+pub fn run(mut command: Command) -> Run {
+    let child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("run mailprobe");
+        .unwrap_or_else(|e| panic!("run {command:?}: {e}"));
     let pid = child.id();
     let (done, finished) = mpsc::channel();
     std::thread::spawn(move || {
@@ -51,7 +59,7 @@ pub fn mailprobe(args: &[&str]) -> Run {
         Err(_) => {
             // SAFETY: `pid` is our own child, not yet reaped (the waiting thread reaps it).
             unsafe { libc::kill(i32::try_from(pid).unwrap(), libc::SIGKILL) };
-            panic!("mailprobe {args:?} did not finish within {RUN_LIMIT:?}");
+            panic!("{command:?} did not finish within {RUN_LIMIT:?}");
         }
     };
     Run {

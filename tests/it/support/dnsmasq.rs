@@ -16,8 +16,9 @@ use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::Command;
 
-use super::ports::free_port;
-use super::process::{ChildGuard, READY_DEADLINE, StartError, command, retry_port_race};
+use super::process::{
+    ChildGuard, StartError, command, daemon_dir, fixed_or_free_port, spawn_ready, write_config,
+};
 
 /// A running dnsmasq listening on `addr` (UDP and TCP); killed on drop.
 /// Why: tests of MX/SRV/autodiscover lookups need a real DNS server whose
@@ -139,24 +140,17 @@ impl DnsmasqBuilder {
     /// Runs dnsmasq on 127.0.0.1 and a free port (or on [`listen`](Self::listen)'s
     /// address); returns once its TCP port accepts.
     pub fn start(self) -> Result<Dnsmasq, StartError> {
-        if let Some(addr) = self.listen {
-            return self.start_on(addr);
-        }
-        if self.netns.is_some() {
-            return Err(StartError("dnsmasq: in_netns() needs listen(addr)".into()));
-        }
-        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
-        retry_port_race(
-            || free_port(ip),
-            |port| self.start_on(SocketAddr::new(ip, port)),
+        fixed_or_free_port(
+            "dnsmasq",
+            self.listen,
+            self.netns.is_some(),
+            |addr| self.start_on(addr),
+            |ip, port| self.start_on(SocketAddr::new(ip, port)),
         )
     }
 
     fn start_on(&self, addr: SocketAddr) -> Result<Dnsmasq, StartError> {
-        let dir = tempfile::Builder::new()
-            .prefix("dnsmasq-")
-            .tempdir()
-            .map_err(|e| StartError(format!("dnsmasq: tempdir: {e}")))?;
+        let dir = daemon_dir("dnsmasq")?;
         let mut conf = String::new();
         for line in &self.lines {
             conf.push_str(line);
@@ -166,8 +160,7 @@ impl DnsmasqBuilder {
             conf.push_str(&format!("local=/{owner}/\n"));
         }
         let conf_path = dir.path().join("dnsmasq.conf");
-        std::fs::write(&conf_path, conf)
-            .map_err(|e| StartError(format!("dnsmasq: write {}: {e}", conf_path.display())))?;
+        write_config("dnsmasq", &conf_path, conf)?;
         let netns = self.netns.as_deref();
         let mut cmd: Command = command("dnsmasq", netns);
         cmd.arg("--keep-in-foreground")
@@ -184,10 +177,8 @@ impl DnsmasqBuilder {
                 "--pid-file={}",
                 dir.path().join("dnsmasq.pid").display()
             ));
-        let mut child = ChildGuard::spawn("dnsmasq", cmd, &dir.path().join("dnsmasq.log"))?;
-        child
-            .wait_ready_in(netns, addr, READY_DEADLINE)
-            .map_err(|e| e.with_config(&conf_path))?;
+        let log = dir.path().join("dnsmasq.log");
+        let child = spawn_ready("dnsmasq", cmd, &log, netns, &[addr], &conf_path)?;
         Ok(Dnsmasq {
             addr,
             netns: self.netns.clone(),

@@ -16,17 +16,18 @@
 //! [`DovecotBuilder::listen`] and [`DovecotBuilder::in_netns`] run it on fixed
 //! ports of an address inside a test bed namespace instead.
 
-use std::io::{BufRead, BufReader, Write as _};
+use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
 
 use super::ports::free_port;
-use super::process::{ChildGuard, READY_DEADLINE, StartError, command, retry_port_race};
+use super::process::{
+    ChildGuard, ProcessGroup, StartError, chmod_755, command, daemon_dir, expect_greeting,
+    fixed_or_free_port, spawn_group_ready, system_user, write_config,
+};
 
 /// A running Dovecot; every process of it is killed on drop.
 /// Why: IMAP/POP3 probes must meet a real server's greetings, capabilities,
@@ -157,32 +158,23 @@ impl DovecotBuilder {
     /// returns once all accept and the IMAP port has sent its `* OK` greeting
     /// (sent only once auth is up).
     pub fn start(self) -> Result<Dovecot, StartError> {
-        if let Some((ip, ports)) = self.listen {
-            return self.start_on(ip, Some(ports));
-        }
-        if self.netns.is_some() {
-            return Err(StartError(
-                "dovecot: in_netns() needs listen(ip, ports)".into(),
-            ));
-        }
-        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
-        retry_port_race(
-            || free_port(ip),
-            |port| self.start_on(ip, Some([port, 0, 0, 0])),
+        fixed_or_free_port(
+            "dovecot",
+            self.listen,
+            self.netns.is_some(),
+            |(ip, ports)| self.start_on(ip, ports),
+            |ip, port| self.start_on(ip, [port, 0, 0, 0]),
         )
     }
 
     /// `ports`: fixed, except that 0 (after the first) means "a free port of `ip`".
-    fn start_on(&self, ip: IpAddr, ports: Option<[u16; 4]>) -> Result<Dovecot, StartError> {
+    fn start_on(&self, ip: IpAddr, ports: [u16; 4]) -> Result<Dovecot, StartError> {
         let err =
             |what: &str, e: &dyn std::fmt::Display| StartError(format!("dovecot: {what}: {e}"));
         let (cert, key) = self.tls.as_ref().ok_or_else(|| {
             StartError("dovecot: .tls(cert, key) is required (imaps/pop3s need it)".into())
         })?;
-        let dir = tempfile::Builder::new()
-            .prefix("dovecot-")
-            .tempdir()
-            .map_err(|e| err("tempdir", &e))?;
+        let dir = daemon_dir("dovecot")?;
         let d = dir.path();
         let (uid, gid) = system_user("dovecot")?;
         // 0755: login processes (dovenull) and mail processes (dovecot uid) must traverse it.
@@ -199,9 +191,7 @@ impl DovecotBuilder {
             ));
         }
         std::fs::write(d.join("passwd"), passwd).map_err(|e| err("write passwd", &e))?;
-        let ports = ports
-            .unwrap_or_default()
-            .map(|p| if p == 0 { free_port(ip) } else { p });
+        let ports = ports.map(|p| if p == 0 { free_port(ip) } else { p });
         // The relay exists for loopback only (see `plaintext_auth`); inside a
         // namespace clients already come from another address.
         let relay = !self.plaintext_auth && self.netns.is_none();
@@ -236,53 +226,24 @@ userdb {{
   driver = passwd-file
   args = {d}/passwd
 }}
-service imap-login {{
-  inet_listener imap {{
-    address = {ip}
-    port = {p0}{haproxy}
-  }}
-  inet_listener imaps {{
-    address = {ip}
-    port = {p1}
-    ssl = yes
-  }}
-}}
-service pop3-login {{
-  inet_listener pop3 {{
-    address = {ip}
-    port = {p2}{haproxy}
-  }}
-  inet_listener pop3s {{
-    address = {ip}
-    port = {p3}
-    ssl = yes
-  }}
-}}
-{penalty}",
+{imap}{pop3}{penalty}",
             d = d.display(),
             cert = cert.display(),
             key = key.display(),
             disable = if self.plaintext_auth { "no" } else { "yes" },
             delay = self.auth_failure_delay,
-            p0 = ports[0],
-            p1 = ports[1],
-            p2 = ports[2],
-            p3 = ports[3],
+            imap = login_service("imap", ip, ports[0], ports[1], haproxy),
+            pop3 = login_service("pop3", ip, ports[2], ports[3], haproxy),
         );
         let conf_path = d.join("dovecot.conf");
-        std::fs::write(&conf_path, conf).map_err(|e| err("write dovecot.conf", &e))?;
+        write_config("dovecot", &conf_path, conf)?;
         let netns = self.netns.as_deref();
         let mut cmd = command("dovecot", netns);
-        cmd.arg("-F").arg("-c").arg(&conf_path).process_group(0);
-        // Same file as log_path: startup errors and the daemon's log in one place.
-        let mut child = ChildGuard::spawn("dovecot", cmd, &d.join("dovecot.log"))?;
-        let group = ProcessGroup(child.id());
+        cmd.arg("-F").arg("-c").arg(&conf_path);
         let addrs = ports.map(|p| SocketAddr::new(ip, p));
-        for addr in addrs {
-            child
-                .wait_ready_in(netns, addr, READY_DEADLINE)
-                .map_err(|e| e.with_config(&conf_path))?;
-        }
+        // Same file as log_path: startup errors and the daemon's log in one place.
+        let log = d.join("dovecot.log");
+        let (group, child) = spawn_group_ready("dovecot", cmd, &log, netns, &addrs, &conf_path)?;
         let mut relays = Vec::new();
         let [mut imap, imaps, mut pop3, pop3s] = addrs;
         if relay {
@@ -290,11 +251,7 @@ service pop3-login {{
             relays.push(ProxyRelay::start(pop3).map_err(|e| err("relay", &e))?);
             (imap, pop3) = (relays[0].addr, relays[1].addr);
         }
-        let greeting = first_line_in(netns, imap, READY_DEADLINE);
-        if !greeting.as_deref().is_ok_and(|l| l.starts_with("* OK")) {
-            let what = format!("no `* OK` greeting on {imap}: {greeting:?}");
-            return Err(child.error(&what).with_config(&conf_path));
-        }
+        expect_greeting(&child, netns, imap, "* OK", &conf_path)?;
         Ok(Dovecot {
             imap,
             imaps,
@@ -309,81 +266,23 @@ service pop3-login {{
     }
 }
 
-/// Reads the first line a server sends on `addr` (without CRLF).
-pub(super) fn first_line(addr: SocketAddr, timeout: Duration) -> std::io::Result<String> {
-    let stream = TcpStream::connect_timeout(&addr, timeout)?;
-    stream.set_read_timeout(Some(timeout))?;
-    let mut line = String::new();
-    BufReader::new(stream).read_line(&mut line)?;
-    Ok(line.trim_end().to_string())
-}
-
-/// [`first_line`], connecting from inside network namespace `netns` when `Some`.
-pub(super) fn first_line_in(
-    netns: Option<&str>,
-    addr: SocketAddr,
-    timeout: Duration,
-) -> std::io::Result<String> {
-    match netns {
-        None => first_line(addr, timeout),
-        Some(ns) => super::netns::run_in(ns, || first_line(addr, timeout))?,
-    }
-}
-
-/// `(uid, gid)` of a system user, from /etc/passwd.
-pub(super) fn system_user(name: &str) -> Result<(u32, u32), StartError> {
-    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-    passwd
-        .lines()
-        .map(|l| l.split(':').collect::<Vec<_>>())
-        .find(|f| f.len() > 3 && f[0] == name)
-        .and_then(|f| Some((f[2].parse().ok()?, f[3].parse().ok()?)))
-        .ok_or_else(|| {
-            StartError(format!(
-                "no system user {name:?}: is the package installed? (scripts/test installs it)"
-            ))
-        })
-}
-
-pub(super) fn chmod_755(path: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt as _;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
-}
-
-/// SIGKILLs a whole process group on drop, then waits (bounded) until none of
-/// its processes is left running. Spawn the daemon with `process_group(0)`.
-/// Why: Dovecot's master forks log/auth/config/login/mail processes and Exim
-/// forks one process per SMTP connection; killing only the master (what
-/// [`ChildGuard`] does) would leave them serving open sessions after the test.
-pub(super) struct ProcessGroup(pub(super) u32);
-
-impl Drop for ProcessGroup {
-    fn drop(&mut self) {
-        let Ok(pgid) = libc::pid_t::try_from(self.0) else {
-            return;
-        };
-        // SAFETY: kill(2) only sends a signal; a negative pid addresses the group.
-        unsafe { libc::kill(-pgid, libc::SIGKILL) };
-        let start = Instant::now();
-        while group_running(self.0) && start.elapsed() < Duration::from_secs(5) {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-}
-
-/// Whether any process of group `pgid` is still running (zombies don't count:
-/// they hold no sockets, and orphans are reaped by init when it gets to them).
-fn group_running(pgid: u32) -> bool {
-    let Ok(procs) = std::fs::read_dir("/proc") else {
-        return false;
-    };
-    procs.flatten().any(|p| {
-        let stat = std::fs::read_to_string(p.path().join("stat")).unwrap_or_default();
-        // After the `(comm)` field: state, ppid, pgrp, ...
-        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        f.len() > 2 && f[2] == pgid.to_string() && f[0] != "Z" && f[0] != "X"
-    })
+/// `service PROTOCOL-login` with a plain listener on `plain` (`haproxy`: behind
+/// the relay) and an implicit-TLS one, `PROTOCOLs`, on `tls`.
+fn login_service(protocol: &str, ip: IpAddr, plain: u16, tls: u16, haproxy: &str) -> String {
+    format!(
+        "service {protocol}-login {{
+  inet_listener {protocol} {{
+    address = {ip}
+    port = {plain}{haproxy}
+  }}
+  inet_listener {protocol}s {{
+    address = {ip}
+    port = {tls}
+    ssl = yes
+  }}
+}}
+"
+    )
 }
 
 /// A relay on 127.0.0.1 that prefixes each connection to `upstream` with a

@@ -51,14 +51,31 @@ pub fn post_serves_file(path: &str) -> String {
     format!("location = {path} {{\n  default_type text/xml;\n  error_page 405 =200 $uri;\n}}")
 }
 
-/// A POX Autodiscover answer (Exchange 2007+ "outlook" response schema) with
-/// one EXCH and one EXPR protocol section.
-pub fn pox_answer(server: &str, ews_url: &str) -> String {
+/// The `Response` element's namespace in answers of the Exchange 2007+
+/// "outlook" response schema.
+const OUTLOOK_SCHEMA: &str =
+    " xmlns=\"http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a\"";
+
+/// A POX Autodiscover document whose `Response` element (with attributes
+/// `response_attrs`) holds `body` (whole lines).
+fn pox_document(response_attrs: &str, body: &str) -> String {
     format!(
         r#"<?xml version="1.0" encoding="utf-8"?>
 <Autodiscover xmlns="http://schemas.microsoft.com/exchange/autodiscover/responseschema/2006">
-  <Response xmlns="http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a">
-    <User>
+  <Response{response_attrs}>
+{body}  </Response>
+</Autodiscover>
+"#
+    )
+}
+
+/// A POX Autodiscover answer (Exchange 2007+ "outlook" response schema) with
+/// one EXCH and one EXPR protocol section.
+pub fn pox_answer(server: &str, ews_url: &str) -> String {
+    pox_document(
+        OUTLOOK_SCHEMA,
+        &format!(
+            r#"    <User>
       <DisplayName>Probe</DisplayName>
       <EmailAddress>{EMAIL}</EmailAddress>
     </User>
@@ -81,20 +98,18 @@ pub fn pox_answer(server: &str, ews_url: &str) -> String {
         <EwsUrl>{ews_url}</EwsUrl>
       </Protocol>
     </Account>
-  </Response>
-</Autodiscover>
 "#
+        ),
     )
 }
 
 /// A POX Autodiscover answer naming the mailbox server but no EWS URL, as older
 /// or trimmed-down configurations send (Outlook Anywhere only).
 pub fn pox_answer_without_ews(server: &str) -> String {
-    format!(
-        r#"<?xml version="1.0" encoding="utf-8"?>
-<Autodiscover xmlns="http://schemas.microsoft.com/exchange/autodiscover/responseschema/2006">
-  <Response xmlns="http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a">
-    <Account>
+    pox_document(
+        OUTLOOK_SCHEMA,
+        &format!(
+            r#"    <Account>
       <AccountType>email</AccountType>
       <Action>settings</Action>
       <Protocol>
@@ -102,61 +117,49 @@ pub fn pox_answer_without_ews(server: &str) -> String {
         <Server>{server}</Server>
       </Protocol>
     </Account>
-  </Response>
-</Autodiscover>
 "#
+        ),
     )
 }
 
 /// A POX Autodiscover error answer, as Exchange sends for an unknown mailbox.
 pub fn pox_error(code: u16, message: &str) -> String {
-    format!(
-        r#"<?xml version="1.0" encoding="utf-8"?>
-<Autodiscover xmlns="http://schemas.microsoft.com/exchange/autodiscover/responseschema/2006">
-  <Response>
-    <Error Time="15:02:11.1234567" Id="2716480123">
+    pox_document(
+        "",
+        &format!(
+            r#"    <Error Time="15:02:11.1234567" Id="2716480123">
       <ErrorCode>{code}</ErrorCode>
       <Message>{message}</Message>
       <DebugData />
     </Error>
-  </Response>
-</Autodiscover>
 "#
+        ),
+    )
+}
+
+/// A POX Autodiscover answer sending the client on with `action`
+/// (`redirectAddr`, `redirectUrl`) to `target`.
+fn pox_redirect(action: &str, target: &str) -> String {
+    let element = format!("R{}", &action[1..]);
+    pox_document(
+        OUTLOOK_SCHEMA,
+        &format!(
+            "    <Account>\n      <Action>{action}</Action>\n      \
+             <{element}>{target}</{element}>\n    </Account>\n"
+        ),
     )
 }
 
 /// A POX Autodiscover answer sending the client on to another mail address
 /// (`redirectAddr`), as after a migration to another provider.
 pub fn pox_redirect_addr(address: &str) -> String {
-    format!(
-        r#"<?xml version="1.0" encoding="utf-8"?>
-<Autodiscover xmlns="http://schemas.microsoft.com/exchange/autodiscover/responseschema/2006">
-  <Response xmlns="http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a">
-    <Account>
-      <Action>redirectAddr</Action>
-      <RedirectAddr>{address}</RedirectAddr>
-    </Account>
-  </Response>
-</Autodiscover>
-"#
-    )
+    pox_redirect("redirectAddr", address)
 }
 
 /// A POX Autodiscover answer sending the client on to another Autodiscover URL
 /// (`redirectUrl`), as a hosted front end does for a mailbox it does not hold.
 pub fn pox_redirect_url(url: &str) -> String {
-    format!(
-        r#"<?xml version="1.0" encoding="utf-8"?>
-<Autodiscover xmlns="http://schemas.microsoft.com/exchange/autodiscover/responseschema/2006">
-  <Response xmlns="http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a">
-    <Account>
-      <Action>redirectUrl</Action>
-      <RedirectUrl>{url}</RedirectUrl>
-    </Account>
-  </Response>
-</Autodiscover>
-"#
-    )
+    pox_redirect("redirectUrl", url)
 }
 
 /// The v2 JSON Autodiscover answer for `Protocol=EWS`.
@@ -242,12 +245,7 @@ pub fn config(resolver: SocketAddr, timeout: &str, targets: &str) -> String {
 
 /// [`config`] with a chosen interval.
 pub fn config_every(resolver: SocketAddr, interval: &str, timeout: &str, targets: &str) -> String {
-    format!(
-        "listen: \"127.0.0.1:0\"\n\
-         defaults: {{interval: {interval}, timeout: {timeout}, start_jitter: 0s}}\n\
-         site: {{gateway: none, resolvers: [\"{resolver}\"]}}\n\
-         targets:\n{targets}"
-    )
+    super::agent::config_with(resolver, interval, timeout, targets)
 }
 
 /// Waits until a scrape of `agent` satisfies `done`, scraping after every probe
@@ -478,26 +476,6 @@ impl ExchangeBed {
         }
     }
 
-    /// `D`'s address.
-    pub fn domain_ip(&self) -> Ipv4Addr {
-        self.block.ip(1)
-    }
-
-    /// `autodiscover.D`'s address.
-    pub fn autodiscover_ip(&self) -> Ipv4Addr {
-        self.block.ip(2)
-    }
-
-    /// `mail.D`'s address.
-    pub fn mail_ip(&self) -> Ipv4Addr {
-        self.block.ip(3)
-    }
-
-    /// The address of `autodiscover.` of another provider's domain.
-    pub fn provider_ip(&self) -> Ipv4Addr {
-        self.block.ip(4)
-    }
-
     /// The document root `name` (created on first use).
     pub fn root(&self, name: &str) -> std::path::PathBuf {
         let root = self.dir.path().join(format!("www-{name}"));
@@ -518,6 +496,13 @@ impl ExchangeBed {
     pub fn answers(&self, root: &str, server: &str, ews_url: &str) {
         self.write(root, AUTODISCOVER_XML, &pox_answer(server, ews_url));
         self.write(root, AUTODISCOVER_JSON, &json_answer(ews_url));
+    }
+
+    /// A file `NAME.pass` in the bed's directory holding `password`.
+    pub fn password_file(&self, name: &str, password: &str) -> std::path::PathBuf {
+        let path = self.dir.path().join(format!("{name}.pass"));
+        std::fs::write(&path, format!("{password}\n")).expect("write the password file");
+        path
     }
 
     /// Directives serving root `root`'s Autodiscover answers: the POX file for POST
@@ -588,16 +573,6 @@ pub const AD: [(&str, &str); 3] = [
 /// dnsmasq for `D` where every name the test does not give is NXDOMAIN.
 pub fn zone() -> DnsmasqBuilder {
     Dnsmasq::builder().local_domain(DOMAIN)
-}
-
-/// An agent probing `ex`, autodiscover only, for [`EMAIL`].
-pub async fn autodiscover_agent(bed: &ExchangeBed, dns: &Dnsmasq) -> Agent {
-    Agent::start(&config(
-        dns.addr,
-        PROBE_TIMEOUT,
-        &bed.target("ex", &format!("email: {EMAIL}, checks: [autodiscover]")),
-    ))
-    .await
 }
 
 /// The autodiscover info series: `(method, ews_url, server)` of each.

@@ -15,14 +15,15 @@
 //! [`EximBuilder::listen`] and [`EximBuilder::in_netns`] run it on fixed ports of
 //! an address inside a test bed namespace instead.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::os::unix::process::CommandExt as _;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::dovecot::{ProcessGroup, chmod_755, first_line_in, system_user};
 use super::ports::free_port;
-use super::process::{ChildGuard, READY_DEADLINE, StartError, command, retry_port_race};
+use super::process::{
+    ChildGuard, ProcessGroup, StartError, chmod_755, command, daemon_dir, expect_greeting,
+    fixed_or_free_port, spawn_group_ready, system_user, write_config,
+};
 
 /// Exim's Debian location; also its `exim_path` (it re-executes itself).
 const EXIM: &str = "/usr/sbin/exim4";
@@ -166,16 +167,13 @@ impl EximBuilder {
     /// returns once both accept and (without a banner delay) the plain port has
     /// sent its 220 or 554.
     pub fn start(self) -> Result<Exim, StartError> {
-        if let Some((ip, [smtp, submissions])) = self.listen {
-            return self.start_on(ip, smtp, Some(submissions));
-        }
-        if self.netns.is_some() {
-            return Err(StartError(
-                "exim: in_netns() needs listen(ip, ports)".into(),
-            ));
-        }
-        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
-        retry_port_race(|| free_port(ip), |port| self.start_on(ip, port, None))
+        fixed_or_free_port(
+            "exim",
+            self.listen,
+            self.netns.is_some(),
+            |(ip, [smtp, submissions])| self.start_on(ip, smtp, Some(submissions)),
+            |ip, port| self.start_on(ip, port, None),
+        )
     }
 
     fn connect_acl(&self) -> String {
@@ -255,10 +253,7 @@ login:
         let (cert, key) = self.tls.as_ref().ok_or_else(|| {
             StartError("exim: .tls(cert, key) is required (submissions needs it)".into())
         })?;
-        let dir = tempfile::Builder::new()
-            .prefix("exim-")
-            .tempdir()
-            .map_err(|e| err("tempdir", &e))?;
+        let dir = daemon_dir("exim")?;
         let d = dir.path();
         // Exim gives up root for a -C config and runs as Debian-exim: everything it
         // reads must be readable, and the spool and logs writable, by that user.
@@ -310,33 +305,24 @@ begin authenticators
             authenticators = self.authenticators(),
         );
         let conf_path = d.join("exim.conf");
-        std::fs::write(&conf_path, conf).map_err(|e| err("write exim.conf", &e))?;
+        write_config("exim", &conf_path, conf)?;
         // -bdf: daemon in the foreground. daemon_startup_retries = 0: a busy port
         // fails at once ("... Address already in use: daemon abandoned") instead of
         // retrying 9 times 30 s apart. pid_file_path: else /run/exim4/exim.pid.
         let netns = self.netns.as_deref();
         let mut cmd = command(EXIM, netns);
-        cmd.arg("-C").arg(&conf_path).arg("-bdf").process_group(0);
-        let mut child = ChildGuard::spawn("exim", cmd, &log)?;
-        let group = ProcessGroup(child.id());
+        cmd.arg("-C").arg(&conf_path).arg("-bdf");
         let smtp = SocketAddr::new(ip, smtp_port);
         let submissions = SocketAddr::new(ip, submissions_port);
-        for addr in [smtp, submissions] {
-            child
-                .wait_ready_in(netns, addr, READY_DEADLINE)
-                .map_err(|e| e.with_config(&conf_path))?;
-        }
+        let addrs = [smtp, submissions];
+        let (group, child) = spawn_group_ready("exim", cmd, &log, netns, &addrs, &conf_path)?;
         if self.banner_delay.is_zero() {
             let want = if self.refuse_at_connect {
                 "554 "
             } else {
                 "220 "
             };
-            let greeting = first_line_in(netns, smtp, READY_DEADLINE);
-            if !greeting.as_deref().is_ok_and(|l| l.starts_with(want)) {
-                let what = format!("no `{want}` greeting on {smtp}: {greeting:?}");
-                return Err(child.error(&what).with_config(&conf_path));
-            }
+            expect_greeting(&child, netns, smtp, want, &conf_path)?;
         }
         Ok(Exim {
             smtp,

@@ -5,10 +5,36 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
+
+use super::agent::{Agent, Metrics, hourly_loopback_config, http};
+
+/// Limit on a whole test against a fake.
+pub const TEST_LIMIT: Duration = Duration::from_secs(60);
+/// The probe timeout of a fake's target (that of [`hourly_loopback_config`]);
+/// every probe must end within it.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// One probe of the target `fake` (`target`: its line under `targets:`) by an
+/// agent on loopback: asserts that it ended within its timeout, and returns the
+/// scrape and the target's `/debug` page.
+pub async fn probe_fake(target: &str) -> (Metrics, String) {
+    let yaml = hourly_loopback_config(target);
+    let (agent, results) = Agent::start_and_wait(&yaml, &["fake"]).await;
+    assert!(
+        results[0].duration <= PROBE_TIMEOUT + Duration::from_millis(200),
+        "the probe is bounded by its timeout: {:?}",
+        results[0].duration
+    );
+    let metrics = agent.metrics().await;
+    let (_, debug) = http(agent.addr, "GET", "/debug?target=fake", &[]).await;
+    agent.stop().await.expect("clean stop");
+    (metrics, debug)
+}
 
 /// A listening fake; aborted on drop.
 pub struct FakeServer {

@@ -9,10 +9,12 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod agent;
+pub mod autodiscover;
 pub mod binary;
 pub mod certs;
 pub mod cli;
 pub mod dnsmasq;
+pub mod domain;
 pub mod dovecot;
 pub mod exchange;
 pub mod exim;
@@ -31,9 +33,9 @@ pub use dnsmasq::{Dnsmasq, DnsmasqBuilder};
 pub use dovecot::{Dovecot, DovecotBuilder};
 pub use exim::{Exim, EximBuilder};
 pub use netns::TestBed;
-pub use nft::DropRule;
+pub use nft::{Blackhole, DropRule};
 pub use nginx::{Nginx, NginxBuilder};
-pub use ports::free_port;
+pub use ports::{closed_port, free_port, open_port};
 pub use process::{ChildGuard, READY_DEADLINE, StartError, wait_tcp_ready};
 pub use silent_udp::SilentDnsServer;
 pub use unbound::{Unbound, UnboundBuilder};

@@ -440,7 +440,9 @@ pub struct TestBed {
     pub smtp: SocketAddr,
     /// SMTP over TLS (`:465`).
     pub submissions: SocketAddr,
-    /// HTTPS (`:443`): `GET /` → 200 `ok`, `/owa/healthcheck.htm` → 200 `200 OK`.
+    /// HTTPS (`:443`): `GET /` → 200 `ok`, `/owa/healthcheck.htm` → 200 `200 OK`;
+    /// `/redirect/loopback`, `/redirect/link-local` and `/redirect/plain-http` redirect
+    /// where a probe must not follow.
     pub https: SocketAddr,
     /// A mailbox (IMAP, POP3) and SMTP AUTH user.
     pub user: &'static str,
@@ -612,7 +614,7 @@ impl TestBed {
             ("IMAP greeting", &|| {
                 let timeout = Duration::from_secs(1);
                 let line = self
-                    .in_site(|| super::dovecot::first_line(self.imap, timeout))
+                    .in_site(|| super::process::first_line(self.imap, timeout))
                     .map_err(|e| e.to_string())?;
                 match line.starts_with("* OK") {
                     true => Ok(()),
@@ -908,6 +910,17 @@ impl TestBed {
             .tls(&cert, &key)
             .server_block_extra("location / { return 200 'ok'; }")
             .server_block_extra("location = /owa/healthcheck.htm { return 200 '200 OK'; }")
+            // Redirects a probe must refuse: into the agent's own host, to a cloud
+            // metadata address, and down to plain HTTP.
+            .server_block_extra(
+                "location = /redirect/loopback { return 302 https://127.0.0.1/latest/meta-data/; }",
+            )
+            .server_block_extra(
+                "location = /redirect/link-local { return 302 https://169.254.169.254/latest/meta-data/; }",
+            )
+            .server_block_extra(
+                "location = /redirect/plain-http { return 302 http://mail.example.test/; }",
+            )
             .listen(self.https)
             .in_netns(&self.prov_ns)
             .start()

@@ -19,6 +19,33 @@ pub struct DropRule {
     pub table: String,
 }
 
+/// A listener on 127.0.0.1 whose packets are dropped: a connect to `addr`
+/// hangs until its timeout.
+pub struct Blackhole {
+    /// The silent address.
+    pub addr: SocketAddr,
+    _rule: DropRule,
+    _listener: std::net::TcpListener,
+}
+
+impl Blackhole {
+    /// A new listener and the rule that drops TCP to it.
+    pub fn new() -> Blackhole {
+        let (listener, addr) = super::ports::open_port();
+        Blackhole {
+            addr,
+            _rule: DropRule::drop_tcp(addr),
+            _listener: listener,
+        }
+    }
+}
+
+impl Default for Blackhole {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl DropRule {
     /// Silently drops TCP packets to `addr`: `connect()` hangs until its timeout.
     pub fn drop_tcp(addr: SocketAddr) -> DropRule {

@@ -1,11 +1,12 @@
 //! A real nginx (HTTP or HTTPS) on a loopback port, as a webmail/Exchange stand-in.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::ports::free_port;
-use super::process::{ChildGuard, READY_DEADLINE, StartError, command, retry_port_race};
+use super::process::{
+    ChildGuard, StartError, command, daemon_dir, fixed_or_free_port, spawn_ready, write_config,
+};
 
 /// A running nginx listening on `addr`; killed on drop.
 /// Why: HTTPS probes must be tested against a real TLS server presenting a
@@ -109,24 +110,17 @@ impl NginxBuilder {
     /// Runs nginx on 127.0.0.1 and a free port (or on [`listen`](Self::listen)'s
     /// address); returns once its TCP port accepts.
     pub fn start(self) -> Result<Nginx, StartError> {
-        if let Some(addr) = self.listen {
-            return self.start_on(addr);
-        }
-        if self.netns.is_some() {
-            return Err(StartError("nginx: in_netns() needs listen(addr)".into()));
-        }
-        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
-        retry_port_race(
-            || free_port(ip),
-            |port| self.start_on(SocketAddr::new(ip, port)),
+        fixed_or_free_port(
+            "nginx",
+            self.listen,
+            self.netns.is_some(),
+            |addr| self.start_on(addr),
+            |ip, port| self.start_on(SocketAddr::new(ip, port)),
         )
     }
 
     fn start_on(&self, addr: SocketAddr) -> Result<Nginx, StartError> {
-        let dir = tempfile::Builder::new()
-            .prefix("nginx-")
-            .tempdir()
-            .map_err(|e| StartError(format!("nginx: tempdir: {e}")))?;
+        let dir = daemon_dir("nginx")?;
         let d = dir.path().display();
         let (ssl, tls_directives) = match &self.tls {
             Some((cert, key)) => (
@@ -187,8 +181,7 @@ http {{
             extra = self.server_extra,
         );
         let conf_path = dir.path().join("nginx.conf");
-        std::fs::write(&conf_path, conf)
-            .map_err(|e| StartError(format!("nginx: write {}: {e}", conf_path.display())))?;
+        write_config("nginx", &conf_path, conf)?;
         let netns = self.netns.as_deref();
         let mut cmd: Command = command("nginx", netns);
         // -e: log to stderr even before the config is read (else /var/log/nginx).
@@ -198,15 +191,11 @@ http {{
             .arg(dir.path())
             .arg("-c")
             .arg(&conf_path);
-        let mut child = ChildGuard::spawn("nginx", cmd, &dir.path().join("nginx.log"))?;
-        child
-            .wait_ready_in(netns, addr, READY_DEADLINE)
-            .map_err(|e| e.with_config(&conf_path))?;
-        for server in &self.servers {
-            child
-                .wait_ready_in(netns, server.listen, READY_DEADLINE)
-                .map_err(|e| e.with_config(&conf_path))?;
-        }
+        let addrs: Vec<SocketAddr> = std::iter::once(addr)
+            .chain(self.servers.iter().map(|server| server.listen))
+            .collect();
+        let log = dir.path().join("nginx.log");
+        let child = spawn_ready("nginx", cmd, &log, netns, &addrs, &conf_path)?;
         Ok(Nginx {
             addr,
             netns: self.netns.clone(),

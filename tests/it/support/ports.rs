@@ -1,7 +1,7 @@
 //! Free-port picking for test daemons.
 
 use std::collections::BTreeSet;
-use std::net::{IpAddr, TcpListener, UdpSocket};
+use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
 use std::sync::Mutex;
 
 /// Ports already handed out by this test process, so that two tests running in
@@ -39,4 +39,18 @@ pub fn free_port(ip: IpAddr) -> u16 {
         }
     }
     panic!("no port free for both TCP and UDP on {ip} after 32 tries; last error: {last_err}");
+}
+
+/// A TCP listener on 127.0.0.1 and a free port, and its address: connects
+/// succeed (the kernel completes them) for as long as it is kept.
+pub fn open_port() -> (TcpListener, SocketAddr) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    let addr = listener.local_addr().expect("local addr");
+    (listener, addr)
+}
+
+/// A loopback address where nothing listens (a port that was free a moment ago):
+/// connects are refused.
+pub fn closed_port() -> SocketAddr {
+    open_port().1
 }

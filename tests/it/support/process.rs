@@ -3,10 +3,14 @@
 use std::ffi::OsStr;
 use std::fmt;
 use std::fs::{self, File};
-use std::net::{SocketAddr, TcpStream};
+use std::io::{BufRead as _, BufReader};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use super::ports::free_port;
 
 /// How long a daemon may take to accept TCP connections after being spawned.
 /// Generous because CI machines have 2 cores shared with a parallel test run.
@@ -215,4 +219,183 @@ pub fn retry_port_race<T>(
             other => return other,
         }
     }
+}
+
+/// Starts a daemon on its fixed `listen` address when it has one (`fixed`), else
+/// on 127.0.0.1 and a free port (`free(ip, port)`, retried on a port race). Inside
+/// a network namespace (`in_netns`) a free port cannot be picked from the host, so
+/// there `listen` is required.
+pub fn fixed_or_free_port<L, T>(
+    name: &str,
+    listen: Option<L>,
+    in_netns: bool,
+    fixed: impl FnOnce(L) -> Result<T, StartError>,
+    mut free: impl FnMut(IpAddr, u16) -> Result<T, StartError>,
+) -> Result<T, StartError> {
+    if let Some(listen) = listen {
+        return fixed(listen);
+    }
+    if in_netns {
+        return Err(StartError(format!("{name}: in_netns() needs listen()")));
+    }
+    let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    retry_port_race(|| free_port(ip), |port| free(ip, port))
+}
+
+/// A daemon's own temp dir, `NAME-XXXXXX`, for its config, log and state.
+pub fn daemon_dir(name: &str) -> Result<tempfile::TempDir, StartError> {
+    tempfile::Builder::new()
+        .prefix(&format!("{name}-"))
+        .tempdir()
+        .map_err(|e| StartError(format!("{name}: tempdir: {e}")))
+}
+
+/// Writes a daemon's generated configuration file.
+pub fn write_config(name: &str, path: &Path, text: String) -> Result<(), StartError> {
+    fs::write(path, text).map_err(|e| StartError(format!("{name}: write {}: {e}", path.display())))
+}
+
+/// Spawns `cmd` (output to `log`) and returns once every address of `addrs`
+/// accepts, polled from inside `netns` when it is `Some`; errors quote the log
+/// and the configuration `conf`.
+pub fn spawn_ready(
+    name: &str,
+    cmd: Command,
+    log: &Path,
+    netns: Option<&str>,
+    addrs: &[SocketAddr],
+    conf: &Path,
+) -> Result<ChildGuard, StartError> {
+    let mut child = ChildGuard::spawn(name, cmd, log)?;
+    wait_all_ready(&mut child, netns, addrs, conf)?;
+    Ok(child)
+}
+
+/// [`spawn_ready`] for a daemon that forks (Dovecot's helpers, Exim's
+/// per-connection processes): it runs in a process group of its own, and the
+/// [`ProcessGroup`] kills the whole group on drop, also when it never gets ready.
+pub fn spawn_group_ready(
+    name: &str,
+    mut cmd: Command,
+    log: &Path,
+    netns: Option<&str>,
+    addrs: &[SocketAddr],
+    conf: &Path,
+) -> Result<(ProcessGroup, ChildGuard), StartError> {
+    cmd.process_group(0);
+    let mut child = ChildGuard::spawn(name, cmd, log)?;
+    let group = ProcessGroup(child.id());
+    wait_all_ready(&mut child, netns, addrs, conf)?;
+    Ok((group, child))
+}
+
+fn wait_all_ready(
+    child: &mut ChildGuard,
+    netns: Option<&str>,
+    addrs: &[SocketAddr],
+    conf: &Path,
+) -> Result<(), StartError> {
+    for addr in addrs {
+        child
+            .wait_ready_in(netns, *addr, READY_DEADLINE)
+            .map_err(|e| e.with_config(conf))?;
+    }
+    Ok(())
+}
+
+/// Fails, quoting the log of `child` and `conf`, unless the first line the
+/// server sends on `addr` (read from inside `netns`) starts with `want`. Why: a
+/// mail daemon accepts connections before it can serve them (Dovecot greets
+/// only once auth is up).
+pub fn expect_greeting(
+    child: &ChildGuard,
+    netns: Option<&str>,
+    addr: SocketAddr,
+    want: &str,
+    conf: &Path,
+) -> Result<(), StartError> {
+    let greeting = first_line_in(netns, addr, READY_DEADLINE);
+    if greeting.as_deref().is_ok_and(|l| l.starts_with(want)) {
+        return Ok(());
+    }
+    let what = format!("no `{want}` greeting on {addr}: {greeting:?}");
+    Err(child.error(&what).with_config(conf))
+}
+
+/// Reads the first line a server sends on `addr` (without CRLF).
+pub fn first_line(addr: SocketAddr, timeout: Duration) -> std::io::Result<String> {
+    let stream = TcpStream::connect_timeout(&addr, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    let mut line = String::new();
+    BufReader::new(stream).read_line(&mut line)?;
+    Ok(line.trim_end().to_string())
+}
+
+/// [`first_line`], connecting from inside network namespace `netns` when `Some`.
+pub fn first_line_in(
+    netns: Option<&str>,
+    addr: SocketAddr,
+    timeout: Duration,
+) -> std::io::Result<String> {
+    match netns {
+        None => first_line(addr, timeout),
+        Some(ns) => super::netns::run_in(ns, || first_line(addr, timeout))?,
+    }
+}
+
+/// `(uid, gid)` of a system user, from /etc/passwd.
+pub fn system_user(name: &str) -> Result<(u32, u32), StartError> {
+    let passwd = fs::read_to_string("/etc/passwd").unwrap_or_default();
+    passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() > 3 && f[0] == name)
+        .and_then(|f| Some((f[2].parse().ok()?, f[3].parse().ok()?)))
+        .ok_or_else(|| {
+            StartError(format!(
+                "no system user {name:?}: is the package installed? (scripts/test installs it)"
+            ))
+        })
+}
+
+/// Makes `path` traversable by the daemon's unprivileged processes.
+pub fn chmod_755(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o755))
+}
+
+/// SIGKILLs a whole process group on drop, then waits (bounded) until none of
+/// its processes is left running. Made by [`spawn_group_ready`].
+/// Why: Dovecot's master forks log/auth/config/login/mail processes and Exim
+/// forks one process per SMTP connection; killing only the master (what
+/// [`ChildGuard`] does) would leave them serving open sessions after the test.
+pub struct ProcessGroup(u32);
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        let Ok(pgid) = libc::pid_t::try_from(self.0) else {
+            return;
+        };
+        // SAFETY: kill(2) only sends a signal; a negative pid addresses the group.
+        unsafe { libc::kill(-pgid, libc::SIGKILL) };
+        let start = Instant::now();
+        while group_running(self.0) && start.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+/// Whether any process of group `pgid` is still running (zombies don't count:
+/// they hold no sockets, and orphans are reaped by init when it gets to them).
+fn group_running(pgid: u32) -> bool {
+    let Ok(procs) = fs::read_dir("/proc") else {
+        return false;
+    };
+    procs.flatten().any(|p| {
+        let stat = fs::read_to_string(p.path().join("stat")).unwrap_or_default();
+        // After the `(comm)` field: state, ppid, pgrp, ...
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        f.len() > 2 && f[2] == pgid.to_string() && f[0] != "Z" && f[0] != "X"
+    })
 }

@@ -18,12 +18,13 @@
 //! and answers any client (the namespace has no link to anything else).
 
 use std::fmt::Write as _;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::process::Command;
 
 use super::netns::in_bed_range;
-use super::ports::free_port;
-use super::process::{ChildGuard, READY_DEADLINE, StartError, command, retry_port_race};
+use super::process::{
+    ChildGuard, StartError, command, daemon_dir, fixed_or_free_port, spawn_ready, write_config,
+};
 
 /// A running unbound listening on `addr` (UDP and TCP); killed on drop.
 /// Why: dnsmasq cannot produce a quick SERVFAIL; unbound can, plus REFUSED
@@ -151,24 +152,17 @@ impl UnboundBuilder {
                 "unbound may not forward to {upstream}: not loopback/bed range"
             );
         }
-        if let Some(addr) = self.listen {
-            return self.start_on(addr);
-        }
-        if self.netns.is_some() {
-            return Err(StartError("unbound: in_netns() needs listen(addr)".into()));
-        }
-        let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
-        retry_port_race(
-            || free_port(ip),
-            |port| self.start_on(SocketAddr::new(ip, port)),
+        fixed_or_free_port(
+            "unbound",
+            self.listen,
+            self.netns.is_some(),
+            |addr| self.start_on(addr),
+            |ip, port| self.start_on(SocketAddr::new(ip, port)),
         )
     }
 
     fn start_on(&self, addr: SocketAddr) -> Result<Unbound, StartError> {
-        let dir = tempfile::Builder::new()
-            .prefix("unbound-")
-            .tempdir()
-            .map_err(|e| StartError(format!("unbound: tempdir: {e}")))?;
+        let dir = daemon_dir("unbound")?;
         let d = dir.path().display();
         // Loopback: send only from 127.0.0.1 (see the module docs). In a bed
         // namespace: send from the listen address, answer every client.
@@ -210,17 +204,14 @@ impl UnboundBuilder {
             forwards = self.forwards,
         );
         let conf_path = dir.path().join("unbound.conf");
-        std::fs::write(&conf_path, conf)
-            .map_err(|e| StartError(format!("unbound: write {}: {e}", conf_path.display())))?;
+        write_config("unbound", &conf_path, conf)?;
         // so-reuseport: no, or a second root process on the same port (a port
         // race) would silently share it and get half of the queries.
         let netns = self.netns.as_deref();
         let mut cmd: Command = command("unbound", netns);
         cmd.arg("-d").arg("-c").arg(&conf_path);
-        let mut child = ChildGuard::spawn("unbound", cmd, &dir.path().join("unbound.log"))?;
-        child
-            .wait_ready_in(netns, addr, READY_DEADLINE)
-            .map_err(|e| e.with_config(&conf_path))?;
+        let log = dir.path().join("unbound.log");
+        let child = spawn_ready("unbound", cmd, &log, netns, &[addr], &conf_path)?;
         Ok(Unbound {
             addr,
             netns: self.netns.clone(),

@@ -5,8 +5,8 @@
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
-use super::agent::Agent;
-use super::exchange::{CERT_NAMES, OTHER_HOST, WEBMAIL_HOST, config};
+use super::agent::{Agent, Metrics};
+use super::exchange::{CERT_NAMES, OTHER_HOST, PROBE_TIMEOUT, WEBMAIL_HOST, config, probed};
 use super::{Dnsmasq, Nginx, NginxBuilder, TestPki, Validity};
 
 /// The login of the webmail tests.
@@ -20,6 +20,11 @@ pub const PAGE: &str = "<!DOCTYPE html><html><head><title>Outlook</title></head>
 pub const W: [(&str, &str); 2] = [("target", "webmail"), ("protocol", "https")];
 /// The body limit of the HTTP engine: only this much of a body is read.
 pub const MIB: usize = 1 << 20;
+
+/// The target key asking for [`EXPECT_BODY`].
+pub fn expect_body() -> String {
+    format!("expect_body: \"{EXPECT_BODY}\"")
+}
 
 /// A test CA and a certificate for the webmail names, a document root, and a
 /// dnsmasq resolving the webmail names to 127.0.0.1.
@@ -53,6 +58,13 @@ impl Web {
             key,
             dns,
         }
+    }
+
+    /// [`new`](Self::new), serving the logon [`PAGE`] as `index.html`.
+    pub fn with_page() -> Web {
+        let web = Web::new();
+        web.file("index.html", PAGE.as_bytes());
+        web
     }
 
     /// The document root.
@@ -111,6 +123,27 @@ impl Web {
     /// An agent probing `targets`, each with `timeout`, once an hour.
     pub async fn agent(&self, timeout: &str, targets: &[String]) -> Agent {
         Agent::start(&config(self.dns.addr, timeout, &targets.concat())).await
+    }
+
+    /// Runs an [`agent`](Self::agent) until every series of `series` has been
+    /// probed once, stops it (cleanly) and returns that scrape.
+    pub async fn probe(
+        &self,
+        timeout: &str,
+        targets: &[String],
+        series: &[&[(&str, &str)]],
+    ) -> Metrics {
+        let agent = self.agent(timeout, targets).await;
+        let m = probed(&agent, series, 1.0).await;
+        agent.stop().await.expect("clean stop");
+        m
+    }
+
+    /// [`probe`](Self::probe) of the one target `webmail` ([`W`]) on `nginx`,
+    /// at `path` with `extra` keys, with [`PROBE_TIMEOUT`].
+    pub async fn probe_webmail(&self, nginx: &Nginx, path: &str, extra: &str) -> Metrics {
+        let target = self.target("webmail", nginx, path, extra);
+        self.probe(PROBE_TIMEOUT, &[target], &[&W]).await
     }
 }
 
