@@ -1,49 +1,41 @@
 //! mailprobe — a long-running agent that probes a site's mail endpoints and says
 //! whose fault a failure is.
 //!
-//! The data flows one way:
+//! The data flows one way, through one pipeline that every caller uses:
 //!
 //! ```text
-//! config (YAML) -> config::Config -> scheduler -> probe::run(target) -> ProbeResult
-//!                                 site context ---^          |
-//!                                 classify::classify(result, context) -> Fault
-//!                                                  metrics::Metrics::record(result, fault)
-//!                                                  history::History::push(result)
-//! HTTP server (http): /metrics  /debug  /-/healthy  /-/ready  /-/reload
+//! config (YAML) -> config::Config ------------------------------> agent (schedule, reload, shutdown)
+//! discover(domain) -> targets   (the `domain:` shorthand and diagnose)       |
+//!                                                                             v
+//! pipeline: probe::run(target) -> judge(result, site snapshot) -> Judged  <- /probe, probe, diagnose
+//! export: metrics.record(&Judged), history.push(Judged), logs;  web: the endpoints
 //! ```
 //!
 //! Modules, in the order a newcomer should read them:
 //!
 //! - [`config`] — the YAML users write, checked into a [`config::Config`].
-//! - [`probe`] — the probe contract (phases, typed errors, results) and one file per
-//!   protocol, on top of shared dialling and TLS code.
-//! - [`runtime`] — resolvers and certificate verifiers built once per config load.
-//! - [`scheduler`] — one task per target, jittered start, fixed interval, a global
-//!   concurrency cap; overruns are counted, never queued.
-//! - [`metrics`] — the Prometheus metric families and how a result updates them.
-//! - [`site`] — the site context: gateway, site and reference resolvers, canaries.
-//! - [`classify`] — `(ProbeResult, SiteContext) -> Fault`, a pure, table-tested function.
-//! - [`fault`] — the fault domains.
-//! - [`history`] — recent results per target for `/debug` (failures kept longer).
-//! - [`daemon`] — wiring, reload and the one shutdown path; [`http`] — the endpoints.
-//! - [`on_demand`] — `/probe?target=NAME`: one configured target now, its metrics alone.
-//! - [`oneshot`] — `mailprobe probe`: one target now, with a help-desk verdict.
-//! - [`diagnose`] — `mailprobe diagnose ADDRESS`: discover a domain's mail services, probe them all, one verdict.
+//! - [`probe`] — the probe contract (phases, typed errors, results, the recorder, the
+//!   probe environment) and one file per protocol, on shared dialling, TLS and line code.
+//! - [`site`] — the site context as plain data, and the monitor that measures it.
+//! - [`judge`] — fault domains, the pure classifier, the help-desk sentences, the JSON
+//!   view of a judged result.
+//! - [`pipeline`] — the one path: run a probe, judge it (waiting for site evidence only
+//!   when the failure needs it, and never holding a concurrency slot for it).
+//! - [`discover`] — a domain's mail endpoints from MX and SRV records: one set of rules.
+//! - [`agent`] — the long-running agent: wiring, scheduler, control, signals.
+//! - [`export`] — metrics, the `/debug` history, `process_*` metrics.
+//! - [`web`] — the HTTP endpoints, the listener (TLS, basic auth), `/probe`.
+//! - [`cmd`] — the one-shot commands `probe` and `diagnose`.
 //! - [`logging`] — text or JSON logs with a `RUST_LOG`-style filter.
 
-pub mod classify;
+pub mod agent;
+pub mod cmd;
 pub mod config;
-pub mod daemon;
-pub mod diagnose;
-pub mod fault;
-pub mod history;
-pub mod http;
+pub mod discover;
+pub mod export;
+pub mod judge;
 pub mod logging;
-pub mod metrics;
-pub mod on_demand;
-pub mod oneshot;
+pub mod pipeline;
 pub mod probe;
-pub mod process;
-pub mod runtime;
-pub mod scheduler;
 pub mod site;
+pub mod web;

@@ -1,6 +1,8 @@
 //! Logs: human-readable text by default, JSON for log collectors, filtered with the
 //! `RUST_LOG` syntax (`info`, `mailprobe=debug,hickory=warn`).
 
+use std::io::IsTerminal as _;
+
 use tracing_subscriber::EnvFilter;
 
 /// The log line format.
@@ -32,8 +34,10 @@ pub fn init(format: LogFormat, filter: Option<&str>) -> Result<(), String> {
         }
         None => EnvFilter::new(DEFAULT_FILTER),
     };
+    // Colours only for a person at a terminal: the journal and log files get plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let installed = match format {
         LogFormat::Text => builder.try_init(),

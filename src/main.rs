@@ -1,16 +1,26 @@
-//! The `mailprobe` command: parse arguments, set up logging, load the configuration and
-//! hand over to [`mailprobe::daemon::run`].
+//! The `mailprobe` command: parse arguments, set up logging, and hand over to the agent
+//! ([`mailprobe::agent::run`]) or a one-shot command ([`mailprobe::cmd`]).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use mailprobe::config;
-use mailprobe::daemon;
 use mailprobe::logging::{self, LogFormat};
-use tokio::signal::unix::{SignalKind, signal};
+use mailprobe::{agent, cmd, config};
+
+/// The source revision of this build: the release build sets `MAILPROBE_REVISION`
+/// (`git rev-parse --short=12 HEAD`); other builds say `unknown`. Read here only, so a
+/// new commit never rebuilds the library and the tests.
+const REVISION: &str = match option_env!("MAILPROBE_REVISION") {
+    Some(revision) => revision,
+    None => "unknown",
+};
+
+/// How long the runtime waits for blocking work (a file read) after the agent stopped.
+const BLOCKING_SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 
 /// Probes a site's mail endpoints and DNS, and exports Prometheus metrics that say
 /// whose fault a failure is.
@@ -35,10 +45,14 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Validate a configuration file and print a summary; exit 1 if it is invalid.
+    /// Validate a configuration file and print a summary; exit 1 if it is invalid. A
+    /// secret that cannot be resolved here (an unset `password_env`) is a warning.
     CheckConfig {
         /// The file to check.
         file: PathBuf,
+        /// Also fail when a secret cannot be resolved (what the agent needs to start).
+        #[arg(long)]
+        strict: bool,
     },
     /// Probe one configured target once and say whose fault a failure is; exit 0 when
     /// healthy, 1 on a fault, 2 on a usage or configuration error.
@@ -46,7 +60,11 @@ enum Command {
         /// Configuration file (YAML).
         #[arg(long, short = 'c', value_name = "FILE")]
         config: PathBuf,
-        /// The target's name.
+        /// Print the judged result as JSON (phases, reason, fault domain, site
+        /// snapshot, verdict) instead of text.
+        #[arg(long)]
+        json: bool,
+        /// The target's name (`name/check` for one check of an exchange target).
         target: String,
     },
     /// Discover a mail address's servers (MX, SRV, autodiscover), probe them all and say
@@ -63,15 +81,20 @@ enum Command {
         json: bool,
         /// Upper bound on each check.
         #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
-        timeout: std::time::Duration,
+        timeout: Duration,
     },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    mailprobe::export::metrics::set_build_revision(REVISION);
     match &cli.command {
-        Some(Command::CheckConfig { file }) => return check_config(file),
-        Some(Command::Probe { config, target }) => return probe_once(config, target, &cli),
+        Some(Command::CheckConfig { file, strict }) => return check_config(file, *strict),
+        Some(Command::Probe {
+            config,
+            json,
+            target,
+        }) => return probe_once(config, target, *json, &cli),
         Some(Command::Diagnose {
             address,
             config,
@@ -95,7 +118,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run_agent(config_path, cli.listen)) {
+    let outcome = runtime.block_on(run_agent(config_path, cli.listen));
+    // A file read stuck in the kernel must not keep a stopped agent alive.
+    runtime.shutdown_timeout(BLOCKING_SHUTDOWN_GRACE);
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error:#}");
@@ -128,26 +154,27 @@ fn one_shot_setup(
     Ok((config, runtime))
 }
 
-fn probe_once(config_path: &std::path::Path, target: &str, cli: &Cli) -> ExitCode {
+fn probe_once(config_path: &Path, target: &str, json: bool, cli: &Cli) -> ExitCode {
     let (config, runtime) = match one_shot_setup(cli, config::load(config_path)) {
         Ok(ready) => ready,
         Err(code) => return code,
     };
-    match runtime.block_on(mailprobe::oneshot::run(&config, target)) {
-        Ok(reports) => {
-            let texts: Vec<String> = reports
-                .iter()
-                .map(|(target, report)| mailprobe::oneshot::render(target, report))
-                .collect();
-            print!("{}", texts.join("\n"));
-            if reports.iter().all(|(_, report)| report.result.is_success()) {
+    match runtime.block_on(cmd::probe::run(&config, target)) {
+        Ok(judged) => {
+            if json {
+                print!("{}", cmd::probe::to_json(&judged));
+            } else {
+                let texts: Vec<String> = judged.iter().map(cmd::probe::render).collect();
+                print!("{}", texts.join("\n"));
+            }
+            if judged.iter().all(|j| j.is_success()) {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
             }
         }
-        Err(reason) => {
-            eprintln!("mailprobe: {reason}");
+        Err(error) => {
+            eprintln!("mailprobe: {error}");
             ExitCode::from(2)
         }
     }
@@ -155,16 +182,16 @@ fn probe_once(config_path: &std::path::Path, target: &str, cli: &Cli) -> ExitCod
 
 fn diagnose(
     address: &str,
-    config_path: Option<&std::path::Path>,
+    config_path: Option<&Path>,
     json: bool,
-    timeout: std::time::Duration,
+    timeout: Duration,
     cli: &Cli,
 ) -> ExitCode {
-    use mailprobe::diagnose;
+    use mailprobe::cmd::diagnose;
     let address = match diagnose::parse_address(address) {
         Ok(address) => address,
-        Err(reason) => {
-            eprintln!("mailprobe: {reason}");
+        Err(error) => {
+            eprintln!("mailprobe: {error}");
             return ExitCode::from(2);
         }
     };
@@ -177,7 +204,7 @@ fn diagnose(
         None => config::from_str(
             "site: {resolvers: system}\n\
              targets:\n  - {name: placeholder, protocol: tcp, host: 127.0.0.1, port: 9}\n",
-            std::path::Path::new("<diagnose defaults>"),
+            Path::new("<diagnose defaults>"),
         ),
     };
     let (config, runtime) = match one_shot_setup(cli, loaded) {
@@ -198,16 +225,24 @@ fn diagnose(
                 ExitCode::FAILURE
             }
         }
-        Err(reason) => {
-            eprintln!("mailprobe: {reason}");
+        Err(error) => {
+            eprintln!("mailprobe: {error}");
             ExitCode::from(2)
         }
     }
 }
 
-fn check_config(file: &std::path::Path) -> ExitCode {
-    match config::load(file) {
+fn check_config(file: &Path, strict: bool) -> ExitCode {
+    let secrets = if strict {
+        config::Secrets::Required
+    } else {
+        config::Secrets::Optional
+    };
+    match config::check(file, secrets) {
         Ok(config) => {
+            for warning in &config.warnings {
+                eprintln!("warning: {warning}");
+            }
             print!("{}", config::summary(&config));
             ExitCode::SUCCESS
         }
@@ -219,12 +254,7 @@ fn check_config(file: &std::path::Path) -> ExitCode {
 }
 
 async fn run_agent(config_path: PathBuf, listen: Option<SocketAddr>) -> anyhow::Result<()> {
-    // Signal handlers first: a SIGHUP that arrived before them would end the process
-    // (the default action), e.g. a reload sent right after start-up.
-    let mut hangups = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
-    let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
-    let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
-
+    let signals = agent::Signals::install().context("cannot watch signals")?;
     let mut config = config::load(&config_path)?;
     if let Some(listen) = listen {
         config.listen = listen;
@@ -232,21 +262,9 @@ async fn run_agent(config_path: PathBuf, listen: Option<SocketAddr>) -> anyhow::
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
-    let (control, handle) = daemon::control();
-    tokio::spawn(async move {
-        while hangups.recv().await.is_some() {
-            tracing::info!("SIGHUP: reloading the configuration");
-            // The outcome is logged and exported by the daemon itself.
-            let _ = handle.reload().await;
-        }
-    });
-    let shutdown = async move {
-        tokio::select! {
-            _ = terminate.recv() => tracing::info!("SIGTERM received"),
-            _ = interrupt.recv() => tracing::info!("SIGINT received"),
-        }
-    };
+    let (control, handle) = agent::control();
+    let shutdown = signals.serve(handle);
     tracing::info!(address = %listener.local_addr()?, "serving /metrics");
-    daemon::run(config, listener, control, shutdown).await?;
+    agent::run(config, listener, control, shutdown).await?;
     Ok(())
 }

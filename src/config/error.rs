@@ -8,12 +8,12 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file itself could not be read.
-    #[error("{file}: cannot read the configuration: {source}")]
+    #[error("{}: cannot read the configuration: {reason}", file.display())]
     Read {
         /// The configuration file.
         file: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
+        /// Why (said once: it is part of this message, not a separate cause).
+        reason: super::files::FileError,
     },
     /// A value in the file is wrong.
     #[error("{0}")]
@@ -85,14 +85,24 @@ impl ErrorSite<'_> {
         field: impl Into<String>,
         message: impl Into<String>,
     ) -> ConfigError {
+        ConfigError::Invalid(Box::new(self.note(at, field, message)))
+    }
+
+    /// A note (a warning) at `at` about `field`: same form as an error.
+    pub fn note(
+        &self,
+        at: impl Into<Position>,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Invalid {
         let at = at.into();
-        ConfigError::Invalid(Box::new(Invalid {
+        Invalid {
             file: self.file.to_path_buf(),
             line: at.line,
             column: at.column,
             field: field.into(),
             message: message.into(),
-        }))
+        }
     }
 }
 
@@ -223,6 +233,11 @@ impl serde_saphyr::MessageFormatter for Wording<'_> {
                 Some(key) => format!("`{key}` is set twice here: keep only one"),
                 None => "a key is set twice here: keep only one".to_owned(),
             }),
+            Error::Budget { .. } => Cow::Borrowed(
+                "the document is too large or too complex for a configuration (it passes one \
+                 of the YAML parser's limits: about 250,000 nodes, deep nesting or many \
+                 aliases); check that this is the right file",
+            ),
             Error::ExternalMessage { msg, .. } => {
                 // Scanner errors: the text is libyaml's, well known, but says nothing of
                 // the usual cause.

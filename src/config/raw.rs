@@ -52,6 +52,15 @@ pub struct RawWeb {
     /// `user: bcrypt hash` pairs; when set, every request needs basic authentication.
     #[serde(default)]
     pub basic_auth_users: Option<Spanned<std::collections::BTreeMap<String, String>>>,
+    /// How long a client may take to send a request's headers.
+    #[serde(default)]
+    pub header_timeout: Option<Spanned<DurationText>>,
+    /// How long a connection may stay open without a byte moving either way.
+    #[serde(default)]
+    pub idle_timeout: Option<Spanned<DurationText>>,
+    /// The most client connections open at once.
+    #[serde(default)]
+    pub max_connections: Option<Spanned<i64>>,
 }
 
 /// `web.tls_server_config`.
@@ -181,6 +190,13 @@ pub struct RawTarget {
     /// Exchange: which services to check.
     #[serde(default)]
     pub checks: Option<Spanned<Vec<String>>>,
+    /// Mail protocols: allow `auth` over a connection without TLS (`tls: none`).
+    #[serde(default)]
+    pub allow_plaintext_auth: Option<Spanned<bool>>,
+    /// Web protocols: hosts a redirect may lead to although it is a loopback,
+    /// link-local or unspecified address, or plain HTTP from HTTPS.
+    #[serde(default)]
+    pub allow_redirects: Option<Spanned<Vec<String>>>,
 }
 
 impl RawTarget {
@@ -221,6 +237,14 @@ impl RawTarget {
         );
         note("email", self.email.as_ref().map(|v| v.referenced));
         note("checks", self.checks.as_ref().map(|v| v.referenced));
+        note(
+            "allow_plaintext_auth",
+            self.allow_plaintext_auth.as_ref().map(|v| v.referenced),
+        );
+        note(
+            "allow_redirects",
+            self.allow_redirects.as_ref().map(|v| v.referenced),
+        );
         keys
     }
 }

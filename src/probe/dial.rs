@@ -20,7 +20,7 @@ use tokio_rustls::client::TlsStream;
 
 use super::{ErrorKind, Failed, Phase, ProbeError, Recorder, TlsFacts, tls};
 use crate::config::{Endpoint, TlsMode};
-use crate::runtime::ProbeEnv;
+use crate::probe::env::ProbeEnv;
 
 /// A connection a probe talks over: plain TCP or TCP wrapped in TLS.
 #[derive(Debug)]
@@ -82,14 +82,26 @@ pub async fn open(
     deadline: Instant,
     recorder: &mut Recorder,
 ) -> Result<Connection, Failed> {
-    let resolver = &env.dial_resolver;
-    let verifier = env.verifier(&endpoint.extra_roots);
-    let addresses = match endpoint.host.parse::<IpAddr>() {
+    let addresses = addresses(endpoint, env, recorder).await?;
+    open_to(endpoint, &addresses, env, deadline, recorder).await
+}
+
+/// The addresses of `endpoint`'s host: the literal, or a timed `resolve` phase.
+///
+/// # Errors
+///
+/// [`Failed`] when the lookup failed; the recorder holds the reason.
+pub async fn addresses(
+    endpoint: &Endpoint,
+    env: &ProbeEnv,
+    recorder: &mut Recorder,
+) -> Result<Vec<IpAddr>, Failed> {
+    match endpoint.host.parse::<IpAddr>() {
         // An address literal needs no lookup, so no resolve phase is recorded.
-        Ok(ip) => vec![ip],
+        Ok(ip) => Ok(vec![ip]),
         Err(_) => {
             let addresses = recorder
-                .phase(Phase::Resolve, resolve(resolver, &endpoint.host))
+                .phase(Phase::Resolve, resolve(&env.dial_resolver, &endpoint.host))
                 .await?;
             let listed: Vec<String> = addresses.iter().map(ToString::to_string).collect();
             recorder.note(format!(
@@ -97,16 +109,32 @@ pub async fn open(
                 endpoint.host,
                 listed.join(", ")
             ));
-            addresses
+            Ok(addresses)
         }
-    };
+    }
+}
+
+/// Connects to one of `addresses` on `endpoint`'s port and (for `tls: implicit`)
+/// completes the TLS handshake.
+///
+/// # Errors
+///
+/// [`Failed`] when a phase failed; the recorder holds the phase and reason.
+pub async fn open_to(
+    endpoint: &Endpoint,
+    addresses: &[IpAddr],
+    env: &ProbeEnv,
+    deadline: Instant,
+    recorder: &mut Recorder,
+) -> Result<Connection, Failed> {
     let (stream, peer) = recorder
-        .phase(Phase::Connect, connect(&addresses, endpoint.port, deadline))
+        .phase(Phase::Connect, connect(addresses, endpoint.port, deadline))
         .await?;
     recorder.peer = Some(peer);
     recorder.note(format!("connected to {peer}"));
     match endpoint.tls {
         TlsMode::Implicit => {
+            let verifier = env.verifier(&endpoint.extra_roots);
             let tls = upgrade(
                 stream,
                 &endpoint.server_name,
@@ -207,7 +235,7 @@ pub async fn connect(
                     ErrorKind::ConnectTimeout,
                     format!(
                         "{peer} did not complete the TCP handshake within {}",
-                        humantime::format_duration(share)
+                        humantime::format_duration(super::recorder::rounded_to_ms(share))
                     ),
                 );
             }
@@ -226,6 +254,9 @@ pub async fn connect(
 
 /// Types a failed `connect()` by its errno.
 pub fn connect_error(error: &io::Error, peer: SocketAddr) -> ProbeError {
+    if let Some(local) = super::error::local_limit(error, &format!("connecting to {peer}")) {
+        return local;
+    }
     let (kind, what) = match error.raw_os_error() {
         Some(libc::ECONNREFUSED) => (
             ErrorKind::ConnectRefused,
@@ -244,9 +275,9 @@ pub fn connect_error(error: &io::Error, peer: SocketAddr) -> ProbeError {
             "is unreachable (no route to host, or rejected by a firewall)",
         ),
         Some(libc::ECONNRESET) => (ErrorKind::ConnectionReset, "reset the connection"),
-        // A blackhole route makes connect() fail with EINVAL at once; no source address
-        // gives EADDRNOTAVAIL: both mean this host cannot send there.
-        Some(libc::EINVAL | libc::EADDRNOTAVAIL) => (
+        // A blackhole route makes connect() fail with EINVAL at once: this host cannot
+        // send there. (EADDRNOTAVAIL, out of local ports, is the agent's own limit.)
+        Some(libc::EINVAL) => (
             ErrorKind::NetUnreachable,
             "cannot be reached from this host (no usable route or source address)",
         ),
@@ -289,7 +320,12 @@ pub fn dns_error(error: &NetError, question: &str, resolver: Option<&str>) -> Pr
         NetError::Timeout | NetError::NoConnections | NetError::Busy => {
             (ErrorKind::DnsTimeout, "got no answer in time".to_owned())
         }
-        NetError::Io(io) => (ErrorKind::DnsTimeout, format!("got no answer: {io}")),
+        NetError::Io(io) => {
+            match super::error::local_limit(io, &format!("asking for {question}")) {
+                Some(local) => return local,
+                None => (ErrorKind::DnsTimeout, format!("got no answer: {io}")),
+            }
+        }
         other if other.to_string().contains("timed out") => {
             (ErrorKind::DnsTimeout, "got no answer in time".to_owned())
         }
@@ -312,6 +348,15 @@ mod tests {
         assert_eq!(kind(libc::EINVAL), ErrorKind::NetUnreachable);
         assert_eq!(kind(libc::ETIMEDOUT), ErrorKind::ConnectTimeout);
         assert_eq!(kind(libc::ECONNRESET), ErrorKind::ConnectionReset);
+        for errno in [
+            libc::EMFILE,
+            libc::ENFILE,
+            libc::ENOBUFS,
+            libc::ENOMEM,
+            libc::EADDRNOTAVAIL,
+        ] {
+            assert_eq!(kind(errno), ErrorKind::LocalResources, "errno {errno}");
+        }
     }
 
     #[tokio::test]

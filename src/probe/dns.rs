@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use super::dial::dns_error;
 use super::{ErrorKind, Failed, Phase, ProbeError, ProtocolFacts, Recorder};
 use crate::config::{DnsQuery, RecordKind};
-use crate::runtime::{DnsServer, ProbeEnv, ResolverRole};
+use crate::probe::env::{DnsServer, ProbeEnv, ResolverRole};
 
 /// Each lookup ends this long before the probe's deadline so that its answer (or its
 /// timeout) is still recorded per resolver rather than lost to the probe timeout.
@@ -116,7 +116,8 @@ pub async fn probe(
 async fn ask(server: &DnsServer, query: &DnsQuery, deadline: Instant) -> ResolverAnswer {
     let started = Instant::now();
     let question = format!("{} {}", query.domain, query.record.as_str());
-    let outcome = match tokio::time::timeout_at(deadline, lookup(&server.resolver, query)).await {
+    let lookup = lookup_records(&server.resolver, &query.domain, query.record);
+    let outcome = match tokio::time::timeout_at(deadline, lookup).await {
         Ok(Ok(records)) if records.is_empty() => Err(ProbeError::new(
             ErrorKind::DnsNodata,
             format!(
@@ -140,12 +141,20 @@ async fn ask(server: &DnsServer, query: &DnsQuery, deadline: Instant) -> Resolve
     }
 }
 
-async fn lookup(
+/// The records of type `kind` for `name`, rendered like `expect` entries and sorted
+/// (an empty list is NOERROR without data). Shared with discovery, so a record reads
+/// the same wherever it is shown.
+///
+/// # Errors
+///
+/// The resolver's error; [`dns_error`] types it.
+pub async fn lookup_records(
     resolver: &TokioResolver,
-    query: &DnsQuery,
+    name: &str,
+    kind: RecordKind,
 ) -> Result<Vec<String>, hickory_resolver::net::NetError> {
-    let record_type = record_type(query.record);
-    let lookup = resolver.lookup(query.domain.as_str(), record_type).await?;
+    let record_type = record_type(kind);
+    let lookup = resolver.lookup(name, record_type).await?;
     let mut records: Vec<String> = lookup
         .answers()
         .iter()

@@ -20,7 +20,7 @@ use url::Url;
 use super::http::{self, Redirects, Request, Response, Server, challenge_list};
 use super::{ErrorKind, Failed, Phase, ProbeError, Recorder};
 use crate::config::{ExchangeCheck, ExchangeTarget};
-use crate::runtime::ProbeEnv;
+use crate::probe::env::ProbeEnv;
 
 /// The header an ActiveSync server lists its protocol versions in.
 const ACTIVESYNC_VERSIONS: &str = "ms-asprotocolversions";
@@ -85,6 +85,7 @@ pub async fn probe(
     let server = Server {
         endpoint: &target.endpoint,
         send_credentials: service.credentials,
+        allow_redirects: &target.allow_redirects,
     };
     let redirects = Redirects::Follow {
         keep_post: false,

@@ -218,7 +218,7 @@ impl Imap {
                     if untagged.len() >= MAX_REPLY_LINES {
                         return Err(ProbeError::new(
                             ErrorKind::ProtocolError,
-                            format!("more than {MAX_REPLY_LINES} lines in the answer to {what}"),
+                            format!("more than {MAX_REPLY_LINES} lines in {what}"),
                         ));
                     }
                     untagged.push(data.to_owned());
@@ -226,10 +226,7 @@ impl Imap {
                 Response::Tagged { .. } | Response::Continuation(_) => {
                     return Err(ProbeError::new(
                         ErrorKind::ProtocolError,
-                        format!(
-                            "unexpected line in the answer to {what}: {}",
-                            sanitise(&line, MAX_QUOTED)
-                        ),
+                        format!("unexpected line in {what}: {}", sanitise(&line, MAX_QUOTED)),
                     ));
                 }
             }

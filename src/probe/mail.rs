@@ -11,9 +11,10 @@ use tokio::time::Instant;
 
 use super::dial::{self, Connection};
 use super::lines::{LineStream, sanitise};
+use super::redact::Redactor;
 use super::{ErrorKind, Failed, Phase, ProbeError, ProtocolFacts, Recorder};
 use crate::config::{Credentials, Endpoint, TlsMode};
-use crate::runtime::ProbeEnv;
+use crate::probe::env::ProbeEnv;
 
 /// The longest banner kept for `/debug`: enough to identify the server software.
 pub const MAX_BANNER_LEN: usize = 200;
@@ -159,10 +160,18 @@ pub async fn session<D: Dialogue + Send>(
         recorder.facts = ProtocolFacts::Mail(facts.clone());
         if let Some(credentials) = &endpoint.auth {
             recorder
-                .phase(
-                    Phase::Auth,
-                    dialogue.login(&mut lines, &capabilities, credentials),
-                )
+                .phase(Phase::Auth, async {
+                    // Validation refuses `tls: none` with `auth` unless allowed; this
+                    // is the second lock on the same door.
+                    if endpoint.tls == TlsMode::None && !credentials.plaintext_allowed {
+                        return Err(ProbeError::new(
+                            ErrorKind::ProtocolError,
+                            "refusing to send the password over a connection without TLS \
+                             (set `allow_plaintext_auth: true` to allow it)",
+                        ));
+                    }
+                    dialogue.login(&mut lines, &capabilities, credentials).await
+                })
                 .await?;
         }
         Ok(())
@@ -222,18 +231,13 @@ async fn starttls<D: Dialogue + Send>(
     ))
 }
 
-/// Removes every appearance of the password (plain and in the base64 forms we sent)
-/// from server text before it goes into a message: some servers echo commands.
+/// Removes every form of the password from server text before it is shortened into a
+/// message: some servers echo commands. (The recorder removes them again from
+/// everything it keeps; this is for text cut to length first.)
 pub fn redact(text: &str, credentials: &Credentials) -> String {
-    let secret = credentials.password.expose();
-    if secret.is_empty() {
-        return text.to_owned();
-    }
-    let mut clean = text.replace(secret, "<redacted>");
-    for encoded in [plain_sasl(credentials), base64_encode(secret.as_bytes())] {
-        clean = clean.replace(&encoded, "<redacted>");
-    }
-    clean
+    Redactor::for_credentials(credentials)
+        .clean(text)
+        .into_owned()
 }
 
 /// The SASL PLAIN initial response: base64 of `\0user\0password` (RFC 4616).
@@ -262,6 +266,7 @@ mod tests {
         let credentials = Credentials {
             username: "tim".into(),
             password: Secret::new("tanstaaftanstaaf".into()),
+            plaintext_allowed: false,
         };
         assert_eq!(plain_sasl(&credentials), "AHRpbQB0YW5zdGFhZnRhbnN0YWFm");
     }
@@ -271,6 +276,7 @@ mod tests {
         let credentials = Credentials {
             username: "tim".into(),
             password: Secret::new("hunter2".into()),
+            plaintext_allowed: false,
         };
         let echoed = format!(
             "NO bad hunter2 {} {}",

@@ -3,7 +3,8 @@
 //! must not be able to send mail.
 
 use super::lines::{LineError, MAX_REPLY_LINES, greeting_error, sanitise};
-use super::mail::{Capabilities, Dialogue, Lines, base64_encode, plain_sasl, redact};
+use super::mail::{Capabilities, Dialogue, Lines, base64_encode, plain_sasl};
+use super::redact::Redactor;
 use super::{ErrorKind, ProbeError};
 use crate::config::Credentials;
 
@@ -67,10 +68,14 @@ pub struct Reply {
 impl Reply {
     /// The reply as one line for messages: `554 no service here`.
     pub fn summary(&self) -> String {
-        sanitise(
-            &format!("{} {}", self.code, self.lines.join(" / ")),
-            MAX_QUOTED,
-        )
+        self.summary_without(&Redactor::default())
+    }
+
+    /// [`Reply::summary`] with `secrets` removed before it is shortened (so a cut can
+    /// never leave half a secret).
+    pub fn summary_without(&self, secrets: &Redactor) -> String {
+        let text = format!("{} {}", self.code, self.lines.join(" / "));
+        sanitise(&secrets.clean(&text), MAX_QUOTED)
     }
 }
 
@@ -291,7 +296,7 @@ impl Dialogue for Smtp {
                 ),
             ));
         };
-        let text = redact(&reply.summary(), credentials);
+        let text = reply.summary_without(&Redactor::for_credentials(credentials));
         match reply.code {
             235 => Ok(()),
             // 535 bad credentials, 534 mechanism too weak, 538 encryption required.

@@ -7,7 +7,7 @@ use tokio::time::Instant;
 use super::dial;
 use super::{Failed, Recorder};
 use crate::config::Endpoint;
-use crate::runtime::ProbeEnv;
+use crate::probe::env::ProbeEnv;
 
 /// Connects (and handshakes), then closes politely.
 ///

@@ -7,7 +7,7 @@ use tokio::time::Instant;
 use super::http::{self, Redirects, Request, Server, challenge_list};
 use super::{ErrorKind, Failed, Phase, ProbeError, Recorder};
 use crate::config::HttpsTarget;
-use crate::runtime::ProbeEnv;
+use crate::probe::env::ProbeEnv;
 
 /// Fetches the page and checks status and body.
 ///
@@ -24,6 +24,7 @@ pub async fn probe(
     let server = Server {
         endpoint: &target.endpoint,
         send_credentials: true,
+        allow_redirects: &target.allow_redirects,
     };
     let response = http::fetch(
         Request::get(target.url.clone()),

@@ -1,0 +1,183 @@
+//! The help-desk sentences: one place that says, in plain words, what a verdict means.
+//! `mailprobe probe`, `mailprobe diagnose`, `/debug` and the status page all read
+//! these, so a failure is described the same way wherever an administrator looks.
+
+use super::{Fault, Judged};
+use crate::config::TargetSpec;
+use crate::probe::ErrorKind;
+use crate::site::{GatewayState, SiteContext};
+
+/// One sentence for the help desk: what is wrong, and whose side it is on.
+pub fn sentence(judged: &Judged) -> String {
+    let target = &judged.target;
+    let result = &judged.result;
+    let Some(failure) = result.failure() else {
+        return format!(
+            "{} is healthy: every phase succeeded in {:.0} ms.",
+            target.display_name(),
+            result.duration.as_secs_f64() * 1000.0
+        );
+    };
+    if failure.kind == ErrorKind::LocalResources {
+        return format!(
+            "{} could not be probed: this agent ran out of its own resources (file \
+             descriptors, local ports or memory); neither the network nor the provider is \
+             at fault. Raise the agent's limits or lower max_concurrent_probes.",
+            target.display_name()
+        );
+    }
+    let (host, port) = match target.spec.endpoint() {
+        Some(endpoint) => (endpoint.host.clone(), endpoint.port.to_string()),
+        None => match &target.spec {
+            TargetSpec::Dns(query) => {
+                (query.domain.trim_end_matches('.').to_owned(), String::new())
+            }
+            _ => (target.name.to_string(), String::new()),
+        },
+    };
+    match judged.fault {
+        Fault::None => format!("{} is healthy.", target.display_name()),
+        Fault::ServerService if failure.kind == ErrorKind::ConnectRefused => format!(
+            "{host} refused the connection on port {port}: the mail service is down (server side)."
+        ),
+        Fault::ServerService => format!(
+            "{host} answered on port {port} but the service misbehaved ({}): a problem with the \
+             mail service itself (server side).",
+            failure.kind
+        ),
+        Fault::ServerTls => match failure.kind {
+            ErrorKind::CertExpired => format!(
+                "The certificate {host} presents has expired: the provider must renew it (server side)."
+            ),
+            ErrorKind::CertNameMismatch => format!(
+                "The certificate {host} presents is for another name: the provider's certificate \
+                 or the configured server name is wrong (server side)."
+            ),
+            ErrorKind::StarttlsUnavailable => format!(
+                "{host} does not offer STARTTLS on port {port}, so mail clients cannot encrypt \
+                 (server side, or a firewall here that strips STARTTLS)."
+            ),
+            kind => format!(
+                "TLS with {host} failed ({kind}): the provider's TLS setup is at fault (server side)."
+            ),
+        },
+        Fault::ServerAuth => {
+            format!("{host} rejected the login: check the account and its password (server side).")
+        }
+        Fault::ServerNetwork => format!(
+            "{host} does not answer on port {port}, although this site reaches the internet: the \
+             server or the path to it is down (server side)."
+        ),
+        Fault::Upstream => "The gateway answers but nothing beyond it does: the internet uplink \
+             (ISP) is down (local side)."
+            .to_owned(),
+        Fault::LocalNetwork => "This machine cannot reach its gateway or has no route: the site's \
+             network or this machine is at fault (local side)."
+            .to_owned(),
+        Fault::LocalDns => format!(
+            "The site's DNS resolver fails or answers differently from public DNS for {host}: fix \
+             the site's resolver or its internal zone (local side)."
+        ),
+        Fault::RemoteDns => format!(
+            "Public DNS does not answer correctly for {host} ({}): the domain's DNS is at fault \
+             (server side).",
+            failure.kind
+        ),
+        Fault::Unknown => format!(
+            "{} failed ({}), and there is not enough evidence to say whose fault it is.",
+            target.display_name(),
+            failure.kind
+        ),
+    }
+}
+
+/// Whose side a fault domain is on, in words: `the local network (this site)`.
+pub fn side(fault: Fault) -> &'static str {
+    match fault {
+        Fault::LocalNetwork => "the local network (this site)",
+        Fault::LocalDns => "the local DNS (this site's resolver)",
+        Fault::Upstream => "the uplink (the site's ISP)",
+        Fault::RemoteDns
+        | Fault::ServerNetwork
+        | Fault::ServerService
+        | Fault::ServerTls
+        | Fault::ServerAuth => "the provider",
+        Fault::None | Fault::Unknown => "unknown (not enough evidence)",
+    }
+}
+
+/// The site's own state (`mailprobe_site_fault`) as a sentence.
+pub fn site_state(fault: Fault) -> &'static str {
+    match fault {
+        Fault::None => "This site's network is healthy.",
+        Fault::LocalNetwork => {
+            "This machine cannot reach its gateway or has no route: the site's network is down."
+        }
+        Fault::Upstream => "The gateway answers but no canary does: the internet uplink is down.",
+        Fault::LocalDns => "No site resolver answers: the site's DNS is down.",
+        _ => "The site's network has not been measured yet.",
+    }
+}
+
+/// The site snapshot in one line: gateway, each resolver, the canaries.
+pub fn site_summary(site: &SiteContext) -> String {
+    let gateway = match site.gateway_up() {
+        None => "gateway not checked".to_owned(),
+        Some(true) => "gateway answers".to_owned(),
+        Some(false) => "gateway DOES NOT answer".to_owned(),
+    };
+    let resolvers = site
+        .resolvers
+        .iter()
+        .map(|r| match r.error {
+            None => format!("{} resolver {} up", r.role.as_str(), r.resolver),
+            Some(kind) => format!("{} resolver {} DOWN ({kind})", r.role.as_str(), r.resolver),
+        })
+        .collect::<Vec<_>>();
+    let canaries = match site.canaries_up() {
+        None => "no canaries".to_owned(),
+        Some(true) => "canaries reachable".to_owned(),
+        Some(false) => "NO canary reachable".to_owned(),
+    };
+    [vec![gateway], resolvers, vec![canaries]]
+        .concat()
+        .join("; ")
+}
+
+/// The site snapshot, one line per check, with addresses and methods.
+pub fn site_lines(site: &SiteContext) -> Vec<String> {
+    let mut lines = vec![match &site.gateway {
+        GatewayState::NotChecked => "gateway: not checked".to_owned(),
+        GatewayState::NoDefaultRoute => "gateway: NO DEFAULT ROUTE".to_owned(),
+        GatewayState::Checked {
+            address,
+            up,
+            method,
+        } => format!(
+            "gateway {address}: {} ({})",
+            if *up { "answers" } else { "DOES NOT answer" },
+            method.as_str()
+        ),
+    }];
+    for r in &site.resolvers {
+        lines.push(match r.error {
+            None => format!("{} resolver {}: up", r.role.as_str(), r.resolver),
+            Some(kind) => format!("{} resolver {}: DOWN ({kind})", r.role.as_str(), r.resolver),
+        });
+    }
+    if site.canaries.is_empty() {
+        lines.push("canaries: none configured".to_owned());
+    }
+    for canary in &site.canaries {
+        lines.push(format!(
+            "canary {}: {}",
+            canary.canary,
+            if canary.up {
+                "reachable"
+            } else {
+                "NOT reachable"
+            }
+        ));
+    }
+    lines
+}
