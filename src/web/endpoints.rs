@@ -1,11 +1,12 @@
-//! The HTTP endpoints: `/metrics`, `/probe`, `/debug`, `/-/healthy`, `/-/ready`,
-//! `/-/reload`. The listener they are served on is [`super::listener`].
+//! The HTTP endpoints: `/` and `/api/v1/status` (the status page, [`super::status`]),
+//! `/metrics`, `/probe`, `/debug`, `/-/healthy`, `/-/ready`, `/-/reload`. The listener
+//! they are served on is [`super::listener`].
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
-use axum::extract::{Query, State};
+use axum::extract::{FromRef, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -13,8 +14,8 @@ use tokio::sync::mpsc;
 
 use super::on_demand::{OnDemand, ProbeRequest, Refusal};
 use crate::agent::control::{ReloadRequest, request_reload};
-use crate::export::History;
 use crate::export::metrics::{Metrics, openmetrics_to_prometheus_text};
+use crate::export::{History, Status};
 
 const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 const PROMETHEUS_TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -24,9 +25,17 @@ const PROMETHEUS_TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=u
 pub struct AppState {
     metrics: Arc<Metrics>,
     history: Arc<History>,
+    status: Arc<Status>,
     on_demand: Arc<OnDemand>,
     reloads: mpsc::Sender<ReloadRequest>,
     ready: Arc<AtomicBool>,
+}
+
+/// The status page's handlers need only its state.
+impl FromRef<AppState> for Arc<Status> {
+    fn from_ref(state: &AppState) -> Arc<Status> {
+        Arc::clone(&state.status)
+    }
 }
 
 impl AppState {
@@ -34,12 +43,14 @@ impl AppState {
     pub fn new(
         metrics: Arc<Metrics>,
         history: Arc<History>,
+        status: Arc<Status>,
         on_demand: Arc<OnDemand>,
         reloads: mpsc::Sender<ReloadRequest>,
     ) -> Self {
         AppState {
             metrics,
             history,
+            status,
             on_demand,
             reloads,
             ready: Arc::new(AtomicBool::new(false)),
@@ -55,7 +66,8 @@ impl AppState {
 /// The router, separate from serving so it can be inspected in tests.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/", get(index))
+        .route("/", get(super::status::html))
+        .route("/api/v1/status", get(super::status::json))
         .route("/metrics", get(metrics))
         .route("/debug", get(debug))
         .route("/probe", get(probe))
@@ -63,10 +75,6 @@ pub fn router(state: AppState) -> Router {
         .route("/-/ready", get(ready))
         .route("/-/reload", post(reload))
         .with_state(state)
-}
-
-async fn index() -> &'static str {
-    "mailprobe\n\n/metrics     Prometheus metrics\n/debug?target=NAME  recent results of a target\n/-/healthy   liveness\n/-/ready     readiness\n/-/reload    POST: reload the configuration\n"
 }
 
 async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {

@@ -28,6 +28,7 @@ mod mail_real;
 mod pipeline;
 mod prometheus_e2e;
 mod prometheus_rules;
+mod status_page;
 mod web_listener;
 mod webmail;
 mod webmail_login;

@@ -11,6 +11,7 @@
 pub mod agent;
 pub mod autodiscover;
 pub mod binary;
+pub mod browser;
 pub mod certs;
 pub mod cli;
 pub mod dnsmasq;
