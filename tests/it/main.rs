@@ -21,6 +21,7 @@ mod diagnose_bed;
 mod discovery;
 mod exchange;
 mod fault_domains;
+mod fleet;
 mod hardening;
 mod http_fakes;
 mod mail_fakes;

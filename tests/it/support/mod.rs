@@ -25,6 +25,7 @@ pub mod nft;
 pub mod nginx;
 pub mod ports;
 pub mod process;
+pub mod prometheus;
 pub mod silent_udp;
 pub mod unbound;
 pub mod web;
