@@ -259,13 +259,14 @@ impl Running {
                 background.clone(),
             ));
         }
+        // Metrics first: whoever reads the log line finds `/metrics` agreeing.
+        outputs.metrics.record_reload(true, targets.series_count());
         tracing::info!(
             file = %config.source.display(),
             targets = config.targets.len(),
             domains = config.discover.len(),
             "configuration loaded"
         );
-        outputs.metrics.record_reload(true, targets.series_count());
         Running {
             config,
             scheduler,

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use axum::extract::{Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderName, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::export::Status;
@@ -91,38 +91,38 @@ pub async fn html(State(status): State<Arc<Status>>, Query(query): Query<PageQue
     };
     let rendered =
         tokio::task::spawn_blocking(move || render_html(&status, SystemTime::now(), refresh)).await;
-    match rendered {
-        Ok(Ok(page)) => (
-            [
-                (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-                (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
-                (header::CACHE_CONTROL, "no-store"),
-                (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-            ],
-            page,
-        )
-            .into_response(),
-        _ => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "cannot render the page\n",
-        )
-            .into_response(),
-    }
+    answer(
+        rendered,
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
+            (header::CACHE_CONTROL, "no-store"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+    )
 }
 
 /// `GET /api/v1/status`.
 pub async fn json(State(status): State<Arc<Status>>) -> Response {
     let rendered =
         tokio::task::spawn_blocking(move || render_json(&status, SystemTime::now())).await;
+    answer(
+        rendered,
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+    )
+}
+
+/// The rendered body with `headers`, or 500 when rendering failed (or its task
+/// panicked).
+fn answer<E, const N: usize>(
+    rendered: Result<Result<String, E>, tokio::task::JoinError>,
+    headers: [(HeaderName, &'static str); N],
+) -> Response {
     match rendered {
-        Ok(Ok(body)) => (
-            [
-                (header::CONTENT_TYPE, "application/json"),
-                (header::CACHE_CONTROL, "no-store"),
-            ],
-            body,
-        )
-            .into_response(),
+        Ok(Ok(body)) => (headers, body).into_response(),
         _ => (
             StatusCode::INTERNAL_SERVER_ERROR,
             "cannot render the status\n",
