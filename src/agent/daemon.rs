@@ -253,13 +253,14 @@ impl Running {
                 background.clone(),
             ));
         }
+        // Metrics first: whoever reads the log line finds `/metrics` agreeing.
+        outputs.metrics.record_reload(true, targets.series_count());
         tracing::info!(
             file = %config.source.display(),
             targets = config.targets.len(),
             domains = config.discover.len(),
             "configuration loaded"
         );
-        outputs.metrics.record_reload(true, targets.series_count());
         Running {
             config,
             scheduler,
@@ -316,8 +317,7 @@ impl Running {
 impl Outputs {
     /// Removes every trace of a target that left the configuration.
     fn forget(&self, target: &Target) {
-        self.metrics
-            .forget_target(&target.name, target.protocol, target.check());
+        self.metrics.forget(target);
         self.history.forget(&target.name, target.check());
     }
 }
@@ -338,9 +338,7 @@ impl TargetSet {
     /// Registers and schedules the configured targets.
     fn start(&self) {
         for target in &self.configured {
-            self.outputs
-                .metrics
-                .register_target(&target.name, target.protocol, target.check());
+            self.outputs.metrics.register(target);
         }
         self.scheduler.add(&self.configured);
         self.publish();
@@ -415,9 +413,7 @@ impl TargetSet {
             self.outputs.forget(target);
         }
         for target in &added {
-            self.outputs
-                .metrics
-                .register_target(&target.name, target.protocol, target.check());
+            self.outputs.metrics.register(target);
         }
         self.scheduler.add(&added);
         if !added.is_empty() || !removed.is_empty() {

@@ -230,6 +230,7 @@ mod tests {
             protocol: Protocol::Tcp,
             interval: Duration::from_secs(30),
             timeout: Duration::from_secs(10),
+            phase_histogram: false,
             spec: TargetSpec::Tcp(Endpoint {
                 host: "192.0.2.25".into(),
                 port: 25,
