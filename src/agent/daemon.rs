@@ -325,15 +325,13 @@ impl Running {
 impl Outputs {
     /// Gives a new target its series (metrics, status page) before its first result.
     fn register(&self, target: &Arc<Target>) {
-        self.metrics
-            .register_target(&target.name, target.protocol, target.check());
+        self.metrics.register(target);
         self.status.register(target);
     }
 
     /// Removes every trace of a target that left the configuration.
     fn forget(&self, target: &Target) {
-        self.metrics
-            .forget_target(&target.name, target.protocol, target.check());
+        self.metrics.forget(target);
         self.history.forget(&target.name, target.check());
         self.status.forget(&target.name, target.check());
     }

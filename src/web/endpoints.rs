@@ -14,11 +14,8 @@ use tokio::sync::mpsc;
 
 use super::on_demand::{OnDemand, ProbeRequest, Refusal};
 use crate::agent::control::{ReloadRequest, request_reload};
-use crate::export::metrics::{Metrics, openmetrics_to_prometheus_text};
+use crate::export::metrics::{Format, Metrics};
 use crate::export::{History, Status};
-
-const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-const PROMETHEUS_TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// What the handlers share.
 #[derive(Debug, Clone)]
@@ -78,7 +75,8 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    exposition(&state.metrics, &headers)
+    let format = format_of(&headers);
+    exposition(state.metrics.exposition(format).await, format)
 }
 
 /// `/probe?target=NAME`, or `/probe?module=M&target=HOST:PORT`.
@@ -105,7 +103,11 @@ async fn probe(
         }
     };
     match state.on_demand.probe(&request).await {
-        Ok(metrics) => exposition(&metrics, &headers),
+        Ok(metrics) => {
+            // One probe's series: small, rendered where the answer is sent.
+            let format = format_of(&headers);
+            exposition(metrics.render(format).into(), format)
+        }
         Err(Refusal::UnknownTarget) => {
             (StatusCode::NOT_FOUND, "no configured target of that name\n").into_response()
         }
@@ -127,28 +129,19 @@ async fn probe(
     }
 }
 
-/// `metrics` in the format the client asked for: OpenMetrics when its `Accept`
-/// says so (Prometheus does), else the Prometheus text format.
-fn exposition(metrics: &Metrics, headers: &HeaderMap) -> Response {
-    let rendered = match metrics.render_openmetrics() {
-        Ok(text) => text,
-        Err(_) => {
-            return (StatusCode::INTERNAL_SERVER_ERROR, "cannot render metrics\n").into_response();
-        }
-    };
-    let wants_openmetrics = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|accept| accept.contains("application/openmetrics-text"));
-    if wants_openmetrics {
-        ([(header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)], rendered).into_response()
-    } else {
-        (
-            [(header::CONTENT_TYPE, PROMETHEUS_TEXT_CONTENT_TYPE)],
-            openmetrics_to_prometheus_text(&rendered),
-        )
-            .into_response()
-    }
+/// The format a request asks for: OpenMetrics when its `Accept` says so (Prometheus
+/// does), else the Prometheus text format.
+fn format_of(headers: &HeaderMap) -> Format {
+    Format::from_accept(
+        headers
+            .get(header::ACCEPT)
+            .and_then(|value| value.to_str().ok()),
+    )
+}
+
+/// A rendered exposition as a response.
+fn exposition(body: bytes::Bytes, format: Format) -> Response {
+    ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
 }
 
 /// `/debug?target=NAME`.

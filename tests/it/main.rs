@@ -29,6 +29,7 @@ mod mail_real;
 mod pipeline;
 mod prometheus_e2e;
 mod prometheus_rules;
+mod scale;
 mod status_page;
 mod web_listener;
 mod webmail;

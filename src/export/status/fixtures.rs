@@ -15,6 +15,7 @@ pub fn tcp_target(name: &str, host: &str, port: u16) -> Arc<Target> {
         protocol: Protocol::Tcp,
         interval: Duration::from_secs(30),
         timeout: Duration::from_secs(10),
+        phase_histogram: false,
         spec: TargetSpec::Tcp(Endpoint {
             host: host.into(),
             port,
