@@ -15,6 +15,7 @@ use serde_saphyr::{Location, Spanned};
 mod auth;
 mod dns;
 mod listener;
+mod oauth2;
 mod site;
 mod target;
 mod web;
@@ -55,6 +56,8 @@ struct Validator<'a> {
     secrets: Secrets,
     /// Warnings so far.
     warnings: RefCell<Vec<Invalid>>,
+    /// The secret files read so far.
+    secret_files: RefCell<Vec<std::path::PathBuf>>,
 }
 
 impl Validator<'_> {
@@ -136,6 +139,7 @@ pub(super) fn validate(
         timeout,
         secrets,
         warnings: RefCell::new(Vec::new()),
+        secret_files: RefCell::new(Vec::new()),
     };
 
     let Some(targets) = &raw.targets else {
@@ -195,6 +199,7 @@ pub(super) fn validate(
         targets: validated,
         discover,
         warnings: validator.warnings.into_inner(),
+        secret_files: validator.secret_files.into_inner(),
     })
 }
 

@@ -218,6 +218,10 @@ pub struct Metrics {
     http_redirects: Family<Series, Gauge>,
     autodiscover_info: Family<AutodiscoverLabels, Gauge>,
     autodiscover_changes: Family<Series, Counter>,
+    auth_suspended: Family<Series, Gauge>,
+    auth_last_attempt: Family<Series, FloatGauge>,
+    oauth2_token_expiry: Family<Series, FloatGauge>,
+    oauth2_certificate_not_after: Family<Series, Gauge>,
     site_gateway_up: Family<NoLabels, Gauge>,
     site_gateway_info: Family<GatewayLabels, Gauge>,
     site_resolver_up: Family<SiteResolverLabels, Gauge>,
@@ -276,6 +280,10 @@ impl Metrics {
             http_redirects: Family::default(),
             autodiscover_info: Family::default(),
             autodiscover_changes: Family::default(),
+            auth_suspended: Family::default(),
+            auth_last_attempt: Family::default(),
+            oauth2_token_expiry: Family::default(),
+            oauth2_certificate_not_after: Family::default(),
             site_gateway_up: Family::default(),
             site_gateway_info: Family::default(),
             site_resolver_up: Family::default(),
@@ -388,6 +396,27 @@ impl Metrics {
             "mailprobe_autodiscover_changes",
             "Times the Autodiscover answer differed from the previous round's (a mailbox moved or upgraded)",
             m.autodiscover_changes.clone(),
+        );
+        r.register(
+            "mailprobe_auth_suspended",
+            "1 while the target's credential is held back after repeated rejected logins (so \
+             the account is not locked out)",
+            m.auth_suspended.clone(),
+        );
+        r.register(
+            "mailprobe_auth_last_attempt_timestamp_seconds",
+            "When the target's credential was last really sent (Unix time)",
+            m.auth_last_attempt.clone(),
+        );
+        r.register(
+            "mailprobe_oauth2_token_expiry_timestamp_seconds",
+            "When the OAuth2 access token the target last used expires (Unix time)",
+            m.oauth2_token_expiry.clone(),
+        );
+        r.register(
+            "mailprobe_oauth2_client_certificate_not_after_timestamp_seconds",
+            "notAfter of the certificate the target's OAuth2 client signs with (Unix time)",
+            m.oauth2_certificate_not_after.clone(),
         );
         // Agent-wide families: not in a `/probe` answer, which describes one probe.
         if agent_wide {

@@ -36,6 +36,10 @@ impl Metrics {
         self.http_status_code.remove(&t);
         self.http_redirects.remove(&t);
         self.autodiscover_changes.remove(&t);
+        self.auth_suspended.remove(&t);
+        self.auth_last_attempt.remove(&t);
+        self.oauth2_token_expiry.remove(&t);
+        self.oauth2_certificate_not_after.remove(&t);
         for phase in Phase::ALL {
             let labels = phase_labels(&t, phase);
             self.phase_duration.remove(&labels);
@@ -148,11 +152,33 @@ impl Metrics {
             }
         }
         self.record_tls(&t, result, facts);
+        if let Some(login) = &result.login {
+            self.record_login(&t, login);
+        }
         match &result.facts {
             ProtocolFacts::Dns(dns) => self.record_dns(&t, dns, facts),
             ProtocolFacts::Mail(mail) => self.record_capabilities(&t, result, mail, facts),
             ProtocolFacts::Http(http) => self.record_http(&t, http, facts),
             ProtocolFacts::None => {}
+        }
+    }
+
+    /// The login's state; the token's and certificate's dates stay at their last
+    /// known value while a probe learns none (a held-back login asks for no token).
+    fn record_login(&self, t: &Series, login: &crate::probe::LoginFacts) {
+        self.auth_suspended
+            .get_or_create(t)
+            .set(i64::from(login.suspended));
+        if let Some(at) = login.last_attempt {
+            self.auth_last_attempt.get_or_create(t).set(unix(at));
+        }
+        if let Some(expiry) = login.token_expiry {
+            self.oauth2_token_expiry.get_or_create(t).set(unix(expiry));
+        }
+        if let Some(not_after) = login.client_certificate_not_after {
+            self.oauth2_certificate_not_after
+                .get_or_create(t)
+                .set(not_after);
         }
     }
 
@@ -401,8 +427,11 @@ fn sanitise_label(text: &str, max: usize) -> String {
 }
 
 fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
+    unix(SystemTime::now())
+}
+
+fn unix(at: SystemTime) -> f64 {
+    at.duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
