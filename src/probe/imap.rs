@@ -252,32 +252,48 @@ impl Imap {
                 .await;
         }
         let tag = self.tag();
+        match self.prompt(lines, &tag, "PLAIN").await? {
+            Some(completion) => Ok(completion),
+            None => {
+                lines.write_line(&response).await?;
+                self.complete(lines, &tag, "the login answer").await
+            }
+        }
+    }
+
+    /// `TAG AUTHENTICATE MECHANISM` without an initial response, and the answer:
+    /// `None` for the `+` prompt (the caller sends the response), or the tagged
+    /// completion of a server that refused at once.
+    async fn prompt(
+        &mut self,
+        lines: &mut Lines,
+        tag: &str,
+        mechanism: &str,
+    ) -> Result<Option<Completion>, ProbeError> {
         lines
-            .write_line(&format!("{tag} AUTHENTICATE PLAIN"))
+            .write_line(&format!("{tag} AUTHENTICATE {mechanism}"))
             .await?;
         let line = lines
             .read_line()
             .await
             .map_err(|e| e.into_probe_error("the login prompt"))?;
         match parse_response(&line) {
-            Ok(Response::Continuation(_)) => {
-                lines.write_line(&response).await?;
-                self.complete(lines, &tag, "the login answer").await
-            }
+            Ok(Response::Continuation(_)) => Ok(None),
             Ok(Response::Tagged {
                 tag: got,
                 status,
                 text,
-            }) if got == tag => Ok(Completion {
+            }) if got == tag => Ok(Some(Completion {
                 untagged: Vec::new(),
                 status,
                 text: text.to_owned(),
-            }),
+            })),
+            // Nothing secret was sent yet: the line is quoted as it is.
             _ => Err(ProbeError::new(
                 ErrorKind::ProtocolError,
                 format!(
                     "unexpected answer to AUTHENTICATE: {}",
-                    sanitise(&redact(&line, credentials), MAX_QUOTED)
+                    sanitise(&line, MAX_QUOTED)
                 ),
             )),
         }
@@ -421,30 +437,10 @@ impl Dialogue for Imap {
                     login.initial_response()
                 ))
                 .await?;
+        } else if let Some(refused) = self.prompt(lines, &tag, name).await? {
+            return sasl_outcome(refused.status, &refused.text, None, login);
         } else {
-            lines
-                .write_line(&format!("{tag} AUTHENTICATE {name}"))
-                .await?;
-            let line = lines
-                .read_line()
-                .await
-                .map_err(|e| e.into_probe_error("the login prompt"))?;
-            match parse_response(&line) {
-                Ok(Response::Continuation(_)) => {
-                    lines.write_line(login.initial_response()).await?;
-                }
-                Ok(Response::Tagged {
-                    tag: got,
-                    status,
-                    text,
-                }) if got == tag => return sasl_outcome(status, text, None, login),
-                _ => {
-                    return Err(ProbeError::new(
-                        ErrorKind::ProtocolError,
-                        format!("unexpected answer to AUTHENTICATE: {}", login.quote(&line)),
-                    ));
-                }
-            }
+            lines.write_line(login.initial_response()).await?;
         }
         let mut challenge: Option<String> = None;
         for _ in 0..MAX_REPLY_LINES {

@@ -29,15 +29,6 @@ fn phases(m: &Metrics, target: &str) -> Vec<String> {
     crate::support::exchange::phases(m, &[("target", target)])
 }
 
-fn assert_up(m: &Metrics, target: &str) {
-    assert_eq!(
-        m.value("mailprobe_up", &[("target", target)]),
-        1.0,
-        "{target}: {:?}",
-        m.all("mailprobe_last_failure_info", &[("target", target)])
-    );
-}
-
 fn message(judged: &Judged) -> &str {
     judged
         .failure()
@@ -56,7 +47,7 @@ async fn imap_and_pop3_log_in_with_xoauth2_and_oauthbearer_and_share_one_token()
     within(TEST_LIMIT, async {
         let bed = OAuthBed::start(HOUR).await;
         let d = &bed.dovecot;
-        let targets = bed.target("imap-auto", "imap", d.imaps, "implicit", &bed.good(), "")
+        let targets = bed.imaps("imap-auto", &bed.good())
             + &bed.target(
                 "imap-xoauth2",
                 "imap",
@@ -77,7 +68,7 @@ async fn imap_and_pop3_log_in_with_xoauth2_and_oauthbearer_and_share_one_token()
         let names = ["imap-auto", "imap-xoauth2", "pop3-auto", "pop3-xoauth2"];
         let (results, m) = once(&bed, &targets, &names).await;
         for name in names {
-            assert_up(&m, name);
+            m.assert_up(name);
         }
         assert_eq!(
             phases(&m, "imap-auto"),
@@ -152,8 +143,8 @@ async fn imap_without_sasl_ir_sends_the_response_after_the_prompt() {
             ", mechanism: oauthbearer",
         );
         let (_, m) = once(&bed, &targets, &["xoauth2", "oauthbearer"]).await;
-        assert_up(&m, "xoauth2");
-        assert_up(&m, "oauthbearer");
+        m.assert_up("xoauth2");
+        m.assert_up("oauthbearer");
         assert_eq!(
             m.get(
                 "mailprobe_capability_info",
@@ -170,14 +161,7 @@ async fn imap_without_sasl_ir_sends_the_response_after_the_prompt() {
 async fn a_wrong_client_secret_fails_in_token_with_token_rejected() {
     within(TEST_LIMIT, async {
         let bed = OAuthBed::start(HOUR).await;
-        let targets = bed.target(
-            "imap",
-            "imap",
-            bed.dovecot.imaps,
-            "implicit",
-            &bed.wrong(),
-            "",
-        );
+        let targets = bed.imaps("imap", &bed.wrong());
         let (results, m) = once(&bed, &targets, &["imap"]).await;
         m.assert_only_failure("imap", "token", "token_rejected");
         assert_eq!(m.fault("imap", "server_auth"), 1.0);
@@ -211,7 +195,7 @@ async fn a_token_the_mailbox_refuses_fails_in_auth_with_the_decoded_challenge() 
             "implicit",
             &bed.good(),
             ", mechanism: xoauth2",
-        ) + &bed.target("imap-o", "imap", d.imaps, "implicit", &bed.good(), "")
+        ) + &bed.imaps("imap-o", &bed.good())
             + &bed.target(
                 "pop3-x",
                 "pop3",
@@ -313,7 +297,7 @@ async fn the_token_endpoint_is_asked_once_for_many_probes() {
     within(TEST_LIMIT, async {
         let bed = OAuthBed::start(HOUR).await;
         let d = &bed.dovecot;
-        let targets = bed.target("a", "imap", d.imaps, "implicit", &bed.good(), "")
+        let targets = bed.imaps("a", &bed.good())
             + &bed.target("b", "pop3", d.pop3s, "implicit", &bed.good(), "")
             + &bed.target("c", "imap", d.imap, "starttls", &bed.good(), "");
         let mut agent = Agent::start(&bed.config("2s", "2s", &targets)).await;
@@ -335,14 +319,7 @@ async fn an_expiring_token_is_replaced_before_it_expires() {
     within(TEST_LIMIT, async {
         // Three seconds: handed out for 2.25 s (a quarter is the margin).
         let bed = OAuthBed::start(Duration::from_secs(3)).await;
-        let targets = bed.target(
-            "imap",
-            "imap",
-            bed.dovecot.imaps,
-            "implicit",
-            &bed.good(),
-            "",
-        );
+        let targets = bed.imaps("imap", &bed.good());
         let mut agent = Agent::start(&bed.config("1s", "1s", &targets)).await;
         let mut expiries = Vec::new();
         const ROUNDS: usize = 8;
@@ -374,14 +351,7 @@ async fn an_expiring_token_is_replaced_before_it_expires() {
 async fn a_cached_token_the_mailbox_refuses_is_replaced_once() {
     within(TEST_LIMIT, async {
         let bed = OAuthBed::start(HOUR).await;
-        let targets = bed.target(
-            "imap",
-            "imap",
-            bed.dovecot.imaps,
-            "implicit",
-            &bed.good(),
-            "",
-        );
+        let targets = bed.imaps("imap", &bed.good());
         let mut agent = Agent::start(&bed.config("2s", "2s", &targets)).await;
         assert!(agent.next_result("imap").await.is_success());
         // Revoked before it expired: the next probe's cached token is refused.
@@ -433,7 +403,7 @@ async fn a_certificate_signs_the_client_assertion_the_provider_verifies() {
             "",
         );
         let (results, m) = once(&bed, &targets, &["registered", "unregistered"]).await;
-        assert_up(&m, "registered");
+        m.assert_up("registered");
         let pem = std::fs::read(&cert).unwrap();
         let der = rustls_pki_types::pem::PemObject::from_pem_slice(&pem)
             .map(|c: rustls_pki_types::CertificateDer<'static>| c.to_vec())
@@ -483,7 +453,7 @@ async fn a_google_service_account_acts_as_the_mailbox() {
             file.display()
         );
         let (_, m) = once(&bed, &target, &["gmail"]).await;
-        assert_up(&m, "gmail");
+        m.assert_up("gmail");
         assert_eq!(bed.idp.token_requests(), 1);
     })
     .await;
@@ -505,7 +475,7 @@ async fn smtp_logs_in_with_xoauth2_and_names_smtp_auth_disabled_for_the_tenant()
                 "",
             );
         let (results, m) = once(&bed, &targets, &["smtp", "smtp-off"]).await;
-        assert_up(&m, "smtp");
+        m.assert_up("smtp");
         assert_eq!(
             results[0].result.login.as_ref().and_then(|l| l.mechanism),
             Some("XOAUTH2")

@@ -45,14 +45,7 @@ async fn repeated_rejections_hold_the_credential_back_and_back_off() {
     within(TEST_LIMIT, async {
         let bed = OAuthBed::start(Duration::from_secs(3600)).await;
         bed.idp.refuse_at_mailbox(true);
-        let targets = bed.target(
-            "imap",
-            "imap",
-            bed.dovecot.imaps,
-            "implicit",
-            &bed.good(),
-            "",
-        );
+        let targets = bed.imaps("imap", &bed.good());
         let mut agent = Agent::start(&bed.config("1s", "1s", &targets)).await;
         const ROUNDS: usize = 12;
         let mut results = Vec::new();
@@ -135,14 +128,7 @@ async fn a_reload_tries_again_at_once_and_a_changed_secret_file_fixes_the_login(
     within(TEST_LIMIT, async {
         let bed = OAuthBed::start(Duration::from_secs(3600)).await;
         bed.idp.refuse_at_mailbox(true);
-        let targets = bed.target(
-            "imap",
-            "imap",
-            bed.dovecot.imaps,
-            "implicit",
-            &bed.good(),
-            "",
-        );
+        let targets = bed.imaps("imap", &bed.good());
         let mut agent = Agent::start(&bed.config("2s", "2s", &targets)).await;
         let mut results = Vec::new();
         while !results.last().is_some_and(|r: &Arc<Judged>| suspended(r)) {

@@ -56,11 +56,11 @@ async fn no_client_secret_assertion_or_token_appears_in_any_output() {
             cert.display(),
             key.display()
         );
-        let targets = bed.target("imap-good", "imap", d.imaps, "implicit", &bed.good(), "")
+        let targets = bed.imaps("imap-good", &bed.good())
             + &bed.target("pop3-good", "pop3", d.pop3, "starttls", &bed.good(), ", mechanism: xoauth2")
             + &bed.target("smtp-good", "smtp", smtp.addr, "implicit", &bed.good(), "")
             + &bed.target("cert-good", "imap", d.imaps, "implicit", &signed, ", mechanism: xoauth2")
-            + &bed.target("wrong-secret", "imap", d.imaps, "implicit", &bed.wrong(), "")
+            + &bed.imaps("wrong-secret", &bed.wrong())
             // The token is issued for USER: Dovecot refuses it for another mailbox,
             // after its error challenge.
             + &bed

@@ -289,3 +289,63 @@ impl fmt::Debug for SigningKey {
         write!(f, "SigningKey({}, <redacted>)", self.algorithm())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn login(token_url: &str) -> OAuth2 {
+        OAuth2 {
+            token_url: url::Url::parse(token_url).unwrap(),
+            client_id: "c".into(),
+            credential: ClientCredential::Secret(Secret::new("s".into())),
+            scope: "x".into(),
+            subject: None,
+            mechanism: Mechanism::Auto,
+        }
+    }
+
+    #[test]
+    fn an_ecdsa_key_signs_what_its_public_key_verifies() {
+        let pair = rcgen::KeyPair::generate().unwrap();
+        let key = SigningKey::from_der(&pair.serialize_der(), true).unwrap();
+        assert_eq!(key.algorithm(), "ES256");
+        let signature = key.sign(b"header.claims").unwrap();
+        signature::UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, key.public_key())
+            .verify(b"header.claims", &signature)
+            .unwrap();
+        assert_eq!(format!("{key:?}"), "SigningKey(ES256, <redacted>)");
+        assert!(SigningKey::from_der(b"not a key", true).is_err());
+        assert!(SigningKey::from_der(b"not a key", false).is_err());
+    }
+
+    #[test]
+    fn the_provider_is_known_by_its_token_endpoint() {
+        let provider = |url| login(url).provider();
+        assert_eq!(
+            provider("https://login.microsoftonline.com/contoso/oauth2/v2.0/token"),
+            Provider::Microsoft
+        );
+        assert_eq!(
+            provider("https://sso.example.com/tenant/oauth2/v2.0/token"),
+            Provider::Microsoft
+        );
+        assert_eq!(
+            provider("https://oauth2.googleapis.com/token"),
+            Provider::Google
+        );
+        assert_eq!(provider("https://idp.example.com/token"), Provider::Other);
+    }
+
+    #[test]
+    fn a_changed_secret_is_another_login() {
+        let one = login("https://idp.example.com/token");
+        let mut other = login("https://idp.example.com/token");
+        assert_eq!(one.fingerprint(), other.fingerprint());
+        other.credential = ClientCredential::Secret(Secret::new("t".into()));
+        assert_ne!(one.fingerprint(), other.fingerprint());
+        other.credential = ClientCredential::Secret(Secret::new("s".into()));
+        other.scope = "y".into();
+        assert_ne!(one.fingerprint(), other.fingerprint());
+    }
+}

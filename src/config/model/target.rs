@@ -46,12 +46,10 @@ impl Target {
     /// What the target probes, in one line: `mail.example.com:993 tls=implicit login`,
     /// `example.com. MX`, the page's URL, or the mailbox Autodiscover looks up.
     pub fn describe(&self) -> String {
-        let login = |endpoint: &Endpoint| {
-            if endpoint.auth.is_some() {
-                " login"
-            } else {
-                ""
-            }
+        let login = |endpoint: &Endpoint| match &endpoint.auth {
+            Some(credentials) if credentials.oauth2.is_some() => " login (oauth2)",
+            Some(_) => " login",
+            None => "",
         };
         match &self.spec {
             TargetSpec::Dns(query) => format!("{} {}", query.domain, query.record.as_str()),

@@ -459,3 +459,98 @@ fn parse_service_account(json: &[u8], path: &std::path::Path) -> Result<Account,
         token_url,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn pem_pair(dir: &Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["app.example".to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let cert_path = dir.join(format!("{name}.pem"));
+        let key_path = dir.join(format!("{name}.key"));
+        std::fs::write(&cert_path, cert.pem()).unwrap();
+        std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        (cert_path, key_path)
+    }
+
+    fn load(yaml: &str) -> Result<crate::config::Config, String> {
+        crate::config::from_str(yaml, Path::new("t.yaml")).map_err(|e| e.to_string())
+    }
+
+    fn certificate_target(cert: &Path, key: &Path) -> String {
+        format!(
+            "targets:\n  - name: m\n    protocol: imap\n    host: mail.example.com\n    auth:\n      \
+             username: u@example.com\n      oauth2:\n        token_url: https://idp.example.com/token\n        \
+             client_id: c\n        scope: s\n        client_certificate: \"{}\"\n        client_key: \"{}\"\n",
+            cert.display(),
+            key.display()
+        )
+    }
+
+    #[test]
+    fn a_key_must_belong_to_its_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = pem_pair(dir.path(), "a");
+        let (_, other_key) = pem_pair(dir.path(), "b");
+        let config = load(&certificate_target(&cert, &key)).unwrap();
+        let auth = config.targets[0]
+            .spec
+            .endpoint()
+            .unwrap()
+            .auth
+            .as_ref()
+            .unwrap();
+        let ClientCredential::Certificate(certificate) = &auth.oauth2.as_ref().unwrap().credential
+        else {
+            panic!("a certificate credential");
+        };
+        assert!(certificate.not_after > 1_700_000_000);
+        assert_eq!(certificate.key.algorithm(), "ES256");
+        let error = load(&certificate_target(&cert, &other_key)).unwrap_err();
+        assert!(error.contains("is not the private key of"), "{error}");
+        let error = load(&certificate_target(&key, &key)).unwrap_err();
+        assert!(error.contains("holds no certificate"), "{error}");
+    }
+
+    #[test]
+    fn a_service_account_file_is_read_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, key) = pem_pair(dir.path(), "sa");
+        let file = dir.path().join("sa.json");
+        let target = |file: &Path| {
+            format!(
+                "targets:\n  - name: g\n    protocol: imap\n    host: imap.gmail.com\n    auth:\n      \
+                 username: probe@example.com\n      oauth2:\n        service_account_file: \"{}\"\n",
+                file.display()
+            )
+        };
+        let json = serde_json::json!({
+            "type": "service_account",
+            "private_key": std::fs::read_to_string(&key).unwrap(),
+            "private_key_id": "k1",
+            "client_email": "probe@project.iam.gserviceaccount.com",
+        });
+        std::fs::write(&file, json.to_string()).unwrap();
+        let config = load(&target(&file)).unwrap();
+        let oauth2 = config.targets[0]
+            .spec
+            .endpoint()
+            .and_then(|e| e.auth.as_ref())
+            .and_then(|a| a.oauth2.clone())
+            .unwrap();
+        assert_eq!(oauth2.token_url.as_str(), GOOGLE_TOKEN_URL);
+        assert_eq!(oauth2.scope, GOOGLE_MAIL_SCOPE);
+        assert_eq!(oauth2.subject.as_deref(), Some("probe@example.com"));
+        assert_eq!(oauth2.client_id, "probe@project.iam.gserviceaccount.com");
+        assert_eq!(oauth2.grant(), crate::config::Grant::JwtBearer);
+        std::fs::write(&file, r#"{"type":"authorized_user"}"#).unwrap();
+        let error = load(&target(&file)).unwrap_err();
+        assert!(error.contains("is not a service-account key"), "{error}");
+    }
+}

@@ -128,3 +128,79 @@ fn login_refused(
         Provider::Other => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ClientCredential, Mechanism, Secret};
+
+    fn login(token_url: &str) -> OAuth2 {
+        OAuth2 {
+            token_url: url::Url::parse(token_url).unwrap(),
+            client_id: "app-id".into(),
+            credential: ClientCredential::Secret(Secret::new("s".into())),
+            scope: "x".into(),
+            subject: None,
+            mechanism: Mechanism::Auto,
+        }
+    }
+
+    fn refused(message: &str) -> Failure {
+        Failure {
+            phase: Phase::Auth,
+            kind: ErrorKind::AuthFailed,
+            message: message.into(),
+        }
+    }
+
+    #[test]
+    fn a_refused_login_names_the_missing_role_or_the_service_principal() {
+        let m365 = login("https://login.microsoftonline.com/contoso/oauth2/v2.0/token");
+        let roles = |names: &[&str]| names.iter().map(|r| (*r).to_owned()).collect::<Vec<_>>();
+        let no_role = for_failure(&m365, Protocol::Imap, &refused("NO"), &[]).unwrap();
+        assert!(no_role.contains("→ IMAP.AccessAsApp") && no_role.contains("no app role"));
+        let other_role = for_failure(
+            &m365,
+            Protocol::Pop3,
+            &refused("-ERR"),
+            &roles(&["IMAP.AccessAsApp"]),
+        )
+        .unwrap();
+        assert!(other_role.contains("→ POP.AccessAsApp") && other_role.contains("only IMAP"));
+        let granted = for_failure(
+            &m365,
+            Protocol::Imap,
+            &refused("NO"),
+            &roles(&["IMAP.AccessAsApp"]),
+        )
+        .unwrap();
+        assert!(
+            granted.contains("New-ServicePrincipal -AppId app-id"),
+            "{granted}"
+        );
+        let smtp_off = for_failure(
+            &m365,
+            Protocol::Smtp,
+            &refused("535 5.7.139 Authentication unsuccessful"),
+            &roles(&["SMTP.SendAsApp"]),
+        )
+        .unwrap();
+        assert!(smtp_off.contains("turn SMTP AUTH on"), "{smtp_off}");
+        let google = login("https://oauth2.googleapis.com/token");
+        assert!(
+            for_failure(&google, Protocol::Imap, &refused("NO"), &[])
+                .unwrap()
+                .contains("delegated")
+        );
+        let other = login("https://idp.example.com/token");
+        assert_eq!(
+            for_failure(&other, Protocol::Imap, &refused("NO"), &[]),
+            None
+        );
+        let timeout = Failure {
+            kind: ErrorKind::Timeout,
+            ..refused("slow")
+        };
+        assert_eq!(for_failure(&m365, Protocol::Imap, &timeout, &[]), None);
+    }
+}

@@ -124,7 +124,7 @@ pub async fn fetch(
 }
 
 /// The failure of the hop itself, as the side trip's recorder has it.
-fn hop_failure(login: &OAuth2, recorder: &Recorder) -> ProbeError {
+pub(super) fn hop_failure(login: &OAuth2, recorder: &Recorder) -> ProbeError {
     match recorder.failure() {
         Some(failure) => ProbeError::new(
             failure.kind,

@@ -182,26 +182,7 @@ async fn token(
         Ok(outcome) => outcome.map(Arc::new),
         Err(_) => {
             trip.deadline_expired(by.saturating_duration_since(asked));
-            let failure = trip.failure().cloned();
-            Err(failure.map_or_else(
-                || {
-                    ProbeError::new(
-                        ErrorKind::Timeout,
-                        "the token endpoint did not answer in time",
-                    )
-                },
-                |failure| {
-                    ProbeError::new(
-                        failure.kind,
-                        format!(
-                            "token endpoint {} ({}): {}",
-                            login.identity_provider(),
-                            failure.phase,
-                            failure.message
-                        ),
-                    )
-                },
-            ))
+            Err(grant::hop_failure(login, trip))
         }
     };
     state.store(&outcome);

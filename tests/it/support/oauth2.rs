@@ -121,6 +121,11 @@ impl OAuthBed {
         )
     }
 
+    /// [`target`](Self::target): IMAP over implicit TLS to the bed's Dovecot.
+    pub fn imaps(&self, name: &str, credential: &str) -> String {
+        self.target(name, "imap", self.dovecot.imaps, "implicit", credential, "")
+    }
+
     /// [`target`](Self::target) asking the token endpoint at `token_url`.
     #[allow(clippy::too_many_arguments)]
     pub fn target_via(
