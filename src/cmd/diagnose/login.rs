@@ -52,6 +52,7 @@ pub(super) fn with_login(target: Arc<Target>, login: &Credentials) -> Arc<Target
         protocol: target.protocol,
         interval: target.interval,
         timeout: target.timeout,
+        phase_histogram: target.phase_histogram,
         spec,
     })
 }

@@ -164,6 +164,7 @@ impl Validator<'_> {
             domain,
             interval: interval.value,
             timeout: timeout.value,
+            phase_histogram: self.phase_histogram(raw),
         })
     }
 
@@ -284,9 +285,17 @@ impl Validator<'_> {
                 protocol,
                 interval: interval.value,
                 timeout: timeout.value,
+                phase_histogram: self.phase_histogram(raw),
                 spec,
             })
             .collect())
+    }
+
+    /// The entry's `phase_histogram`, else the default.
+    fn phase_histogram(&self, raw: &RawTarget) -> bool {
+        raw.phase_histogram
+            .as_ref()
+            .map_or(self.phase_histogram, |v| v.value)
     }
 
     /// `tls.ca_file` plus the target's own `ca_file`.

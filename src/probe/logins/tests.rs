@@ -24,6 +24,7 @@ fn target(password: &str) -> Target {
         protocol: Protocol::Imap,
         interval: INTERVAL,
         timeout: Duration::from_secs(10),
+        phase_histogram: false,
         spec: TargetSpec::Imap(Endpoint {
             host: "192.0.2.1".into(),
             port: 993,
