@@ -5,7 +5,7 @@
 //! resolver pools thousands of times a minute; building them per load keeps a reload
 //! the only moment they change.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,6 +19,8 @@ use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use rustls_pki_types::CertificateDer;
 
 use crate::config::{Config, SiteResolvers, TlsMode};
+use crate::probe::logins::Logins;
+use crate::probe::oauth2::{TokenCache, TokenKey};
 use crate::probe::tls;
 
 /// Per-query timeout inside hickory. The probe's own deadline bounds the whole lookup;
@@ -99,6 +101,11 @@ pub struct ProbeEnv {
     system_verifier: Arc<tls::ChainVerifier>,
     /// Verifiers for targets with extra trust anchors, keyed by those anchors.
     extra_verifiers: HashMap<Arc<[CertificateDer<'static>]>, Arc<tls::ChainVerifier>>,
+    /// OAuth2 access tokens, shared by every probe and kept across reloads.
+    pub tokens: Arc<TokenCache>,
+    /// Each target's login state (rejections in a row, a held-back credential), kept
+    /// across reloads.
+    pub logins: Arc<Logins>,
 }
 
 impl fmt::Debug for ProbeEnv {
@@ -168,7 +175,25 @@ impl ProbeEnv {
             reference_dns,
             system_verifier,
             extra_verifiers,
+            tokens: Arc::new(TokenCache::new()),
+            logins: Arc::new(Logins::new()),
         })
+    }
+
+    /// Takes over what `previous` (the environment of the configuration `config`
+    /// replaces) learned across rounds: the tokens of logins `config` still has, and
+    /// the login states of its targets (a suspended login tries again at once).
+    pub fn adopt(&mut self, previous: &ProbeEnv, config: &Config) {
+        let logins: HashSet<TokenKey> = config
+            .targets
+            .iter()
+            .filter_map(|target| target.spec.endpoint()?.auth.as_ref()?.oauth2.as_ref())
+            .map(|oauth2| oauth2.fingerprint())
+            .collect();
+        previous.tokens.retain(&logins);
+        self.tokens = Arc::clone(&previous.tokens);
+        previous.logins.carry_over(config);
+        self.logins = Arc::clone(&previous.logins);
     }
 
     /// The verifier for an endpoint with these extra trust anchors.

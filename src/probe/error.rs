@@ -71,11 +71,15 @@ pub enum ErrorKind {
     /// descriptors (EMFILE, ENFILE), buffers or memory (ENOBUFS, ENOMEM), or local
     /// ports (EADDRNOTAVAIL).
     LocalResources,
+    /// The identity provider refused to issue an OAuth2 token: the client, its secret
+    /// or certificate, the consent or the scope (`invalid_client`,
+    /// `unauthorized_client`, an AADSTS code).
+    TokenRejected,
 }
 
 impl ErrorKind {
     /// Every reason, for removing a target's series and for tests.
-    pub const ALL: [ErrorKind; 28] = [
+    pub const ALL: [ErrorKind; 29] = [
         ErrorKind::DnsNxdomain,
         ErrorKind::DnsNodata,
         ErrorKind::DnsServfail,
@@ -104,6 +108,7 @@ impl ErrorKind {
         ErrorKind::Timeout,
         ErrorKind::RedirectRefused,
         ErrorKind::LocalResources,
+        ErrorKind::TokenRejected,
     ];
 
     /// The stable `reason` label value.
@@ -137,6 +142,7 @@ impl ErrorKind {
             ErrorKind::Timeout => "timeout",
             ErrorKind::RedirectRefused => "redirect_refused",
             ErrorKind::LocalResources => "local_resources",
+            ErrorKind::TokenRejected => "token_rejected",
         }
     }
 

@@ -15,7 +15,9 @@ pub mod exchange;
 pub mod http;
 pub mod imap;
 pub mod lines;
+pub mod logins;
 pub mod mail;
+pub mod oauth2;
 pub mod pop3;
 pub mod recorder;
 pub mod redact;
@@ -32,9 +34,12 @@ use tokio::time::Instant;
 pub use env::ProbeEnv;
 pub use error::{ErrorKind, ProbeError};
 pub use recorder::{Failed, MAX_LOG_LINES, Recorder};
-pub use result::{Failure, Log, Phase, PhaseTiming, ProbeResult, ProtocolFacts, TlsFacts};
+pub use result::{
+    Failure, Log, LoginFacts, Phase, PhaseTiming, ProbeResult, ProtocolFacts, TlsFacts,
+};
 
 use crate::config::{Target, TargetSpec};
+use logins::Admission;
 
 /// `instant + duration`, or (should that ever overflow) a year later, or `instant`:
 /// never a panic. Validation bounds every duration to a week, so the fallbacks are
@@ -49,18 +54,37 @@ pub fn later(instant: Instant, duration: std::time::Duration) -> Instant {
 
 /// Runs one probe of `target`, bounded by the target's timeout.
 ///
-/// Never fails: every problem is a [`Failure`] inside the result.
+/// A target whose login was rejected too often in a row runs without its credential
+/// (see [`logins`]). Never fails: every problem is a [`Failure`] inside the result.
 pub async fn run(target: &Target, env: &ProbeEnv) -> ProbeResult {
     let started_at = SystemTime::now();
     let started = Instant::now();
     let deadline = later(started, target.timeout);
     let mut recorder = Recorder::new();
-    if let Some(credentials) = target.spec.endpoint().and_then(|e| e.auth.as_ref()) {
+    let credentials = target.spec.endpoint().and_then(|e| e.auth.as_ref());
+    let admission = credentials.map(|credentials| {
         recorder.redactor.add_credentials(credentials);
-    }
+        recorder.login = Some(LoginFacts {
+            consecutive_failures: env.logins.failures(target),
+            ..LoginFacts::default()
+        });
+        env.logins.admit(target, credentials, started)
+    });
+    let held_back;
+    let spec = match &admission {
+        Some(Admission::Withhold(_)) => {
+            recorder.note(
+                "login suspended after repeated rejections: probing up to the login offer \
+                 without sending the credential",
+            );
+            held_back = target.spec.without_credentials();
+            &held_back
+        }
+        _ => &target.spec,
+    };
     let within_deadline = tokio::time::timeout_at(deadline, async {
         // The protocol code records its own failure; `Failed` carries nothing more.
-        let _ = match &target.spec {
+        let _ = match spec {
             TargetSpec::Tcp(endpoint) => tcp::probe(endpoint, deadline, env, &mut recorder).await,
             TargetSpec::Dns(query) => dns::probe(query, deadline, env, &mut recorder).await,
             TargetSpec::Imap(endpoint) => {
@@ -90,5 +114,20 @@ pub async fn run(target: &Target, env: &ProbeEnv) -> ProbeResult {
     if within_deadline.is_err() {
         recorder.deadline_expired(target.timeout);
     }
-    recorder.finish(target, started_at, started.elapsed())
+    let mut result = recorder.finish(target, started_at, started.elapsed());
+    if let (Some(credentials), Some(admission)) = (credentials, &admission) {
+        env.logins
+            .settle(target, credentials, admission, &mut result, Instant::now());
+        if let Some(oauth2) = &credentials.oauth2
+            && let Some(failure) = result.failure()
+            && let Some(login) = &result.login
+        {
+            let advice =
+                oauth2::advice::for_failure(oauth2, target.protocol, failure, &login.token_roles);
+            if let Some(login) = &mut result.login {
+                login.advice = advice;
+            }
+        }
+    }
+    result
 }

@@ -27,11 +27,14 @@ pub enum Phase {
     Request,
     /// Reading an HTTP response.
     Response,
+    /// Getting an OAuth2 access token from the identity provider (its resolve,
+    /// connect, TLS and request, timed together and named in the probe's log).
+    Token,
 }
 
 impl Phase {
-    /// Every phase, in the order a probe runs them.
-    pub const ALL: [Phase; 8] = [
+    /// Every phase (a login's `token` comes just before its `auth`).
+    pub const ALL: [Phase; 9] = [
         Phase::Resolve,
         Phase::Connect,
         Phase::Tls,
@@ -40,6 +43,7 @@ impl Phase {
         Phase::Auth,
         Phase::Request,
         Phase::Response,
+        Phase::Token,
     ];
 
     /// The stable `phase` label value.
@@ -53,6 +57,7 @@ impl Phase {
             Phase::Auth => "auth",
             Phase::Request => "request",
             Phase::Response => "response",
+            Phase::Token => "token",
         }
     }
 }
@@ -144,6 +149,38 @@ pub struct ProbeResult {
     pub facts: ProtocolFacts,
     /// What happened, step by step, for `/debug` (bounded, never a secret).
     pub log: Log,
+    /// The login's state, for targets with credentials.
+    pub login: Option<LoginFacts>,
+}
+
+/// What a probe knows about its target's login: whether the credential was sent or
+/// held back (too many rejections in a row), and, for OAuth2, the token's facts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoginFacts {
+    /// Whether this probe sent the credential (a login, an Authorization header).
+    pub sent: bool,
+    /// Whether the credential is held back: the login was rejected too often in a
+    /// row, and this probe stopped at the login offer.
+    pub suspended: bool,
+    /// Rejected logins in a row so far.
+    pub consecutive_failures: u32,
+    /// When the credential was last really sent.
+    pub last_attempt: Option<SystemTime>,
+    /// While suspended: the earliest the credential is sent again.
+    pub next_attempt: Option<SystemTime>,
+    /// OAuth2: the identity provider's host (where the `token` phase goes).
+    pub identity_provider: Option<String>,
+    /// OAuth2: when the access token this probe used expires.
+    pub token_expiry: Option<SystemTime>,
+    /// OAuth2: the app roles the token carries (Microsoft), to explain a refusal.
+    pub token_roles: Vec<String>,
+    /// OAuth2 with a certificate: its notAfter, Unix seconds.
+    pub client_certificate_not_after: Option<i64>,
+    /// The SASL mechanism used (`XOAUTH2`, `OAUTHBEARER`).
+    pub mechanism: Option<&'static str>,
+    /// The step that is missing, when the provider's answer names one (consent, a
+    /// service principal, a mailbox permission, SMTP AUTH disabled).
+    pub advice: Option<String>,
 }
 
 impl ProbeResult {

@@ -15,6 +15,7 @@ use serde_saphyr::{Location, Spanned};
 mod auth;
 mod dns;
 mod listener;
+mod oauth2;
 mod site;
 mod target;
 mod web;
@@ -57,6 +58,8 @@ struct Validator<'a> {
     secrets: Secrets,
     /// Warnings so far.
     warnings: RefCell<Vec<Invalid>>,
+    /// The secret files read so far.
+    secret_files: RefCell<Vec<std::path::PathBuf>>,
 }
 
 impl Validator<'_> {
@@ -139,6 +142,7 @@ pub(super) fn validate(
         phase_histogram: defaults.phase_histogram.as_ref().is_some_and(|v| v.value),
         secrets,
         warnings: RefCell::new(Vec::new()),
+        secret_files: RefCell::new(Vec::new()),
     };
 
     let Some(targets) = &raw.targets else {
@@ -198,6 +202,7 @@ pub(super) fn validate(
         targets: validated,
         discover,
         warnings: validator.warnings.into_inner(),
+        secret_files: validator.secret_files.into_inner(),
     })
 }
 

@@ -243,6 +243,19 @@ impl Validator<'_> {
                 ),
             ));
         }
+        if let Some(oauth2) = raw
+            .auth
+            .as_ref()
+            .and_then(|auth| auth.value.oauth2.as_ref())
+            && protocol == Protocol::Https
+        {
+            return Err(errors.at(
+                oauth2.referenced,
+                format!("{}.oauth2", entry.key("auth")),
+                "`oauth2` applies to imap, pop3, smtp and exchange (ews, autodiscover) \
+                 targets; webmail logs in with a password",
+            ));
+        }
         let auth = raw
             .auth
             .as_ref()
