@@ -91,6 +91,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    agent::allocator::tune();
     let cli = Cli::parse();
     mailprobe::export::metrics::set_build_revision(REVISION);
     match &cli.command {

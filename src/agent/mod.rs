@@ -2,6 +2,7 @@
 //! exports and the endpoints; [`control`] carries reloads and results; [`shutdown`]
 //! turns signals into the one shutdown path.
 
+pub mod allocator;
 pub mod control;
 pub mod daemon;
 pub mod scheduler;

@@ -7,7 +7,8 @@
 //!   render, which locks each series only while writing its lines;
 //! - `/metrics` is rendered off the runtime threads ([`Metrics::exposition`]), straight
 //!   into the format asked for (Prometheus text or OpenMetrics, one pass), into one
-//!   buffer sized from the previous render; concurrent scrapes share one render, and
+//!   buffer sized from the previous render (one allocation, no growth), held for at
+//!   most [`RENDER_REUSE`]; concurrent scrapes share one render, and
 //!   renders of a format are at most one per [`RENDER_REUSE`] (a scrape storm waits
 //!   for the next render rather than causing more), yet no scrape is ever answered
 //!   with values older than its own arrival;
@@ -326,7 +327,25 @@ impl Metrics {
             generation,
             bytes: bytes.clone(),
         });
+        self.release_after_reuse(format, started);
         bytes
+    }
+
+    /// Drops the render of `format` that started at `started` once it can no longer be
+    /// reused: at 5,000 targets each format's render is megabytes, not worth holding
+    /// through the 15 s or more between two scrapes.
+    fn release_after_reuse(self: &Arc<Self>, format: Format, started: Instant) {
+        let metrics = Arc::downgrade(self);
+        tokio::spawn(async move {
+            tokio::time::sleep_until(started + RENDER_REUSE).await;
+            let Some(metrics) = metrics.upgrade() else {
+                return;
+            };
+            let mut cached = metrics.cached[format_index(format)].lock().await;
+            if cached.as_ref().is_some_and(|last| last.started == started) {
+                *cached = None;
+            }
+        });
     }
 
     fn current_generation(&self) -> u64 {

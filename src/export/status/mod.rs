@@ -156,7 +156,9 @@ pub struct StatusSnapshot {
 
 #[derive(Debug, Default)]
 struct Inner {
-    series: HashMap<SeriesKey, SeriesState>,
+    /// Boxed: the map's table has room for more entries than it holds, and a state is
+    /// about 1.2 KiB; boxed, an empty slot costs a pointer.
+    series: HashMap<SeriesKey, Box<SeriesState>>,
     changes: VecDeque<Change>,
     site: Option<Arc<SiteContext>>,
     config: Option<ConfigInfo>,
@@ -178,14 +180,12 @@ impl Status {
             .series
             .entry(target.series_key())
             .and_modify(|state| state.target = Arc::clone(target))
-            .or_insert_with(|| SeriesState::new(Arc::clone(target)));
+            .or_insert_with(|| Box::new(SeriesState::new(Arc::clone(target))));
     }
 
     /// Forgets a series that left the configuration.
     pub fn forget(&self, target: &str, check: Option<ExchangeCheck>) {
-        self.lock()
-            .series
-            .retain(|(name, kept), _| &**name != target || *kept != check);
+        self.lock().series.remove(&(Arc::from(target), check));
     }
 
     /// Records a judged result of a listed series (others are ignored: a result that
