@@ -253,13 +253,14 @@ impl Running {
                 background.clone(),
             ));
         }
+        // Counted before the line is logged: whoever reads the log finds /metrics agreeing.
+        outputs.metrics.record_reload(true, targets.series_count());
         tracing::info!(
             file = %config.source.display(),
             targets = config.targets.len(),
             domains = config.discover.len(),
             "configuration loaded"
         );
-        outputs.metrics.record_reload(true, targets.series_count());
         Running {
             config,
             scheduler,
