@@ -3,15 +3,18 @@
 //!
 //! ```text
 //! probe(target)        the probe itself; the scheduler holds a concurrency slot only here
-//! judge(probed)        at once when the server answered (refused, reset, TLS, login,
+//!                      (a round trip: only its submission)
+//! judge(probed)        first a round trip's wait for its message; then the verdict: at
+//!                      once when the server answered (refused, reset, TLS, login,
 //!                      protocol): the site is evidently fine; otherwise on a site
 //!                      snapshot measured after the probe started, waited for outside
 //!                      the slot
 //! -> Judged { result, fault, site }
 //! ```
 //!
-//! The two halves are separate so that a failure waiting for fresh site evidence never
-//! keeps a slot other targets need; [`Pipeline::run`] is both in one call.
+//! The two halves are separate so that a failure waiting for fresh site evidence, or a
+//! round trip waiting minutes for delivery, never keeps a slot other targets need;
+//! [`Pipeline::run`] is both in one call.
 
 use std::sync::Arc;
 
@@ -41,11 +44,11 @@ pub struct Pipeline {
     evidence: Evidence,
 }
 
-/// A probe that ran and has not been judged yet.
+/// A probe that ran (a round trip: that submitted) and has not been judged yet.
 #[derive(Debug)]
 pub struct Probed {
     target: Arc<Target>,
-    result: ProbeResult,
+    stage: probe::Started,
     started: Instant,
 }
 
@@ -81,42 +84,47 @@ impl Pipeline {
         self.probe(target).await.judge(self).await
     }
 
-    /// The first half: the probe itself, bounded by the target's timeout.
+    /// The first half: the probe itself, bounded by the target's timeout (a round
+    /// trip: its submission, bounded by its share of the timeout).
     pub async fn probe(&self, target: &Arc<Target>) -> Probed {
         let started = Instant::now();
-        let result = probe::run(target, &self.env).await;
+        let stage = probe::start(target, &self.env).await;
         Probed {
             target: Arc::clone(target),
-            result,
+            stage,
             started,
         }
     }
 }
 
 impl Probed {
-    /// What the probe found.
-    pub fn result(&self) -> &ProbeResult {
-        &self.result
+    /// What the probe found, when it is finished (a round trip is not until judged).
+    pub fn result(&self) -> Option<&ProbeResult> {
+        match &self.stage {
+            probe::Started::Done(result) => Some(result),
+            probe::Started::Waiting(_) => None,
+        }
     }
 
-    /// Whether judging will wait for a fresh site snapshot.
-    pub fn needs_site(&self, pipeline: &Pipeline) -> bool {
-        pipeline.evidence == Evidence::Always || judge::needs_site(&self.result)
-    }
-
-    /// The second half: the verdict, on a site snapshot measured after the probe
-    /// started when the failure needs one (at most two site measurements' wait), at
-    /// once otherwise.
+    /// The second half: a round trip's wait for its message, then the verdict, on a
+    /// site snapshot measured after the probe started when the failure needs one (at
+    /// most two site measurements' wait), at once otherwise.
     pub async fn judge(self, pipeline: &Pipeline) -> Judged {
-        let site = if self.needs_site(pipeline) {
-            Some(pipeline.site.fresh_since(self.started).await)
+        let waited = matches!(self.stage, probe::Started::Waiting(_));
+        let result = self.stage.finish(&self.target, &pipeline.env).await;
+        // A round trip's failure after its wait is judged on the site as it is then,
+        // not as it was when the message went out minutes before.
+        let since = if waited { Instant::now() } else { self.started };
+        let needs_site = pipeline.evidence == Evidence::Always || judge::needs_site(&result);
+        let site = if needs_site {
+            Some(pipeline.site.fresh_since(since).await)
         } else {
             pipeline.site.latest()
         };
-        let fault = judge::classify(&self.result, site.as_deref());
+        let fault = judge::classify(&result, site.as_deref());
         Judged {
             target: self.target,
-            result: self.result,
+            result,
             fault,
             site,
         }

@@ -20,6 +20,7 @@ use rustls::client::WebPkiServerVerifier;
 use rustls_pki_types::CertificateDer;
 
 use crate::config::{Config, SiteResolvers, TlsMode};
+use crate::probe::roundtrip::Sweeps;
 use crate::probe::tls;
 
 /// Per-query timeout inside hickory. The probe's own deadline bounds the whole lookup;
@@ -100,6 +101,8 @@ pub struct ProbeEnv {
     system_verifier: Arc<WebPkiServerVerifier>,
     /// Verifiers for targets with extra trust anchors, keyed by those anchors.
     extra_verifiers: HashMap<Arc<[CertificateDer<'static>]>, Arc<WebPkiServerVerifier>>,
+    /// When each round-trip route last swept its mailbox, for this configuration.
+    pub roundtrips: Sweeps,
 }
 
 impl fmt::Debug for ProbeEnv {
@@ -148,14 +151,15 @@ impl ProbeEnv {
         let system_verifier = tls::verifier(&system_roots, &[]).map_err(trust(None))?;
         let mut extra_verifiers = HashMap::new();
         for target in &config.targets {
-            if let Some(endpoint) = target.spec.endpoint()
-                && endpoint.tls != TlsMode::None
-                && !endpoint.extra_roots.is_empty()
-                && !extra_verifiers.contains_key(&endpoint.extra_roots)
-            {
-                let verifier = tls::verifier(&system_roots, &endpoint.extra_roots)
-                    .map_err(trust(Some(&target.name)))?;
-                extra_verifiers.insert(Arc::clone(&endpoint.extra_roots), verifier);
+            for endpoint in target.spec.endpoints() {
+                if endpoint.tls != TlsMode::None
+                    && !endpoint.extra_roots.is_empty()
+                    && !extra_verifiers.contains_key(&endpoint.extra_roots)
+                {
+                    let verifier = tls::verifier(&system_roots, &endpoint.extra_roots)
+                        .map_err(trust(Some(&target.name)))?;
+                    extra_verifiers.insert(Arc::clone(&endpoint.extra_roots), verifier);
+                }
             }
         }
         // Ad-hoc `/probe` targets trust the roots of `tls.ca_file`.
@@ -169,6 +173,7 @@ impl ProbeEnv {
             reference_dns,
             system_verifier,
             extra_verifiers,
+            roundtrips: Sweeps::default(),
         })
     }
 

@@ -71,11 +71,23 @@ pub enum ErrorKind {
     /// descriptors (EMFILE, ENFILE), buffers or memory (ENOBUFS, ENOMEM), or local
     /// ports (EADDRNOTAVAIL).
     LocalResources,
+    /// A round trip's message was accepted but did not appear in the mailbox in time.
+    NotDelivered,
+    /// A round trip's message appeared in a junk folder.
+    DeliveredToJunk,
+    /// The SMTP server refused the message with a 5xx reply (permanent).
+    SendRejected,
+    /// The SMTP server refused the message with a 4xx reply (temporary: greylisting,
+    /// rate limits).
+    SendDeferred,
+    /// No answer to the end of `DATA` in time: the message may or may not have been
+    /// accepted, so the round trip cannot count it as sent.
+    SendUncertain,
 }
 
 impl ErrorKind {
     /// Every reason, for removing a target's series and for tests.
-    pub const ALL: [ErrorKind; 28] = [
+    pub const ALL: [ErrorKind; 33] = [
         ErrorKind::DnsNxdomain,
         ErrorKind::DnsNodata,
         ErrorKind::DnsServfail,
@@ -104,6 +116,11 @@ impl ErrorKind {
         ErrorKind::Timeout,
         ErrorKind::RedirectRefused,
         ErrorKind::LocalResources,
+        ErrorKind::NotDelivered,
+        ErrorKind::DeliveredToJunk,
+        ErrorKind::SendRejected,
+        ErrorKind::SendDeferred,
+        ErrorKind::SendUncertain,
     ];
 
     /// The stable `reason` label value.
@@ -137,6 +154,11 @@ impl ErrorKind {
             ErrorKind::Timeout => "timeout",
             ErrorKind::RedirectRefused => "redirect_refused",
             ErrorKind::LocalResources => "local_resources",
+            ErrorKind::NotDelivered => "not_delivered",
+            ErrorKind::DeliveredToJunk => "delivered_to_junk",
+            ErrorKind::SendRejected => "send_rejected",
+            ErrorKind::SendDeferred => "send_deferred",
+            ErrorKind::SendUncertain => "send_uncertain",
         }
     }
 

@@ -20,6 +20,7 @@ pub mod pop3;
 pub mod recorder;
 pub mod redact;
 pub mod result;
+pub mod roundtrip;
 pub mod smtp;
 pub mod tcp;
 pub mod tls;
@@ -47,15 +48,57 @@ pub fn later(instant: Instant, duration: std::time::Duration) -> Instant {
         .unwrap_or(instant)
 }
 
+/// A probe that has done the part that needs a concurrency slot.
+#[derive(Debug)]
+pub enum Started {
+    /// Finished: every probe but a round trip, and a round trip whose message was not
+    /// accepted.
+    Done(Box<ProbeResult>),
+    /// A round trip whose message was accepted: the wait for it is still to come.
+    Waiting(Box<roundtrip::Waiting>),
+}
+
+impl Started {
+    /// The rest of the probe (a round trip's wait for its message), outside the slot.
+    pub async fn finish(self, target: &Target, env: &ProbeEnv) -> ProbeResult {
+        match self {
+            Started::Done(result) => *result,
+            Started::Waiting(waiting) => roundtrip::finish(*waiting, target, env).await,
+        }
+    }
+}
+
 /// Runs one probe of `target`, bounded by the target's timeout.
 ///
 /// Never fails: every problem is a [`Failure`] inside the result.
 pub async fn run(target: &Target, env: &ProbeEnv) -> ProbeResult {
+    start(target, env).await.finish(target, env).await
+}
+
+/// Runs the part of a probe that holds a concurrency slot: all of it, except a round
+/// trip's wait for delivery (see [`Started::finish`]).
+pub async fn start(target: &Target, env: &ProbeEnv) -> Started {
+    if let TargetSpec::Roundtrip(roundtrip) = &target.spec {
+        return match roundtrip::start(target, roundtrip, env).await {
+            Ok(waiting) => Started::Waiting(Box::new(waiting)),
+            Err(result) => Started::Done(Box::new(result)),
+        };
+    }
+    Started::Done(Box::new(run_whole(target, env).await))
+}
+
+/// One probe of a target other than a round trip.
+async fn run_whole(target: &Target, env: &ProbeEnv) -> ProbeResult {
     let started_at = SystemTime::now();
     let started = Instant::now();
     let deadline = later(started, target.timeout);
     let mut recorder = Recorder::new();
-    if let Some(credentials) = target.spec.endpoint().and_then(|e| e.auth.as_ref()) {
+    for credentials in target
+        .spec
+        .endpoints()
+        .into_iter()
+        .filter_map(|e| e.auth.as_ref())
+    {
         recorder.redactor.add_credentials(credentials);
     }
     let within_deadline = tokio::time::timeout_at(deadline, async {
@@ -84,6 +127,8 @@ pub async fn run(target: &Target, env: &ProbeEnv) -> ProbeResult {
             TargetSpec::Exchange(exchange) => {
                 exchange::probe(exchange, deadline, env, &mut recorder).await
             }
+            // `start` runs round trips in two stages; they never come here.
+            TargetSpec::Roundtrip(_) => Ok(()),
         };
     })
     .await;

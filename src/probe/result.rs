@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use super::{ErrorKind, dns, http, mail};
+use super::{ErrorKind, dns, http, mail, roundtrip};
 use crate::config::{ExchangeCheck, Protocol};
 
 /// One step of a probe. The label values are part of the metrics contract.
@@ -27,11 +27,17 @@ pub enum Phase {
     Request,
     /// Reading an HTTP response.
     Response,
+    /// A round trip's SMTP transaction: `MAIL FROM` up to the `250` after `DATA`.
+    Submit,
+    /// A round trip's wait until the message is visible over IMAP.
+    Deliver,
+    /// A round trip's deletion of its message (and the sweep of older ones).
+    Cleanup,
 }
 
 impl Phase {
     /// Every phase, in the order a probe runs them.
-    pub const ALL: [Phase; 8] = [
+    pub const ALL: [Phase; 11] = [
         Phase::Resolve,
         Phase::Connect,
         Phase::Tls,
@@ -40,6 +46,9 @@ impl Phase {
         Phase::Auth,
         Phase::Request,
         Phase::Response,
+        Phase::Submit,
+        Phase::Deliver,
+        Phase::Cleanup,
     ];
 
     /// The stable `phase` label value.
@@ -53,6 +62,9 @@ impl Phase {
             Phase::Auth => "auth",
             Phase::Request => "request",
             Phase::Response => "response",
+            Phase::Submit => "submit",
+            Phase::Deliver => "deliver",
+            Phase::Cleanup => "cleanup",
         }
     }
 }
@@ -117,6 +129,9 @@ pub enum ProtocolFacts {
     Mail(mail::MailFacts),
     /// What an HTTP probe (webmail, Exchange) saw.
     Http(http::HttpFacts),
+    /// What a mail round trip did: the submission, where and when the message was
+    /// found, its transit, the cleanup.
+    Roundtrip(Box<roundtrip::RoundtripFacts>),
 }
 
 /// Everything one run of one probe found out.

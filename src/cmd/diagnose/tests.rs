@@ -99,6 +99,7 @@ fn diagnosis(services: Vec<ServiceCheck>, site: Arc<SiteContext>) -> Diagnosis {
         site,
         site_resolvers: vec!["127.0.0.1:9".to_owned()],
         reference_resolvers: Vec::new(),
+        roundtrips: Vec::new(),
     }
 }
 

@@ -1,6 +1,7 @@
 //! The validated configuration: what the rest of the program uses. Every value here
 //! was checked by [`super::validate`]; nothing outside `config` builds one from text.
 
+mod roundtrip;
 mod site;
 mod target;
 mod web;
@@ -13,6 +14,7 @@ use std::time::Duration;
 
 use rustls_pki_types::CertificateDer;
 
+pub use roundtrip::{DEFAULT_ROUNDTRIP_INTERVAL, DEFAULT_ROUNDTRIP_TIMEOUT, RoundtripTarget};
 pub use site::{Discovery, Gateway, HostPort, Site, SiteResolvers};
 pub use target::{
     Credentials, DnsQuery, Endpoint, ExchangeCheck, ExchangeTarget, HttpsTarget, RecordKind,
@@ -37,11 +39,13 @@ pub enum Protocol {
     Dns,
     /// A TCP connect, optionally with implicit TLS.
     Tcp,
+    /// A mail round trip: submit a message over SMTP, find it over IMAP, delete it.
+    Roundtrip,
 }
 
 impl Protocol {
     /// Every protocol, in the order the documentation lists them.
-    pub const ALL: [Protocol; 7] = [
+    pub const ALL: [Protocol; 8] = [
         Protocol::Imap,
         Protocol::Pop3,
         Protocol::Smtp,
@@ -49,6 +53,7 @@ impl Protocol {
         Protocol::Exchange,
         Protocol::Dns,
         Protocol::Tcp,
+        Protocol::Roundtrip,
     ];
 
     /// The configuration name and `protocol` label value.
@@ -61,6 +66,7 @@ impl Protocol {
             Protocol::Exchange => "exchange",
             Protocol::Dns => "dns",
             Protocol::Tcp => "tcp",
+            Protocol::Roundtrip => "roundtrip",
         }
     }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use rustls_pki_types::CertificateDer;
 
-use super::{AllowRule, Protocol, TlsMode};
+use super::{AllowRule, Protocol, RoundtripTarget, TlsMode};
 
 /// One validated target.
 #[derive(Debug)]
@@ -63,6 +63,18 @@ impl Target {
                     login(&exchange.endpoint)
                 )
             }
+            TargetSpec::Roundtrip(roundtrip) => format!(
+                "{} to {} via {}:{} tls={}{}, found at {}:{} tls={}",
+                roundtrip.from,
+                roundtrip.to,
+                roundtrip.send.endpoint.host,
+                roundtrip.send.endpoint.port,
+                roundtrip.send.endpoint.tls.as_str(),
+                login(&roundtrip.send.endpoint),
+                roundtrip.receive.host,
+                roundtrip.receive.port,
+                roundtrip.receive.tls.as_str(),
+            ),
             TargetSpec::Exchange(ExchangeTarget { endpoint, .. })
             | TargetSpec::Tcp(endpoint)
             | TargetSpec::Imap(endpoint)
@@ -104,10 +116,13 @@ pub enum TargetSpec {
     Https(HttpsTarget),
     /// One check of a `protocol: exchange` target.
     Exchange(ExchangeTarget),
+    /// `protocol: roundtrip`.
+    Roundtrip(Box<RoundtripTarget>),
 }
 
 impl TargetSpec {
-    /// The endpoint dialled, for the protocols that open a connection.
+    /// The endpoint dialled, for the protocols that open a connection (a round trip's
+    /// first: the SMTP endpoint it sends through).
     pub fn endpoint(&self) -> Option<&Endpoint> {
         match self {
             TargetSpec::Tcp(endpoint) | TargetSpec::Imap(endpoint) | TargetSpec::Pop3(endpoint) => {
@@ -116,7 +131,16 @@ impl TargetSpec {
             TargetSpec::Smtp(smtp) => Some(&smtp.endpoint),
             TargetSpec::Https(https) => Some(&https.endpoint),
             TargetSpec::Exchange(exchange) => Some(&exchange.endpoint),
+            TargetSpec::Roundtrip(roundtrip) => Some(&roundtrip.send.endpoint),
             TargetSpec::Dns(_) => None,
+        }
+    }
+
+    /// Every endpoint the target dials: one, or a round trip's two (send, receive).
+    pub fn endpoints(&self) -> Vec<&Endpoint> {
+        match self {
+            TargetSpec::Roundtrip(roundtrip) => vec![&roundtrip.send.endpoint, &roundtrip.receive],
+            other => other.endpoint().into_iter().collect(),
         }
     }
 }

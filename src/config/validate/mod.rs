@@ -15,6 +15,7 @@ use serde_saphyr::{Location, Spanned};
 mod auth;
 mod dns;
 mod listener;
+mod roundtrip;
 mod site;
 mod target;
 mod web;

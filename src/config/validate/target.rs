@@ -7,6 +7,7 @@ use std::sync::Arc;
 use serde_saphyr::{Location, Spanned};
 
 use super::dns::dns_query;
+use super::roundtrip;
 use super::{
     Kind, Validator, check_host, check_interval_covers_timeout, check_port, load_roots,
     normalise_name, setting,
@@ -217,13 +218,17 @@ impl Validator<'_> {
         // First, so that a key the protocol ignores is reported as such rather than
         // checked (a password file read for a tcp target, say).
         check_keys_apply(errors, &entry)?;
+        let (default_interval, default_timeout) = match protocol {
+            Protocol::Roundtrip => roundtrip::default_schedule(),
+            _ => (self.interval.clone(), self.timeout.clone()),
+        };
         let interval = match &raw.interval {
             Some(text) => setting(errors, Some(text), &entry.key("interval"), Kind::Interval)?,
-            None => self.interval.clone(),
+            None => default_interval,
         };
         let timeout = match &raw.timeout {
             Some(text) => setting(errors, Some(text), &entry.key("timeout"), Kind::Timeout)?,
-            None => self.timeout.clone(),
+            None => default_timeout,
         };
         check_interval_covers_timeout(errors, &interval, &timeout, field)?;
         let tls = self.tls_mode(&entry)?;
@@ -262,6 +267,9 @@ impl Validator<'_> {
                 .into_iter()
                 .map(TargetSpec::Exchange)
                 .collect(),
+            Protocol::Roundtrip => vec![TargetSpec::Roundtrip(Box::new(
+                self.roundtrip(&entry, &interval, &timeout)?,
+            ))],
         };
         let name: Arc<str> = Arc::from(name);
         Ok(specs
@@ -288,7 +296,7 @@ impl Validator<'_> {
         Ok(roots)
     }
 
-    fn tls_mode(&self, entry: &Entry<'_>) -> Result<TlsMode, ConfigError> {
+    pub(super) fn tls_mode(&self, entry: &Entry<'_>) -> Result<TlsMode, ConfigError> {
         let protocol = entry.protocol;
         let Some(tls) = &entry.raw.tls else {
             return Ok(match protocol {
@@ -375,7 +383,7 @@ impl Validator<'_> {
 
 /// `ehlo_name`, or this host's name: servers log it, and some check that it looks
 /// like a host name.
-fn ehlo_name(errors: &ErrorSite<'_>, entry: &Entry<'_>) -> Result<String, ConfigError> {
+pub(super) fn ehlo_name(errors: &ErrorSite<'_>, entry: &Entry<'_>) -> Result<String, ConfigError> {
     match &entry.raw.ehlo_name {
         Some(name) => {
             check_host(errors, name, &entry.key("ehlo_name"))?;
@@ -404,7 +412,7 @@ fn default_port(protocol: Protocol, tls: TlsMode) -> Option<u16> {
         (Protocol::Smtp, TlsMode::Starttls) => 587,
         (Protocol::Smtp, TlsMode::None) => 25,
         (Protocol::Https | Protocol::Exchange, _) => 443,
-        (Protocol::Tcp | Protocol::Dns, _) => return None,
+        (Protocol::Tcp | Protocol::Dns | Protocol::Roundtrip, _) => return None,
     })
 }
 
@@ -452,6 +460,7 @@ fn keys_for(protocol: Protocol) -> &'static [&'static str] {
             "allow_redirects",
         ],
         Protocol::Dns => &["domain", "record", "expect", "require_consistent"],
+        Protocol::Roundtrip => &["from", "to", "send", "receive"],
     }
 }
 

@@ -7,9 +7,11 @@
 
 mod exposition;
 mod record;
+mod roundtrip;
 mod site;
 
 pub use exposition::openmetrics_to_prometheus_text;
+use roundtrip::RoundtripFamilies;
 use site::{CanaryLabels, DomainLabels, GatewayLabels, NoLabels, SiteResolverLabels};
 
 use std::collections::{BTreeSet, HashMap};
@@ -218,6 +220,7 @@ pub struct Metrics {
     http_redirects: Family<Series, Gauge>,
     autodiscover_info: Family<AutodiscoverLabels, Gauge>,
     autodiscover_changes: Family<Series, Counter>,
+    roundtrip: RoundtripFamilies,
     site_gateway_up: Family<NoLabels, Gauge>,
     site_gateway_info: Family<GatewayLabels, Gauge>,
     site_resolver_up: Family<SiteResolverLabels, Gauge>,
@@ -276,6 +279,7 @@ impl Metrics {
             http_redirects: Family::default(),
             autodiscover_info: Family::default(),
             autodiscover_changes: Family::default(),
+            roundtrip: RoundtripFamilies::new(),
             site_gateway_up: Family::default(),
             site_gateway_info: Family::default(),
             site_resolver_up: Family::default(),
@@ -389,6 +393,7 @@ impl Metrics {
             "Times the Autodiscover answer differed from the previous round's (a mailbox moved or upgraded)",
             m.autodiscover_changes.clone(),
         );
+        m.roundtrip.register(r);
         // Agent-wide families: not in a `/probe` answer, which describes one probe.
         if agent_wide {
             r.register(

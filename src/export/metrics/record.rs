@@ -23,6 +23,9 @@ impl Metrics {
                 result,
             });
         }
+        if protocol == Protocol::Roundtrip {
+            self.roundtrip.register_target(&t);
+        }
     }
 
     /// Removes every series of a target that left the configuration.
@@ -36,6 +39,7 @@ impl Metrics {
         self.http_status_code.remove(&t);
         self.http_redirects.remove(&t);
         self.autodiscover_changes.remove(&t);
+        self.roundtrip.forget(&t);
         for phase in Phase::ALL {
             let labels = phase_labels(&t, phase);
             self.phase_duration.remove(&labels);
@@ -152,6 +156,7 @@ impl Metrics {
             ProtocolFacts::Dns(dns) => self.record_dns(&t, dns, facts),
             ProtocolFacts::Mail(mail) => self.record_capabilities(&t, result, mail, facts),
             ProtocolFacts::Http(http) => self.record_http(&t, http, facts),
+            ProtocolFacts::Roundtrip(roundtrip) => self.roundtrip.record(&t, roundtrip),
             ProtocolFacts::None => {}
         }
     }
