@@ -28,6 +28,7 @@ mod mail_real;
 mod pipeline;
 mod prometheus_e2e;
 mod prometheus_rules;
+mod roundtrip;
 mod web_listener;
 mod webmail;
 mod webmail_login;
