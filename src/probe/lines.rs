@@ -31,8 +31,9 @@ pub enum LineError {
     Closed,
     /// A line exceeded [`MAX_LINE_LEN`].
     TooLong,
-    /// The probe's byte budget ([`MAX_PROBE_BYTES`]) is spent.
-    TooMuchData,
+    /// The stream's byte budget ([`MAX_PROBE_BYTES`] unless raised), given here, is
+    /// spent.
+    TooMuchData(usize),
     /// The connection failed (reset, TLS error, …).
     Io(io::Error),
 }
@@ -49,11 +50,9 @@ impl LineError {
                 ErrorKind::ProtocolError,
                 format!("a line of {what} is longer than {MAX_LINE_LEN} bytes"),
             ),
-            LineError::TooMuchData => ProbeError::new(
+            LineError::TooMuchData(budget) => ProbeError::new(
                 ErrorKind::ProtocolError,
-                format!(
-                    "the server sent more than {MAX_PROBE_BYTES} bytes (while we waited for {what})"
-                ),
+                format!("the server sent more than {budget} bytes (while we waited for {what})"),
             ),
             LineError::Io(error) => io_error(&error, what),
         }
@@ -196,7 +195,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LineStream<S> {
     async fn fill(&mut self) -> Result<(), LineError> {
         let room = self.budget.saturating_sub(self.read_total);
         if room == 0 {
-            return Err(LineError::TooMuchData);
+            return Err(LineError::TooMuchData(self.budget));
         }
         let want = room.min(READ_CHUNK);
         self.buffer.reserve(want);
@@ -319,7 +318,10 @@ mod tests {
     async fn the_probe_byte_budget_ends_an_endless_stream_of_short_lines() {
         let data = b"250-x\r\n".repeat(MAX_PROBE_BYTES);
         let (lines, error) = lines_from(&data).await;
-        assert!(matches!(error, Some(LineError::TooMuchData)), "{error:?}");
+        assert!(
+            matches!(error, Some(LineError::TooMuchData(MAX_PROBE_BYTES))),
+            "{error:?}"
+        );
         assert!(lines.len() * 7 <= MAX_PROBE_BYTES);
     }
 

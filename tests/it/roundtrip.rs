@@ -16,6 +16,7 @@ use mailprobe::probe::{ErrorKind, Phase, ProtocolFacts};
 use crate::support::agent::{Agent, Metrics, NO_RESOLVER, config_with, http, within};
 use crate::support::cli::{config_file, mailprobe};
 use crate::support::dovecot::DovecotBuilder;
+use crate::support::fake::{FakeServer, Peer};
 use crate::support::maildir::Maildir;
 use crate::support::{Dovecot, Exim, MailFault, TestPki, Validity};
 
@@ -82,10 +83,21 @@ impl Bed {
 
     /// A round-trip target `name` from Exim's submission port to Dovecot's IMAPS.
     fn target(&self, name: &str) -> String {
+        self.target_to(name, self.dovecot.imaps.port(), "implicit")
+    }
+
+    /// A round-trip target `name` from Exim's submission port to the IMAP server on
+    /// `port` of 127.0.0.1, with `tls`.
+    fn target_to(&self, name: &str, port: u16, tls: &str) -> String {
         let endpoint = |port: u16, tls: &str| {
+            let plain = if tls == "none" {
+                ", allow_plaintext_auth: true"
+            } else {
+                ""
+            };
             format!(
                 "{{host: 127.0.0.1, port: {port}, tls: {tls}, server_name: {SERVER_NAME}, \
-                 ca_file: \"{}\", auth: {{username: \"{USER}\", password_file: \"{}\"}}}}",
+                 ca_file: \"{}\", auth: {{username: \"{USER}\", password_file: \"{}\"}}{plain}}}",
                 self.pki.ca_pem.display(),
                 self.password.display()
             )
@@ -95,7 +107,7 @@ impl Bed {
              timeout: {TIMEOUT}\n    from: {USER}\n    to: {USER}\n    send: {}\n    \
              receive: {}\n",
             endpoint(self.exim.smtp.port(), "starttls"),
-            endpoint(self.dovecot.imaps.port(), "implicit"),
+            endpoint(port, tls),
         )
     }
 
@@ -548,6 +560,63 @@ async fn issue_13_two_routes_share_a_mailbox() {
                 .as_deref()
                 .is_some_and(|c| c.starts_with("deleted"))
         }));
+        agent.stop().await.expect("clean stop");
+    })
+    .await;
+}
+
+/// An IMAP server that answers the sweep's FETCH with a literal of 4 GB and then
+/// streams it: the agent reads at most its budget, fails in bounded time, and the
+/// round is a protocol error, not a hang, an out-of-memory or a crash. (A fake:
+/// no real server does this on demand.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_13_an_endless_literal_from_the_mailbox_is_cut_off() {
+    within(TEST_LIMIT, async {
+        let bed = Bed::start();
+        let hostile = FakeServer::start(|stream| async move {
+            let mut peer = Peer::new(stream);
+            if !peer.send(b"* OK fake IMAP ready\r\n").await {
+                return;
+            }
+            while let Some(line) = peer.line().await {
+                let (tag, command) = line.split_once(' ').unwrap_or((&line, ""));
+                let verb = command.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+                let verb = verb.to_ascii_uppercase();
+                let answer = if verb.starts_with("CAPABILITY") {
+                    format!("* CAPABILITY IMAP4rev1 UIDPLUS\r\n{tag} OK done\r\n")
+                } else if verb.starts_with("SELECT") || verb.starts_with("EXAMINE") {
+                    format!("* 1 EXISTS\r\n{tag} OK [READ-WRITE] done\r\n")
+                } else if verb == "UID SEARCH" {
+                    format!("* SEARCH 1\r\n{tag} OK done\r\n")
+                } else if verb == "UID FETCH" {
+                    let head = b"* 1 FETCH (UID 1 BODY[HEADER.FIELDS (X-MAILPROBE-TOKEN)] {4000000000}\r\n";
+                    if !peer.send(head).await {
+                        return;
+                    }
+                    let chunk = vec![b'A'; 64 * 1024];
+                    while peer.send(&chunk).await {}
+                    return;
+                } else {
+                    format!("{tag} OK done\r\n")
+                };
+                if !peer.send(answer.as_bytes()).await {
+                    return;
+                }
+            }
+        })
+        .await;
+        let yaml = config_with(
+            NO_RESOLVER,
+            "1h",
+            "2s",
+            &bed.target_to("rt", hostile.addr.port(), "none"),
+        );
+        let (agent, results) = Agent::start_and_wait(&yaml, &["rt"]).await;
+        let judged = &results[0];
+        assert_eq!(failed(judged), (Phase::Cleanup, ErrorKind::ProtocolError));
+        let message = &judged.result.failure().unwrap().message;
+        // Cut off by the receiving session's byte budget (4 MiB), not by the timeout.
+        assert!(message.contains("more than 4194304 bytes"), "{message}");
         agent.stop().await.expect("clean stop");
     })
     .await;

@@ -10,7 +10,7 @@ use crate::config::error::ErrorSite;
 use crate::config::raw::{RawRoundtripEndpoint, RawTarget};
 use crate::config::{
     ConfigError, DEFAULT_ROUNDTRIP_INTERVAL, DEFAULT_ROUNDTRIP_TIMEOUT, Endpoint, Protocol,
-    RoundtripTarget, SmtpTarget, TlsMode,
+    RoundtripTarget, SmtpTarget,
 };
 
 /// RFC 5321 §4.5.3.1.3: a path is at most 256 octets, so an address at most 254.
@@ -203,28 +203,12 @@ impl Validator<'_> {
             field: &field,
         };
         let tls = self.tls_mode(&sub)?;
-        let plaintext_allowed = value.allow_plaintext_auth.as_ref().is_some_and(|v| v.value);
-        if let Some(auth) = &value.auth
-            && tls == TlsMode::None
-            && !plaintext_allowed
-        {
-            return Err(errors.at(
-                auth.referenced,
-                sub.key("auth"),
-                format!(
-                    "round trip `{}` would send its {} password in clear text (`tls: none`): \
-                     use `tls: starttls` or `tls: implicit`, or set `allow_plaintext_auth: \
-                     true` if the path to the server is trusted",
-                    entry.name,
-                    leg.key()
-                ),
-            ));
-        }
-        let auth = value
-            .auth
-            .as_ref()
-            .map(|auth| self.credentials(auth, &sub.key("auth"), plaintext_allowed))
-            .transpose()?;
+        let auth = self.auth(
+            &sub,
+            value.auth.as_ref(),
+            value.allow_plaintext_auth.as_ref(),
+            tls,
+        )?;
         if leg == Leg::Receive && auth.is_none() {
             return Err(sub.missing(
                 errors,

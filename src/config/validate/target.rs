@@ -13,7 +13,7 @@ use super::{
     normalise_name, setting,
 };
 use crate::config::error::ErrorSite;
-use crate::config::raw::RawTarget;
+use crate::config::raw::{RawAuth, RawTarget};
 use crate::config::{
     ConfigError, Credentials, Discovery, Endpoint, MAX_TARGET_NAME_LEN, Protocol, SmtpTarget,
     Target, TargetSpec, TlsMode,
@@ -232,26 +232,12 @@ impl Validator<'_> {
         };
         check_interval_covers_timeout(errors, &interval, &timeout, field)?;
         let tls = self.tls_mode(&entry)?;
-        let plaintext_allowed = raw.allow_plaintext_auth.as_ref().is_some_and(|v| v.value);
-        if let Some(auth) = &raw.auth
-            && tls == TlsMode::None
-            && !plaintext_allowed
-        {
-            return Err(errors.at(
-                auth.referenced,
-                entry.key("auth"),
-                format!(
-                    "target `{name}` would send its password in clear text (`tls: none`): use \
-                     `tls: starttls` or `tls: implicit`, or set `allow_plaintext_auth: true` if \
-                     the path to the server is trusted"
-                ),
-            ));
-        }
-        let auth = raw
-            .auth
-            .as_ref()
-            .map(|auth| self.credentials(auth, &entry.key("auth"), plaintext_allowed))
-            .transpose()?;
+        let auth = self.auth(
+            &entry,
+            raw.auth.as_ref(),
+            raw.allow_plaintext_auth.as_ref(),
+            tls,
+        )?;
         let specs = match protocol {
             Protocol::Dns => vec![TargetSpec::Dns(dns_query(errors, &entry)?)],
             Protocol::Tcp => vec![TargetSpec::Tcp(self.endpoint(&entry, tls, auth)?)],
@@ -282,6 +268,35 @@ impl Validator<'_> {
                 spec,
             })
             .collect())
+    }
+
+    /// The credentials of `auth`, refused over `tls: none` unless `allow_plaintext`
+    /// says the path is trusted.
+    pub(super) fn auth(
+        &self,
+        entry: &Entry<'_>,
+        auth: Option<&Spanned<RawAuth>>,
+        allow_plaintext: Option<&Spanned<bool>>,
+        tls: TlsMode,
+    ) -> Result<Option<Credentials>, ConfigError> {
+        let plaintext_allowed = allow_plaintext.is_some_and(|v| v.value);
+        if let Some(auth) = auth
+            && tls == TlsMode::None
+            && !plaintext_allowed
+        {
+            return Err(self.site.at(
+                auth.referenced,
+                entry.key("auth"),
+                format!(
+                    "target `{}` would send its password in clear text (`tls: none`): use \
+                     `tls: starttls` or `tls: implicit`, or set `allow_plaintext_auth: true` if \
+                     the path to the server is trusted",
+                    entry.name
+                ),
+            ));
+        }
+        auth.map(|auth| self.credentials(auth, &entry.key("auth"), plaintext_allowed))
+            .transpose()
     }
 
     /// `tls.ca_file` plus the target's own `ca_file`.

@@ -199,6 +199,10 @@ pub async fn sweep(
             let Some(token) = found.first() else {
                 continue;
             };
+            if token == own {
+                // This round's own message, arrived already: not the sweep's business.
+                continue;
+            }
             match verdict(token, fetched.arrived, own, now, timeout, window) {
                 Verdict::Keep => report.kept += 1,
                 other => doomed.push((uid, other)),

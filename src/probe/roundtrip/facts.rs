@@ -44,7 +44,8 @@ pub struct Sweep {
     pub left_behind: u64,
     /// Other routes' messages older than any round trip waits, deleted.
     pub expired: u64,
-    /// Probe messages left alone: still in flight, or another route's.
+    /// Probe messages left alone: still in flight, or another route's (the round's
+    /// own message is not counted).
     pub kept: u64,
     /// Messages that should have gone but could not be expunged safely (no UIDPLUS
     /// and other messages flagged `\Deleted`).

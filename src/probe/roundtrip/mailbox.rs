@@ -21,6 +21,10 @@ use crate::probe::{ErrorKind, ProbeError};
 /// The most bytes kept of one literal: the few header fields a round trip fetches
 /// (`Received:` of a dozen hops, the token, the date) fit in far less.
 pub const MAX_LITERAL_KEPT: usize = 16 * 1024;
+/// The most literal bytes kept over one command's whole answer: a server answering one
+/// FETCH with many messages, or a LIST with many literal names, costs no more memory
+/// than this (later literals are read and dropped).
+const MAX_LITERALS_KEPT_PER_COMMAND: usize = 64 * 1024;
 /// Literals in one response: a FETCH of ours has one, a LIST answer one per name.
 const MAX_LITERALS: usize = 8;
 /// The longest server text quoted in a message.
@@ -101,6 +105,7 @@ impl<'l> Mailbox<'l> {
     async fn finish_response(
         &mut self,
         first: String,
+        room: &mut usize,
     ) -> Result<(String, Vec<Vec<u8>>), ProbeError> {
         let mut text = first;
         let mut literals = Vec::new();
@@ -112,9 +117,10 @@ impl<'l> Mailbox<'l> {
             }
             let literal = self
                 .lines
-                .read_literal(len, MAX_LITERAL_KEPT)
+                .read_literal(len, MAX_LITERAL_KEPT.min(*room))
                 .await
                 .map_err(|e| line_error(e, "a literal"))?;
+            *room = room.saturating_sub(literal.len());
             literals.push(literal);
             let more = self
                 .lines
@@ -126,13 +132,17 @@ impl<'l> Mailbox<'l> {
         Ok((text, literals))
     }
 
-    async fn read_response(&mut self, what: &str) -> Result<(String, Vec<Vec<u8>>), ProbeError> {
+    async fn read_response(
+        &mut self,
+        what: &str,
+        room: &mut usize,
+    ) -> Result<(String, Vec<Vec<u8>>), ProbeError> {
         let first = self
             .lines
             .read_line()
             .await
             .map_err(|e| line_error(e, what))?;
-        self.finish_response(first).await
+        self.finish_response(first, room).await
     }
 
     /// Sends `command` and reads up to its tagged completion.
@@ -144,8 +154,9 @@ impl<'l> Mailbox<'l> {
 
     async fn complete(&mut self, tag: &str, what: &str) -> Result<Completion, ProbeError> {
         let mut untagged = Vec::new();
+        let mut room = MAX_LITERALS_KEPT_PER_COMMAND;
         loop {
-            let (text, literals) = self.read_response(what).await?;
+            let (text, literals) = self.read_response(what, &mut room).await?;
             match parse_response(&text).map_err(protocol_error)? {
                 Response::Tagged {
                     tag: got,
@@ -408,7 +419,7 @@ impl<'l> Mailbox<'l> {
         let tag = self.tag();
         self.lines.write_line(&format!("{tag} IDLE")).await?;
         loop {
-            let (text, _) = self.read_response("the IDLE go-ahead").await?;
+            let (text, _) = self.read_response("the IDLE go-ahead", &mut 0).await?;
             match parse_response(&text).map_err(protocol_error)? {
                 Response::Continuation(_) => break,
                 Response::Untagged(data) if is_bye(data) => return Err(bye(&text)),
@@ -432,7 +443,7 @@ impl<'l> Mailbox<'l> {
         // cancel-safe, the rest of a response (a literal) is not.
         while let Ok(first) = tokio::time::timeout_at(until, self.lines.read_line()).await {
             let first = first.map_err(|e| line_error(e, "updates during IDLE"))?;
-            let (text, _) = self.finish_response(first).await?;
+            let (text, _) = self.finish_response(first, &mut 0).await?;
             match parse_response(&text).map_err(protocol_error)? {
                 Response::Untagged(data) if is_bye(data) => return Err(bye(&text)),
                 Response::Untagged(data) => {

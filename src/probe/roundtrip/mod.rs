@@ -23,7 +23,7 @@ pub mod headers;
 mod mailbox;
 pub mod message;
 mod submit;
-mod wire;
+pub mod wire;
 
 use std::collections::HashMap;
 use std::mem;
@@ -440,7 +440,8 @@ impl Leg<'_> {
     }
 
     /// The sweep of older probe messages, bounded by the end of the wait: it must not
-    /// eat the time the message has to arrive.
+    /// eat the time the message has to arrive. A sweep that fails ends the round (in
+    /// `cleanup`): the server misbehaved, and the session cannot be trusted after it.
     async fn sweep(
         &self,
         mailbox: &mut Mailbox<'_>,
@@ -462,25 +463,25 @@ impl Leg<'_> {
                     &mut notes,
                 );
                 match tokio::time::timeout_at(self.wait_until, sweep).await {
-                    Ok(outcome) => Ok(outcome),
+                    Ok(Ok(report)) => Ok(report),
+                    // The connection's state is unknown after a failed command: the
+                    // round stops here rather than read one answer as another's.
+                    Ok(Err(error)) => Err(ProbeError::new(
+                        error.kind,
+                        format!("sweeping older probe messages: {}", error.message),
+                    )),
                     Err(_) => Err(ProbeError::new(
                         ErrorKind::Timeout,
                         "the sweep of older probe messages took the whole wait",
                     )),
                 }
             })
-            .await?;
+            .await;
         for note in notes {
             recorder.note(note);
         }
-        match swept {
-            Ok(report) => {
-                facts.sweep = Some(report);
-                env.roundtrips.swept(self.token.route);
-            }
-            // A refusal while sweeping is noted; the round goes on to its own message.
-            Err(error) => recorder.note(format!("sweep failed: {error}")),
-        }
+        facts.sweep = Some(swept?);
+        env.roundtrips.swept(self.token.route);
         Ok(())
     }
 }
