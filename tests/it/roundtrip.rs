@@ -621,3 +621,45 @@ async fn issue_13_an_endless_literal_from_the_mailbox_is_cut_off() {
     })
     .await;
 }
+
+/// A round trip holds a concurrency slot only while it submits: with one slot, a
+/// target probed every second keeps probing while the round trip waits for its
+/// message (here frozen, so it waits the whole window).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_13_the_wait_for_delivery_holds_no_slot() {
+    within(TEST_LIMIT, async {
+        let bed = Bed::start();
+        bed.exim.fault(MailFault::Freeze, true);
+        let (_open, addr) = crate::support::open_port();
+        let yaml = format!(
+            "listen: \"127.0.0.1:0\"\nmax_concurrent_probes: 1\n\
+             defaults: {{interval: 1s, timeout: 1s, start_jitter: 0s}}\n\
+             site: {{gateway: none, resolvers: [\"{NO_RESOLVER}\"]}}\ntargets:\n\
+             \x20 - {{name: open, protocol: tcp, host: 127.0.0.1, port: {}}}\n{}",
+            addr.port(),
+            bed.target("rt")
+        );
+        let mut agent = Agent::start(&yaml).await;
+        let rt = agent.next_result("rt").await;
+        assert_eq!(failed(&rt), (Phase::Deliver, ErrorKind::NotDelivered));
+        let submitted = facts(&rt).submitted.as_ref().expect("submitted").at;
+        let finished = rt.result.started_at + rt.result.duration;
+        // The results of `open` that came in meanwhile, oldest first.
+        let mut during_the_wait = 0;
+        loop {
+            let open = agent.next_result("open").await;
+            if open.result.started_at > finished {
+                break;
+            }
+            if open.result.started_at > submitted {
+                during_the_wait += 1;
+            }
+        }
+        assert!(
+            during_the_wait > 0,
+            "no probe of `open` started while the round trip waited: it held the slot"
+        );
+        agent.stop().await.expect("clean stop");
+    })
+    .await;
+}
