@@ -110,7 +110,12 @@ pub fn parse_list(data: &str, literals: &[Vec<u8>]) -> Option<(Vec<String>, Stri
     let rest = if let Some(quoted) = rest.strip_prefix('"') {
         let end = if quoted.starts_with('\\') { 2 } else { 1 };
         quoted.get(end..)?.strip_prefix('"')?
-    } else if rest.len() >= 3 && rest[..3].eq_ignore_ascii_case("NIL") {
+    } else if rest
+        .get(..3)
+        .is_some_and(|word| word.eq_ignore_ascii_case("NIL"))
+    {
+        // `get`, not slicing: byte 3 may fall inside a multi-byte character (a panic
+        // found by the roundtrip_headers fuzz target).
         &rest[3..]
     } else {
         return None;
@@ -165,6 +170,19 @@ mod tests {
         );
         assert_eq!(parse_list("LIST broken", &[]), None);
         assert_eq!(parse_list("LSUB () \".\" x", &[]), None);
+    }
+
+    /// Regression (found by the `roundtrip_headers` fuzz target): a LIST answer whose
+    /// delimiter position holds a multi-byte character made the NIL check slice inside
+    /// it and panic.
+    #[test]
+    fn parse_list_never_slices_inside_a_character_where_the_delimiter_goes() {
+        assert_eq!(parse_list("LIST (\\Junk) N\u{e9}L x", &[]), None);
+        assert_eq!(parse_list("LIST () \u{fffd}\u{fffd} {2}", &[]), None);
+        assert_eq!(
+            parse_list("LIST (\\Junk) NIL x\u{e9}", &[]),
+            Some((vec!["\\junk".to_owned()], "x\u{e9}".to_owned()))
+        );
     }
 
     #[test]
