@@ -264,6 +264,7 @@ pub fn mx_target(discovery: &Discovery) -> Arc<Target> {
         protocol: Protocol::Dns,
         interval: discovery.interval,
         timeout: discovery.timeout,
+        phase_histogram: discovery.phase_histogram,
         spec: TargetSpec::Dns(DnsQuery {
             domain: fqdn("", &discovery.domain),
             record: RecordKind::Mx,
@@ -294,20 +295,27 @@ pub fn targets(discovery: &Discovery, found: &Discovered, config: &Config) -> Ve
             n => format!("{base}-{}", n + 1),
         };
         bases.push(base);
-        let schedule = (discovery.interval, discovery.timeout);
+        let schedule = (
+            discovery.interval,
+            discovery.timeout,
+            discovery.phase_histogram,
+        );
         targets.push(endpoint_target(name, endpoint, config, &ehlo, schedule));
     }
     targets
 }
 
+/// How a discovered target is scheduled: `(interval, timeout, phase_histogram)`.
+pub type Schedule = (Duration, Duration, bool);
+
 /// A mail target for `found` (never logging in: discovery has no credentials), named
-/// `name`, with `(interval, timeout)`.
+/// `name`, scheduled as `schedule` says.
 pub fn endpoint_target(
     name: String,
     found: &Found,
     config: &Config,
     ehlo: &str,
-    (interval, timeout): (Duration, Duration),
+    (interval, timeout, phase_histogram): Schedule,
 ) -> Arc<Target> {
     let endpoint = Endpoint {
         host: found.host.clone(),
@@ -330,6 +338,7 @@ pub fn endpoint_target(
         protocol: found.protocol,
         interval,
         timeout,
+        phase_histogram,
         spec,
     })
 }

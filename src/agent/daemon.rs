@@ -1,5 +1,5 @@
-//! Wiring: configuration → pipeline → scheduler → exports (metrics, history, logs,
-//! subscribers); the HTTP endpoints; discovery of `domain:` shorthands in the
+//! Wiring: configuration → pipeline → scheduler → exports (metrics, history, the
+//! status page, logs, subscribers); the HTTP endpoints; discovery of `domain:` shorthands in the
 //! background; reloads; and the one shutdown path.
 //!
 //! [`run`] takes an already bound listener and a shutdown future, so tests start the
@@ -18,7 +18,7 @@ use super::control::{Control, ReloadError, ReloadOutcome};
 use super::scheduler::{Job, Judgement, OverrunHook, Scheduler};
 use crate::config::{self, Config, Discovery, SeriesKey, Target};
 use crate::discover::{self, Discovered};
-use crate::export::{History, Metrics};
+use crate::export::{History, Metrics, Status};
 use crate::judge::{Fault, Judged};
 use crate::pipeline::Pipeline;
 use crate::probe::ProbeEnv;
@@ -65,6 +65,7 @@ pub async fn run(
     let outputs = Arc::new(Outputs {
         metrics: Arc::new(Metrics::new()),
         history: Arc::new(History::default()),
+        status: Arc::new(Status::default()),
         on_demand: Arc::new(OnDemand::default()),
         results: control.results.clone(),
         last_states: Mutex::default(),
@@ -74,6 +75,7 @@ pub async fn run(
     let http_state = web::AppState::new(
         Arc::clone(&outputs.metrics),
         Arc::clone(&outputs.history),
+        Arc::clone(&outputs.status),
         Arc::clone(&outputs.on_demand),
         control.reload_sender.clone(),
     );
@@ -121,6 +123,7 @@ pub async fn run(
 struct Outputs {
     metrics: Arc<Metrics>,
     history: Arc<History>,
+    status: Arc<Status>,
     on_demand: Arc<OnDemand>,
     results: broadcast::Sender<Arc<Judged>>,
     /// The last fault domain of each probe series, to log changes only.
@@ -136,6 +139,7 @@ impl Outputs {
         self.log(&judged);
         let judged = Arc::new(judged);
         self.history.push(Arc::clone(&judged));
+        self.status.record(&judged);
         // Nobody listening is normal (no test subscribed).
         let _ = self.results.send(judged);
     }
@@ -207,9 +211,11 @@ impl Running {
         let pipeline = Pipeline::new(env, Arc::clone(&site));
         let background = CancellationToken::new();
         outputs.metrics.clear_site();
+        outputs.status.clear_site();
+        outputs.status.record_config(config.source.clone());
         tokio::spawn(record_site(
             Arc::clone(&site),
-            Arc::clone(&outputs.metrics),
+            Arc::clone(outputs),
             background.clone(),
         ));
         // The site is measured once per round: the shortest target interval.
@@ -253,7 +259,7 @@ impl Running {
                 background.clone(),
             ));
         }
-        // Counted before the line is logged: whoever reads the log finds /metrics agreeing.
+        // Metrics first: whoever reads the log line finds `/metrics` agreeing.
         outputs.metrics.record_reload(true, targets.series_count());
         tracing::info!(
             file = %config.source.display(),
@@ -290,6 +296,7 @@ impl Running {
             Ok(prepared) => prepared,
             Err(error) => {
                 outputs.metrics.record_reload(false, 0);
+                outputs.status.record_reload(Some(error.to_string()));
                 tracing::error!(%error, "reload rejected; the running configuration stays in force");
                 return Err(error);
             }
@@ -306,6 +313,7 @@ impl Running {
         self.stop().await;
         let old = self.targets.all();
         *self = Running::start(config, Arc::new(env), outputs);
+        outputs.status.record_reload(None);
         let kept: HashSet<SeriesKey> = self.targets.all().iter().map(|t| t.series_key()).collect();
         for target in old.iter().filter(|t| !kept.contains(&t.series_key())) {
             outputs.forget(target);
@@ -315,11 +323,17 @@ impl Running {
 }
 
 impl Outputs {
+    /// Gives a new target its series (metrics, status page) before its first result.
+    fn register(&self, target: &Arc<Target>) {
+        self.metrics.register(target);
+        self.status.register(target);
+    }
+
     /// Removes every trace of a target that left the configuration.
     fn forget(&self, target: &Target) {
-        self.metrics
-            .forget_target(&target.name, target.protocol, target.check());
+        self.metrics.forget(target);
         self.history.forget(&target.name, target.check());
+        self.status.forget(&target.name, target.check());
     }
 }
 
@@ -339,9 +353,7 @@ impl TargetSet {
     /// Registers and schedules the configured targets.
     fn start(&self) {
         for target in &self.configured {
-            self.outputs
-                .metrics
-                .register_target(&target.name, target.protocol, target.check());
+            self.outputs.register(target);
         }
         self.scheduler.add(&self.configured);
         self.publish();
@@ -416,9 +428,7 @@ impl TargetSet {
             self.outputs.forget(target);
         }
         for target in &added {
-            self.outputs
-                .metrics
-                .register_target(&target.name, target.protocol, target.check());
+            self.outputs.register(target);
         }
         self.scheduler.add(&added);
         if !added.is_empty() || !removed.is_empty() {
@@ -520,8 +530,9 @@ async fn measure_site_every(site: Arc<SiteMonitor>, round: Duration, stop: Cance
     }
 }
 
-/// Records every site snapshot the monitor publishes (rounds and fresh evidence alike).
-async fn record_site(site: Arc<SiteMonitor>, metrics: Arc<Metrics>, stop: CancellationToken) {
+/// Records every site snapshot the monitor publishes (rounds and fresh evidence alike)
+/// in the metrics and on the status page.
+async fn record_site(site: Arc<SiteMonitor>, outputs: Arc<Outputs>, stop: CancellationToken) {
     let mut snapshots = site.subscribe();
     loop {
         tokio::select! {
@@ -530,7 +541,8 @@ async fn record_site(site: Arc<SiteMonitor>, metrics: Arc<Metrics>, stop: Cancel
         }
         let latest = snapshots.borrow_and_update().clone();
         if let Some(snapshot) = latest {
-            metrics.record_site(&snapshot.context);
+            outputs.metrics.record_site(&snapshot.context);
+            outputs.status.record_site(Arc::clone(&snapshot.context));
         }
     }
 }

@@ -268,6 +268,7 @@ mod tests {
             protocol: Protocol::Tcp,
             interval,
             timeout: interval,
+            phase_histogram: false,
             spec: TargetSpec::Tcp(Endpoint {
                 host: "127.0.0.1".into(),
                 port,

@@ -96,6 +96,9 @@ pub struct RawDefaults {
     /// Longest delay before a target's first probe (default: its interval).
     #[serde(default)]
     pub start_jitter: Option<Spanned<DurationText>>,
+    /// Whether targets keep their own phase histograms (default: no).
+    #[serde(default)]
+    pub phase_histogram: Option<Spanned<bool>>,
 }
 
 /// `tls:` — global TLS settings.
@@ -160,6 +163,9 @@ pub struct RawTarget {
     /// Overrides `defaults.timeout`.
     #[serde(default)]
     pub timeout: Option<Spanned<DurationText>>,
+    /// Overrides `defaults.phase_histogram`.
+    #[serde(default)]
+    pub phase_histogram: Option<Spanned<bool>>,
     /// SMTP: the name sent with EHLO.
     #[serde(default)]
     pub ehlo_name: Option<Spanned<String>>,

@@ -3,13 +3,17 @@
 //! each with its fault domain, its verdict and the site snapshot it rests on.
 //!
 //! What is kept is the judged result itself, shared with the other exports, and the
-//! text is written only when `/debug` asks. Older results drop their step-by-step log
-//! in place (no copy), and results judged on the same site snapshot share it.
+//! text is written only when `/debug` asks. Memory stays small at thousands of
+//! targets: a failure that repeats the previous one exactly (the same phase, reason,
+//! message and domain: a target that stays down) is counted on that entry rather than
+//! kept again; only the newest results keep their step-by-step log, and only the
+//! newest of each kind keeps its protocol and TLS facts (dropped in place, no copy);
+//! results judged on the same site snapshot share it.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
-use std::time::UNIX_EPOCH;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::{ExchangeCheck, SeriesKey};
 use crate::judge::{Judged, verdict};
@@ -26,8 +30,65 @@ pub const KEPT_LOGS: usize = 3;
 
 #[derive(Debug, Default)]
 struct TargetHistory {
-    successes: VecDeque<Arc<Judged>>,
-    failures: VecDeque<Arc<Judged>>,
+    successes: VecDeque<Kept>,
+    failures: VecDeque<Kept>,
+}
+
+/// One entry: the newest of a run of identical failures (or one success), how many
+/// the run holds and when it began.
+#[derive(Debug)]
+struct Kept {
+    judged: Arc<Judged>,
+    repeats: u32,
+    first_at: SystemTime,
+}
+
+impl Kept {
+    fn new(judged: Arc<Judged>) -> Kept {
+        Kept {
+            first_at: judged.result.started_at,
+            judged,
+            repeats: 1,
+        }
+    }
+
+    /// Whether `judged` repeats this entry's failure exactly.
+    fn repeated_by(&self, judged: &Judged) -> bool {
+        match (self.judged.failure(), judged.failure()) {
+            (Some(old), Some(new)) => old == new && self.judged.fault == judged.fault,
+            _ => false,
+        }
+    }
+
+    /// Drops what only the newest results need: the log (older than
+    /// [`KEPT_LOGS`]) or also the facts (older than the newest).
+    fn shrink(&mut self, keep_log: bool) {
+        let needs = |result: &crate::probe::ProbeResult| {
+            !(keep_log || result.log.is_empty())
+                || !matches!(result.facts, ProtocolFacts::None)
+                || result.tls.is_some()
+        };
+        if !needs(&self.judged.result) {
+            return;
+        }
+        let trim = |judged: &mut Judged| {
+            if !keep_log {
+                judged.result.log.clear();
+            }
+            judged.result.facts = ProtocolFacts::None;
+            judged.result.tls = None;
+        };
+        match Arc::get_mut(&mut self.judged) {
+            // Nobody else holds it (the usual case): shrink it in place.
+            Some(only) => trim(only),
+            // A subscriber still reads it: keep a smaller copy.
+            None => {
+                let mut copy = Judged::clone(&self.judged);
+                trim(&mut copy);
+                self.judged = Arc::new(copy);
+            }
+        }
+    }
 }
 
 /// The recent results of every target (of every check of an exchange target).
@@ -46,25 +107,22 @@ impl History {
         } else {
             (&mut history.failures, KEPT_FAILURES)
         };
+        if let Some(newest) = queue.back_mut()
+            && newest.repeated_by(&judged)
+        {
+            newest.judged = judged;
+            newest.repeats = newest.repeats.saturating_add(1);
+            return;
+        }
         if queue.len() == limit {
             queue.pop_front();
         }
-        if let Some(aging) = queue.len().checked_sub(KEPT_LOGS)
-            && let Some(old) = queue.get_mut(aging)
-            && !old.result.log.is_empty()
-        {
-            match Arc::get_mut(old) {
-                // Nobody else holds it (the usual case): drop the log in place.
-                Some(only) => only.result.log.clear(),
-                // A subscriber still reads it: keep a copy without the log.
-                None => {
-                    let mut summary = Judged::clone(old);
-                    summary.result.log.clear();
-                    *old = Arc::new(summary);
-                }
-            }
+        let kept = queue.len();
+        for (age, entry) in queue.iter_mut().rev().enumerate() {
+            // `age` 0 is the newest before this push: it becomes the second newest.
+            entry.shrink(age + 2 <= KEPT_LOGS && kept > 0);
         }
-        queue.push_back(judged);
+        queue.push_back(Kept::new(judged));
     }
 
     /// Forgets a target that left the configuration.
@@ -77,7 +135,7 @@ impl History {
     /// target. Contains no secret: results never hold one.
     pub fn render(&self, target: &str) -> Option<String> {
         let targets = self.lock();
-        let mut results: Vec<&Arc<Judged>> = targets
+        let mut results: Vec<&Kept> = targets
             .iter()
             .filter(|((name, _), _)| &**name == target)
             .flat_map(|(_, history)| history.successes.iter().chain(&history.failures))
@@ -85,11 +143,11 @@ impl History {
         if results.is_empty() {
             return None;
         }
-        results.sort_by_key(|r| std::cmp::Reverse(r.result.started_at));
+        results.sort_by_key(|r| std::cmp::Reverse(r.judged.result.started_at));
         let mut out = format!(
             "target {target}: {} recent results (last {KEPT_SUCCESSES} successes, last {KEPT_FAILURES} failures{}), newest first\n",
             results.len(),
-            if results.iter().any(|r| r.result.check.is_some()) {
+            if results.iter().any(|r| r.judged.result.check.is_some()) {
                 " of each check"
             } else {
                 ""
@@ -108,7 +166,8 @@ impl History {
     }
 }
 
-fn render_result(out: &mut String, judged: &Judged) {
+fn render_result(out: &mut String, kept: &Kept) {
+    let judged = &kept.judged;
     let result = &judged.result;
     let started = result
         .started_at
@@ -124,9 +183,18 @@ fn render_result(out: &mut String, judged: &Judged) {
     let check = result
         .check
         .map_or_else(String::new, |check| format!("check {check}: "));
+    let repeats = if kept.repeats > 1 {
+        format!(
+            " ({} times in a row since {})",
+            kept.repeats,
+            humantime::format_rfc3339_millis(kept.first_at)
+        )
+    } else {
+        String::new()
+    };
     let _ = writeln!(
         out,
-        "== {started:.3} ({}) {check}{outcome} in {:.1} ms",
+        "== {started:.3} ({}) {check}{outcome} in {:.1} ms{repeats}",
         humantime::format_rfc3339_millis(result.started_at),
         result.duration.as_secs_f64() * 1000.0
     );
@@ -235,6 +303,7 @@ mod tests {
             protocol: Protocol::Tcp,
             interval: Duration::from_secs(30),
             timeout: Duration::from_secs(10),
+            phase_histogram: false,
             spec: TargetSpec::Tcp(Endpoint {
                 host: "192.0.2.25".into(),
                 port: 25,
@@ -279,12 +348,22 @@ mod tests {
         }
     }
 
+    /// A failure that differs from the previous one (here: its message).
+    fn distinct_failure(at: u64) -> Judged {
+        let mut failed = judged(false, at);
+        if let Err(failure) = &mut failed.result.outcome {
+            failure.message = format!("refused, round {at}");
+        }
+        failed.result.facts = ProtocolFacts::Http(Default::default());
+        failed
+    }
+
     #[test]
-    fn only_the_newest_results_keep_their_log() {
+    fn only_the_newest_results_keep_their_log_and_the_newest_its_facts() {
         let history = History::default();
         let mut held = Vec::new();
         for at in 0..10 {
-            let result = Arc::new(judged(false, at));
+            let result = Arc::new(distinct_failure(at));
             // A subscriber that holds on to one: its copy keeps its log.
             if at == 1 {
                 held.push(Arc::clone(&result));
@@ -293,10 +372,43 @@ mod tests {
         }
         let targets = history.lock();
         let failures = &targets.values().next().unwrap().failures;
-        let with_log = failures.iter().filter(|r| !r.result.log.is_empty()).count();
+        assert_eq!(failures.len(), 10);
+        let with_log = failures
+            .iter()
+            .filter(|r| !r.judged.result.log.is_empty())
+            .count();
         assert_eq!(with_log, KEPT_LOGS);
-        assert!(failures.back().is_some_and(|r| !r.result.log.is_empty()));
+        let with_facts = failures
+            .iter()
+            .filter(|r| !matches!(r.judged.result.facts, ProtocolFacts::None))
+            .count();
+        assert_eq!(with_facts, 1, "only the newest keeps its facts");
+        assert!(
+            failures
+                .back()
+                .is_some_and(|r| !r.judged.result.log.is_empty())
+        );
         assert!(!held[0].result.log.is_empty());
+    }
+
+    /// Issue 15: a target that stays down the same way costs one entry, not twenty,
+    /// and `/debug` says how long the run is.
+    #[test]
+    fn issue_15_a_repeated_failure_is_counted_not_kept_again() {
+        let history = History::default();
+        for at in 0..50 {
+            history.push(Arc::new(judged(false, at)));
+        }
+        let targets = history.lock();
+        let failures = &targets.values().next().unwrap().failures;
+        assert_eq!(failures.len(), 1);
+        assert_eq!(failures[0].repeats, 50);
+        drop(targets);
+        let text = history.render("t").unwrap();
+        assert!(
+            text.contains("(50 times in a row since 1970-01-01T00:00:00.000Z)"),
+            "{text}"
+        );
     }
 
     #[test]

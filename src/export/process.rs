@@ -1,13 +1,6 @@
 //! `process_*` metrics read from `/proc/self` at scrape time (Linux).
 
-use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
-use prometheus_client::metrics::counter::ConstCounter;
-use prometheus_client::metrics::gauge::ConstGauge;
-
-/// Reads resident memory, CPU time and open file descriptors on every scrape.
-#[derive(Debug, Default)]
-pub struct ProcessCollector;
+use super::metrics::text::{Kind, Value, Writer};
 
 /// A snapshot of the process's resource use.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -50,33 +43,30 @@ impl ProcessStats {
     }
 }
 
-impl Collector for ProcessCollector {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let Some(stats) = ProcessStats::read() else {
-            return Ok(());
-        };
-        let rss = ConstGauge::new(stats.resident_bytes as i64);
-        rss.encode(encoder.encode_descriptor(
+impl ProcessStats {
+    /// Writes `process_resident_memory_bytes`, `process_cpu_seconds_total` and
+    /// `process_open_fds`.
+    pub(crate) fn write(&self, writer: &mut Writer<'_>) {
+        writer.family(
             "process_resident_memory_bytes",
+            Kind::Gauge,
             "Resident memory size in bytes",
-            None,
-            rss.metric_type(),
-        )?)?;
-        let cpu = ConstCounter::new(stats.cpu_seconds);
-        cpu.encode(encoder.encode_descriptor(
+        );
+        let rss = Value::Count(self.resident_bytes);
+        writer.sample("process_resident_memory_bytes", "", &[], rss);
+        writer.family(
             "process_cpu_seconds",
+            Kind::Counter,
             "Total user and system CPU time spent in seconds",
-            None,
-            cpu.metric_type(),
-        )?)?;
-        let fds = ConstGauge::new(stats.open_fds as i64);
-        fds.encode(encoder.encode_descriptor(
+        );
+        let cpu = Value::Float(self.cpu_seconds);
+        writer.sample("process_cpu_seconds_total", "", &[], cpu);
+        writer.family(
             "process_open_fds",
+            Kind::Gauge,
             "Number of open file descriptors",
-            None,
-            fds.metric_type(),
-        )?)?;
-        Ok(())
+        );
+        writer.sample("process_open_fds", "", &[], Value::Count(self.open_fds));
     }
 }
 

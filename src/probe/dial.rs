@@ -12,7 +12,6 @@ use std::task::{Context, Poll};
 use hickory_resolver::TokioResolver;
 use hickory_resolver::net::{DnsError, NetError};
 use hickory_resolver::proto::op::ResponseCode;
-use rustls::client::WebPkiServerVerifier;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -160,7 +159,7 @@ pub async fn open_to(
 pub async fn upgrade(
     stream: TcpStream,
     server_name: &str,
-    verifier: &Arc<WebPkiServerVerifier>,
+    verifier: &Arc<tls::ChainVerifier>,
     recorder: &mut Recorder,
     phase: Phase,
 ) -> Result<TlsStream<TcpStream>, Failed> {

@@ -16,7 +16,6 @@ use hickory_resolver::config::{
     LookupIpStrategy, NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts,
 };
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
-use rustls::client::WebPkiServerVerifier;
 use rustls_pki_types::CertificateDer;
 
 use crate::config::{Config, SiteResolvers, TlsMode};
@@ -98,9 +97,9 @@ pub struct ProbeEnv {
     pub site_dns: Vec<DnsServer>,
     /// The reference resolvers, one per server.
     pub reference_dns: Vec<DnsServer>,
-    system_verifier: Arc<WebPkiServerVerifier>,
+    system_verifier: Arc<tls::ChainVerifier>,
     /// Verifiers for targets with extra trust anchors, keyed by those anchors.
-    extra_verifiers: HashMap<Arc<[CertificateDer<'static>]>, Arc<WebPkiServerVerifier>>,
+    extra_verifiers: HashMap<Arc<[CertificateDer<'static>]>, Arc<tls::ChainVerifier>>,
     /// When each round-trip route last swept its mailbox, for this configuration.
     pub roundtrips: Sweeps,
 }
@@ -178,7 +177,7 @@ impl ProbeEnv {
     }
 
     /// The verifier for an endpoint with these extra trust anchors.
-    pub fn verifier(&self, extra_roots: &[CertificateDer<'static>]) -> &Arc<WebPkiServerVerifier> {
+    pub fn verifier(&self, extra_roots: &[CertificateDer<'static>]) -> &Arc<tls::ChainVerifier> {
         if extra_roots.is_empty() {
             return &self.system_verifier;
         }

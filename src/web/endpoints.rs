@@ -1,11 +1,12 @@
-//! The HTTP endpoints: `/metrics`, `/probe`, `/debug`, `/-/healthy`, `/-/ready`,
-//! `/-/reload`. The listener they are served on is [`super::listener`].
+//! The HTTP endpoints: `/` and `/api/v1/status` (the status page, [`super::status`]),
+//! `/metrics`, `/probe`, `/debug`, `/-/healthy`, `/-/ready`, `/-/reload`. The listener
+//! they are served on is [`super::listener`].
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
-use axum::extract::{Query, State};
+use axum::extract::{FromRef, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -13,20 +14,25 @@ use tokio::sync::mpsc;
 
 use super::on_demand::{OnDemand, ProbeRequest, Refusal};
 use crate::agent::control::{ReloadRequest, request_reload};
-use crate::export::History;
-use crate::export::metrics::{Metrics, openmetrics_to_prometheus_text};
-
-const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-const PROMETHEUS_TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+use crate::export::metrics::{Format, Metrics};
+use crate::export::{History, Status};
 
 /// What the handlers share.
 #[derive(Debug, Clone)]
 pub struct AppState {
     metrics: Arc<Metrics>,
     history: Arc<History>,
+    status: Arc<Status>,
     on_demand: Arc<OnDemand>,
     reloads: mpsc::Sender<ReloadRequest>,
     ready: Arc<AtomicBool>,
+}
+
+/// The status page's handlers need only its state.
+impl FromRef<AppState> for Arc<Status> {
+    fn from_ref(state: &AppState) -> Arc<Status> {
+        Arc::clone(&state.status)
+    }
 }
 
 impl AppState {
@@ -34,12 +40,14 @@ impl AppState {
     pub fn new(
         metrics: Arc<Metrics>,
         history: Arc<History>,
+        status: Arc<Status>,
         on_demand: Arc<OnDemand>,
         reloads: mpsc::Sender<ReloadRequest>,
     ) -> Self {
         AppState {
             metrics,
             history,
+            status,
             on_demand,
             reloads,
             ready: Arc::new(AtomicBool::new(false)),
@@ -55,7 +63,8 @@ impl AppState {
 /// The router, separate from serving so it can be inspected in tests.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/", get(index))
+        .route("/", get(super::status::html))
+        .route("/api/v1/status", get(super::status::json))
         .route("/metrics", get(metrics))
         .route("/debug", get(debug))
         .route("/probe", get(probe))
@@ -65,12 +74,9 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn index() -> &'static str {
-    "mailprobe\n\n/metrics     Prometheus metrics\n/debug?target=NAME  recent results of a target\n/-/healthy   liveness\n/-/ready     readiness\n/-/reload    POST: reload the configuration\n"
-}
-
 async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    exposition(&state.metrics, &headers)
+    let format = format_of(&headers);
+    exposition(state.metrics.exposition(format).await, format)
 }
 
 /// `/probe?target=NAME`, or `/probe?module=M&target=HOST:PORT`.
@@ -97,7 +103,11 @@ async fn probe(
         }
     };
     match state.on_demand.probe(&request).await {
-        Ok(metrics) => exposition(&metrics, &headers),
+        Ok(metrics) => {
+            // One probe's series: small, rendered where the answer is sent.
+            let format = format_of(&headers);
+            exposition(metrics.render(format).into(), format)
+        }
         Err(Refusal::UnknownTarget) => {
             (StatusCode::NOT_FOUND, "no configured target of that name\n").into_response()
         }
@@ -119,28 +129,19 @@ async fn probe(
     }
 }
 
-/// `metrics` in the format the client asked for: OpenMetrics when its `Accept`
-/// says so (Prometheus does), else the Prometheus text format.
-fn exposition(metrics: &Metrics, headers: &HeaderMap) -> Response {
-    let rendered = match metrics.render_openmetrics() {
-        Ok(text) => text,
-        Err(_) => {
-            return (StatusCode::INTERNAL_SERVER_ERROR, "cannot render metrics\n").into_response();
-        }
-    };
-    let wants_openmetrics = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|accept| accept.contains("application/openmetrics-text"));
-    if wants_openmetrics {
-        ([(header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)], rendered).into_response()
-    } else {
-        (
-            [(header::CONTENT_TYPE, PROMETHEUS_TEXT_CONTENT_TYPE)],
-            openmetrics_to_prometheus_text(&rendered),
-        )
-            .into_response()
-    }
+/// The format a request asks for: OpenMetrics when its `Accept` says so (Prometheus
+/// does), else the Prometheus text format.
+fn format_of(headers: &HeaderMap) -> Format {
+    Format::from_accept(
+        headers
+            .get(header::ACCEPT)
+            .and_then(|value| value.to_str().ok()),
+    )
+}
+
+/// A rendered exposition as a response.
+fn exposition(body: bytes::Bytes, format: Format) -> Response {
+    ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
 }
 
 /// `/debug?target=NAME`.

@@ -90,17 +90,22 @@ async fn mx_answer_that_matches_expect_everywhere_is_up_and_consistent() {
         );
         assert_eq!(
             m.value(
-                "mailprobe_phase_seconds_count",
-                &[t[0], ("phase", "resolve")]
+                "mailprobe_protocol_phase_seconds_count",
+                &[("protocol", "dns"), ("phase", "resolve")]
             ),
             1.0
+        );
+        assert_eq!(
+            m.all("mailprobe_phase_seconds_count", &[t[0]]),
+            vec![],
+            "a target keeps its own histogram only with phase_histogram: true"
         );
         assert_eq!(m.all("mailprobe_failures_total", &[t[0]]), vec![]);
         assert_eq!(m.fault("mx", "none"), 1.0);
         assert_eq!(
             m.all("mailprobe_fault", &[t[0]]).len(),
-            10,
-            "one series per domain"
+            1,
+            "one series, at the current domain"
         );
         assert!(m.value("mailprobe_last_success_timestamp_seconds", &t) > 1.7e9);
         assert_eq!(

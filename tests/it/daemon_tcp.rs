@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::support::agent::{
-    Metrics, first_result, first_round, hourly_loopback_config as config, listener_target, within,
+    Agent, Metrics, fast_loopback_config, first_result, first_round,
+    hourly_loopback_config as config, listener_target, within,
 };
 use crate::support::{Blackhole, Nginx, TestPki, Validity, closed_port, open_port};
 use mailprobe::judge::Judged;
@@ -247,6 +248,52 @@ async fn a_plain_text_server_on_a_tls_target_is_a_handshake_failure() {
         let target = tls_target("not-tls", plain.addr, NAME, None);
         let (_, m) = first_result(&config(&target), "not-tls").await;
         m.assert_only_failure("not-tls", "tls", "tls_handshake");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_certificate_swapped_for_an_expired_one_fails_the_next_probe() {
+    // The agent remembers chains it has verified (issue 15): that must never hide a
+    // server that now presents another certificate.
+    within(TEST_LIMIT, async {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = TestPki::new(dir.path());
+        let (current, current_key) = pki.issue(NAME, &[NAME], Validity::Current);
+        let (expired, expired_key) = pki.issue(NAME, &[NAME], Validity::Expired);
+        let first = https_server(&current, &current_key);
+        let addr = first.addr;
+        let yaml = fast_loopback_config(&tls_target("swapped", addr, NAME, Some(&pki.ca_pem)));
+        let mut agent = Agent::start(&yaml).await;
+        for _ in 0..2 {
+            let result = agent.next_result("swapped").await;
+            assert!(result.is_success(), "{:?}", result.failure());
+        }
+        drop(first);
+        let _second = Nginx::builder()
+            .tls(&expired, &expired_key)
+            .server_block_extra("ssl_protocols TLSv1.2 TLSv1.3;")
+            .listen(addr)
+            .start()
+            .expect("nginx starts again on the same address");
+        // Probes that ran while no server listened fail in `connect`; the first one
+        // that reaches the new server must see its certificate.
+        let result = loop {
+            let result = agent.next_result("swapped").await;
+            if result
+                .failure()
+                .is_none_or(|f| f.phase.as_metrics_label() != "connect")
+            {
+                break result;
+            }
+        };
+        let failure = result.failure().expect("the expired certificate fails");
+        assert_eq!(failure.kind.as_metrics_label(), "cert_expired");
+        assert_eq!(
+            result.tls.as_ref().and_then(|t| t.not_after),
+            Some(not_after_of(&expired) as i64)
+        );
+        agent.stop().await.expect("clean stop");
     })
     .await;
 }

@@ -232,6 +232,7 @@ async fn issue_13_a_delivered_message_is_timed_found_and_deleted() {
             assert!(debug.contains(step), "{step} in:\n{debug}");
         }
         assert!(!debug.contains(PASSWORD) && !metrics.text.contains(PASSWORD));
+        crate::support::prometheus::assert_promtool_accepts(metrics.text.clone()).await;
         agent.stop().await.expect("clean stop");
 
         // The one-shot command runs the same round trip and says the same.

@@ -90,6 +90,11 @@ async fn https_with_basic_auth_admits_only_the_configured_user() {
         let right = basic("prometheus", "scrape-secret");
         assert_eq!(https_status(agent.addr, &pki.ca_pem, "/metrics", Some(&right)).await, 200);
         assert_eq!(https_status(agent.addr, &pki.ca_pem, "/-/ready", Some(&right)).await, 200);
+        // The status page and its JSON are behind the same TLS and login.
+        for path in ["/", "/api/v1/status"] {
+            assert_eq!(https_status(agent.addr, &pki.ca_pem, path, None).await, 401, "{path}");
+            assert_eq!(https_status(agent.addr, &pki.ca_pem, path, Some(&right)).await, 200, "{path}");
+        }
 
         // Plain HTTP gets no answer from an HTTPS listener.
         let plain = tokio::time::timeout(Duration::from_secs(5), async {
@@ -121,6 +126,8 @@ async fn basic_auth_without_tls_still_guards_every_endpoint() {
         );
         let agent = Agent::start(&yaml).await;
         for path in [
+            "/",
+            "/api/v1/status",
             "/metrics",
             "/debug?target=open",
             "/probe?target=open",

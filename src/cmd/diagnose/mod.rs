@@ -307,7 +307,7 @@ pub async fn run(
     };
 
     let ehlo = crate::config::default_ehlo_name();
-    let schedule = (options.timeout, options.timeout);
+    let schedule = (options.timeout, options.timeout, false);
     let mut targets: Vec<Arc<Target>> = endpoints
         .iter()
         .map(|found| {
@@ -374,6 +374,7 @@ pub fn dns_targets(domain: &str, timeout: Duration) -> Vec<Arc<Target>> {
                 protocol: Protocol::Dns,
                 interval: timeout,
                 timeout,
+                phase_histogram: false,
                 spec: TargetSpec::Dns(DnsQuery {
                     domain: name,
                     record,
@@ -439,6 +440,7 @@ fn autodiscover_target(address: &Address, config: &Config, options: &Options) ->
         protocol: Protocol::Exchange,
         interval: options.timeout,
         timeout: options.timeout,
+        phase_histogram: false,
         spec: TargetSpec::Exchange(ExchangeTarget {
             check: ExchangeCheck::Autodiscover,
             endpoint: Endpoint {

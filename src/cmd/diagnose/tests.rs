@@ -55,7 +55,7 @@ fn service(
         port,
         tls: TlsMode::Implicit,
     };
-    let schedule = (Duration::from_secs(1), Duration::from_secs(1));
+    let schedule = (Duration::from_secs(1), Duration::from_secs(1), false);
     let target = discover::endpoint_target("svc".into(), &found, &config(), "here", schedule);
     let result = result(&target, failure.map(|kind| (Phase::Tls, kind)));
     let fault = classify(&result, Some(site));

@@ -69,4 +69,6 @@ pub struct Discovery {
     pub interval: Duration,
     /// Timeout of the discovered targets.
     pub timeout: Duration,
+    /// Whether the discovered targets keep their own phase histograms.
+    pub phase_histogram: bool,
 }

@@ -21,6 +21,9 @@ pub struct Target {
     pub interval: Duration,
     /// Upper bound on one probe; never longer than `interval`.
     pub timeout: Duration,
+    /// Whether the target keeps its own phase histogram (`phase_histogram: true`);
+    /// every probe also counts in its protocol's histogram.
+    pub phase_histogram: bool,
     /// What the protocol needs.
     pub spec: TargetSpec,
 }

@@ -209,6 +209,7 @@ pub(crate) fn adhoc_target(
         protocol: *protocol,
         interval: config.default_timeout,
         timeout: config.default_timeout,
+        phase_histogram: false,
         spec,
     })
 }

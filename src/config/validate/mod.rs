@@ -52,6 +52,8 @@ struct Validator<'a> {
     global_roots: Vec<CertificateDer<'static>>,
     interval: Setting,
     timeout: Setting,
+    /// `defaults.phase_histogram`.
+    phase_histogram: bool,
     /// Whether an unresolvable secret is an error or a warning.
     secrets: Secrets,
     /// Warnings so far.
@@ -135,6 +137,7 @@ pub(super) fn validate(
         global_roots,
         interval,
         timeout,
+        phase_histogram: defaults.phase_histogram.as_ref().is_some_and(|v| v.value),
         secrets,
         warnings: RefCell::new(Vec::new()),
     };

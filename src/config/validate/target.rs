@@ -165,6 +165,7 @@ impl Validator<'_> {
             domain,
             interval: interval.value,
             timeout: timeout.value,
+            phase_histogram: self.phase_histogram(raw),
         })
     }
 
@@ -265,6 +266,7 @@ impl Validator<'_> {
                 protocol,
                 interval: interval.value,
                 timeout: timeout.value,
+                phase_histogram: self.phase_histogram(raw),
                 spec,
             })
             .collect())
@@ -297,6 +299,13 @@ impl Validator<'_> {
         }
         auth.map(|auth| self.credentials(auth, &entry.key("auth"), plaintext_allowed))
             .transpose()
+    }
+
+    /// The entry's `phase_histogram`, else the default.
+    fn phase_histogram(&self, raw: &RawTarget) -> bool {
+        raw.phase_histogram
+            .as_ref()
+            .map_or(self.phase_histogram, |v| v.value)
     }
 
     /// `tls.ca_file` plus the target's own `ca_file`.

@@ -371,10 +371,17 @@ impl Metrics {
         );
     }
 
-    /// `mailprobe_fault` of `target` for fault domain `domain` (1 for the domain
-    /// blamed, else 0); the series must exist.
+    /// `mailprobe_fault` of `target` for fault domain `domain`: 1 for the domain
+    /// blamed, 0 for any other. The agent exports one series per target, at its
+    /// current domain, so a probed target has exactly one.
     pub fn fault(&self, target: &str, domain: &str) -> f64 {
-        self.value("mailprobe_fault", &[("target", target), ("domain", domain)])
+        let series = self.all("mailprobe_fault", &[("target", target)]);
+        assert!(
+            !series.is_empty() && series.iter().all(|(_, value)| *value == 1.0),
+            "{target}: {series:?}"
+        );
+        self.get("mailprobe_fault", &[("target", target), ("domain", domain)])
+            .unwrap_or(0.0)
     }
 
     /// Like [`get`](Self::get) but the series must exist.

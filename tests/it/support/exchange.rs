@@ -370,9 +370,9 @@ pub fn assert_failed(
         "{labels:?}"
     );
     assert_eq!(
-        m.value("mailprobe_fault", &with(labels, ("domain", "none"))),
-        0.0,
-        "{labels:?}"
+        m.all("mailprobe_fault", labels).len(),
+        1,
+        "one mailprobe_fault series, at the current domain: {labels:?}"
     );
 }
 

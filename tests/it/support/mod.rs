@@ -11,6 +11,7 @@
 pub mod agent;
 pub mod autodiscover;
 pub mod binary;
+pub mod browser;
 pub mod certs;
 pub mod cli;
 pub mod dnsmasq;
@@ -25,6 +26,7 @@ pub mod nft;
 pub mod nginx;
 pub mod ports;
 pub mod process;
+pub mod prometheus;
 pub mod silent_udp;
 pub mod unbound;
 pub mod web;

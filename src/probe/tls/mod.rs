@@ -1,26 +1,28 @@
-//! TLS for probes: trust anchors, a verifier that remembers what the server presented,
-//! the handshake as a typed step, and certificate facts.
+//! TLS for probes: the handshake as a typed step, and certificate facts.
 //!
 //! Verification is done by rustls' WebPKI verifier with the system roots plus any
-//! `ca_file`. A probe wraps that shared verifier in a [`RecordingVerifier`] of its own
+//! `ca_file`, behind a [`ChainVerifier`] that remembers chains it has verified
+//! ([`verifier`]). A probe wraps that shared verifier in a recording verifier of its own
 //! so that the presented chain is kept even when verification fails: an expired
 //! certificate is then still reported with its notAfter and issuer.
 
+mod verifier;
+
 use std::sync::{Arc, Mutex, OnceLock};
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::{Resumption, WebPkiServerVerifier};
+use rustls::client::Resumption;
+use rustls::client::danger::ServerCertVerifier;
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{
-    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
-};
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{CertificateError, ClientConfig};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
 use super::{ErrorKind, ProbeError, TlsFacts};
+pub use verifier::{ChainVerifier, VERIFIED_FOR, system_roots, verifier};
+use verifier::{RecordingVerifier, RefuseAll};
 
 /// The one crypto provider mailprobe uses: ring (no aws-lc-rs anywhere in the tree).
 /// Built once: it is a fixed list of algorithms, and every handshake needs it.
@@ -52,135 +54,6 @@ fn client_template() -> Result<&'static ClientConfig, ProbeError> {
         .map_err(|error| ProbeError::new(ErrorKind::TlsHandshake, error.clone()))
 }
 
-/// The template's placeholder verifier, replaced before every handshake; should that
-/// ever not happen, it fails closed.
-#[derive(Debug)]
-struct RefuseAll;
-
-impl ServerCertVerifier for RefuseAll {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Err(rustls::Error::General("no certificate verifier set".into()))
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::General("no certificate verifier set".into()))
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::General("no certificate verifier set".into()))
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        provider()
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
-/// The platform's trusted roots; Mozilla's bundled roots when the platform has none
-/// (a minimal container image without `ca-certificates`).
-pub fn system_roots() -> RootCertStore {
-    let mut roots = RootCertStore::empty();
-    let native = rustls_native_certs::load_native_certs();
-    let (added, _ignored) = roots.add_parsable_certificates(native.certs);
-    if added == 0 {
-        tracing::warn!(
-            errors = native.errors.len(),
-            "no system CA certificates found; using the bundled Mozilla roots"
-        );
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    }
-    roots
-}
-
-/// Builds the verifier for a target: `base` roots plus the target's extra roots.
-///
-/// # Errors
-///
-/// A message when the roots cannot form a verifier (no usable root at all).
-pub fn verifier(
-    base: &RootCertStore,
-    extra: &[CertificateDer<'static>],
-) -> Result<Arc<WebPkiServerVerifier>, String> {
-    let mut roots = base.clone();
-    for cert in extra {
-        roots
-            .add(cert.clone())
-            .map_err(|error| format!("a CA certificate cannot be used as a root: {error}"))?;
-    }
-    WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
-        .build()
-        .map_err(|error| format!("cannot build the certificate verifier: {error}"))
-}
-
-/// Delegates every decision to the WebPKI verifier, but first keeps a copy of the chain
-/// the server presented. One per handshake, so concurrent probes never mix chains.
-#[derive(Debug)]
-struct RecordingVerifier {
-    inner: Arc<WebPkiServerVerifier>,
-    presented: Mutex<Vec<CertificateDer<'static>>>,
-}
-
-impl ServerCertVerifier for RecordingVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let chain = std::iter::once(end_entity)
-            .chain(intermediates)
-            .map(|cert| cert.clone().into_owned())
-            .collect();
-        // A poisoned lock only means another thread panicked mid-copy; the data is a
-        // plain Vec we overwrite, so taking it over is sound.
-        *self.presented.lock().unwrap_or_else(|p| p.into_inner()) = chain;
-        self.inner
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
-}
-
 /// Runs a TLS handshake over `stream`, verifying the server as `server_name`.
 ///
 /// `facts` is filled in whether or not the handshake succeeds.
@@ -192,7 +65,7 @@ impl ServerCertVerifier for RecordingVerifier {
 pub async fn handshake<S>(
     stream: S,
     server_name: &str,
-    verifier: &Arc<WebPkiServerVerifier>,
+    verifier: &Arc<ChainVerifier>,
     facts: &mut TlsFacts,
 ) -> Result<TlsStream<S>, ProbeError>
 where
