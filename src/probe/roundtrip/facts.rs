@@ -69,7 +69,8 @@ pub struct RoundtripFacts {
     pub submitted: Option<Submission>,
     /// Where and when the message appeared.
     pub found: Option<Delivery>,
-    /// Whether the wait used IDLE (`false`: NOOP polling).
+    /// Whether the wait used IDLE (`false`: NOOP polling); `None` when there was no
+    /// wait (the round ended before it).
     pub idle: Option<bool>,
     /// What the `Received:` fields say.
     pub transit: Option<Transit>,
@@ -106,21 +107,21 @@ impl RoundtripFacts {
                     .map_or(String::new(), |code| format!(" (status {code})"))
             ));
         }
+        let waited = match self.idle {
+            Some(true) => ", waited with IDLE",
+            Some(false) => ", polled with NOOP",
+            None => "",
+        };
         match &self.found {
             Some(found) => lines.push(format!(
-                "found in {}{} (UID {}) at {}, {:.3} s after submission{}",
+                "found in {}{} (UID {}) at {}, {:.3} s after submission{waited}",
                 found.folder,
                 if found.junk { " (junk)" } else { "" },
                 found.uid,
                 time(found.at),
                 found.after.as_secs_f64(),
-                match self.idle {
-                    Some(true) => ", waited with IDLE",
-                    Some(false) => ", polled with NOOP",
-                    None => "",
-                }
             )),
-            None if self.submitted.is_some() => lines.push("not found".to_owned()),
+            None if self.idle.is_some() => lines.push(format!("not found{waited}")),
             None => {}
         }
         if let Some(transit) = &self.transit {
@@ -162,5 +163,50 @@ impl RoundtripFacts {
             }
         }
         lines
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lines_say_what_was_done_and_only_that() {
+        let mut facts = RoundtripFacts {
+            token: "mp1.x".into(),
+            ..RoundtripFacts::default()
+        };
+        assert_eq!(facts.lines(), ["token: mp1.x"]);
+        facts.submitted = Some(Submission {
+            reply: "250 2.0.0 OK".into(),
+            enhanced: Some("2.0.0".into()),
+            at: SystemTime::UNIX_EPOCH,
+        });
+        // Submitted, then the mailbox could not be searched: no "not found".
+        assert!(!facts.lines().iter().any(|l| l.starts_with("not found")));
+        facts.idle = Some(false);
+        assert!(
+            facts
+                .lines()
+                .contains(&"not found, polled with NOOP".to_owned())
+        );
+        facts.found = Some(Delivery {
+            folder: "Junk".into(),
+            junk: true,
+            uid: 7,
+            at: SystemTime::UNIX_EPOCH,
+            after: Duration::from_millis(1500),
+        });
+        let found = facts
+            .lines()
+            .into_iter()
+            .find(|l| l.starts_with("found"))
+            .unwrap();
+        assert!(found.starts_with("found in Junk (junk) (UID 7)"), "{found}");
+        assert!(
+            found.ends_with("1.500 s after submission, polled with NOOP"),
+            "{found}"
+        );
+        assert_eq!(facts.delivery(), Some(Duration::from_millis(1500)));
     }
 }

@@ -394,10 +394,10 @@ impl Leg<'_> {
         for note in notes {
             recorder.note(note);
         }
+        facts.idle = Some(mailbox.offers("IDLE"));
         let seen = seen?;
         let folder: &Folder = &folders[seen.folder];
         let after = seen.at.saturating_duration_since(self.accepted.at);
-        facts.idle = Some(mailbox.offers("IDLE"));
         facts.found = Some(Delivery {
             folder: folder.name.clone(),
             junk: folder.junk,
