@@ -43,6 +43,21 @@ impl Leg {
         }
     }
 
+    /// What the leg is, for the message when it is missing.
+    fn what(self) -> &'static str {
+        match self {
+            Leg::Send => {
+                "the SMTP endpoint the message is submitted to, e.g. `{host: smtp.example.com, \
+                 port: 587, tls: starttls, auth: {username: …, password_file: …}}`"
+            }
+            Leg::Receive => {
+                "the IMAP endpoint where the message must appear, e.g. `{host: \
+                 imap.example.com, port: 993, tls: implicit, auth: {username: …, \
+                 password_file: …}}`"
+            }
+        }
+    }
+
     fn protocol(self) -> Protocol {
         match self {
             Leg::Send => Protocol::Smtp,
@@ -110,20 +125,9 @@ impl Validator<'_> {
         }
         let from = mail_address(errors, entry, raw.from.as_ref(), "from")?;
         let to = mail_address(errors, entry, raw.to.as_ref(), "to")?;
-        let send = entry.required(
-            errors,
-            raw.send.as_ref(),
-            "send",
-            "the SMTP endpoint the message is submitted to, e.g. `{host: smtp.example.com, \
-             port: 587, tls: starttls, auth: {username: …, password_file: …}}`",
-        )?;
-        let receive = entry.required(
-            errors,
-            raw.receive.as_ref(),
-            "receive",
-            "the IMAP endpoint where the message must appear, e.g. `{host: imap.example.com, \
-             port: 993, tls: implicit, auth: {username: …, password_file: …}}`",
-        )?;
+        let send = entry.required(errors, raw.send.as_ref(), "send", Leg::Send.what())?;
+        let receive =
+            entry.required(errors, raw.receive.as_ref(), "receive", Leg::Receive.what())?;
         let (send_endpoint, ehlo) = self.leg(entry, send, Leg::Send)?;
         let (receive_endpoint, _) = self.leg(entry, receive, Leg::Receive)?;
         let receive_field = entry.key("receive");
