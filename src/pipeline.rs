@@ -19,6 +19,7 @@
 use std::sync::Arc;
 
 use tokio::time::Instant;
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::config::Target;
 use crate::judge::{self, Judged};
@@ -48,8 +49,20 @@ pub struct Pipeline {
 #[derive(Debug)]
 pub struct Probed {
     target: Arc<Target>,
-    stage: probe::Started,
+    stage: Stage,
     started: Instant,
+}
+
+/// Where a probe is when its first half returns.
+#[derive(Debug)]
+enum Stage {
+    /// Finished.
+    Done(Box<ProbeResult>),
+    /// A round trip waiting for its message, in a task of its own: the wait starts as
+    /// soon as the message is accepted, however late the judgement is polled (the
+    /// scheduler judges a target's rounds one after the other), and is aborted if the
+    /// probe is dropped.
+    Waiting(AbortOnDropHandle<ProbeResult>),
 }
 
 impl Pipeline {
@@ -85,10 +98,19 @@ impl Pipeline {
     }
 
     /// The first half: the probe itself, bounded by the target's timeout (a round
-    /// trip: its submission, bounded by its share of the timeout).
+    /// trip: its submission, bounded by its share of the timeout; its wait for the
+    /// message starts at once, in a task of its own, outside this half).
     pub async fn probe(&self, target: &Arc<Target>) -> Probed {
         let started = Instant::now();
-        let stage = probe::start(target, &self.env).await;
+        let stage = match probe::start(target, &self.env).await {
+            probe::Started::Done(result) => Stage::Done(result),
+            waiting @ probe::Started::Waiting(_) => {
+                let (target, env) = (Arc::clone(target), Arc::clone(&self.env));
+                Stage::Waiting(AbortOnDropHandle::new(tokio::spawn(async move {
+                    waiting.finish(&target, &env).await
+                })))
+            }
+        };
         Probed {
             target: Arc::clone(target),
             stage,
@@ -101,8 +123,8 @@ impl Probed {
     /// What the probe found, when it is finished (a round trip is not until judged).
     pub fn result(&self) -> Option<&ProbeResult> {
         match &self.stage {
-            probe::Started::Done(result) => Some(result),
-            probe::Started::Waiting(_) => None,
+            Stage::Done(result) => Some(result),
+            Stage::Waiting(_) => None,
         }
     }
 
@@ -110,8 +132,21 @@ impl Probed {
     /// site snapshot measured after the probe started when the failure needs one (at
     /// most two site measurements' wait), at once otherwise.
     pub async fn judge(self, pipeline: &Pipeline) -> Judged {
-        let waited = matches!(self.stage, probe::Started::Waiting(_));
-        let result = self.stage.finish(&self.target, &pipeline.env).await;
+        let waited = matches!(self.stage, Stage::Waiting(_));
+        let result = match self.stage {
+            Stage::Done(result) => *result,
+            Stage::Waiting(wait) => match wait.await {
+                Ok(result) => result,
+                // A panic in the wait is a bug: it goes on to whoever reports panics
+                // (the scheduler's task). The handle is never aborted while awaited;
+                // only a runtime shutting down cancels the task.
+                Err(error) => std::panic::resume_unwind(
+                    error
+                        .try_into_panic()
+                        .unwrap_or_else(|_| Box::new("the round trip's wait was cancelled")),
+                ),
+            },
+        };
         // A round trip's failure after its wait is judged on the site as it is then,
         // not as it was when the message went out minutes before.
         let since = if waited { Instant::now() } else { self.started };

@@ -664,3 +664,31 @@ async fn issue_13_the_wait_for_delivery_holds_no_slot() {
     })
     .await;
 }
+
+/// The wait for delivery starts when the message is accepted, not when the judgement
+/// gets its turn: the scheduler judges a target's rounds one after the other, so a
+/// judgement can start late. Here the judgement starts only after the round's whole
+/// timeout; the round still found and deleted its message in time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_13_the_wait_starts_with_the_acceptance_not_the_judgement() {
+    within(TEST_LIMIT, async {
+        let bed = Bed::start();
+        let config = mailprobe::config::from_str(&bed.config(), std::path::Path::new("rt.yaml"))
+            .expect("valid configuration");
+        let env = Arc::new(mailprobe::probe::ProbeEnv::new(&config).expect("environment"));
+        let site = Arc::new(mailprobe::site::SiteMonitor::new(&config, Arc::clone(&env)));
+        let pipeline = mailprobe::pipeline::Pipeline::new(env, site);
+        let target = Arc::clone(&config.targets[0]);
+        let probed = pipeline.probe(&target).await;
+        assert!(
+            probed.result().is_none(),
+            "a round trip is not finished by its first half"
+        );
+        // A judgement that comes late, after the round's whole timeout.
+        tokio::time::sleep(target.timeout).await;
+        let judged = probed.judge(&pipeline).await;
+        assert_success(&judged, &bed);
+        assert!(bed.maildir().probe_messages("INBOX").is_empty());
+    })
+    .await;
+}
