@@ -82,6 +82,11 @@ enum Command {
         /// Upper bound on each check.
         #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
         timeout: Duration,
+        /// Log in to the discovered IMAP, POP3 and submission endpoints with the
+        /// `auth.oauth2` settings of this configured target (needs --config), and name
+        /// the missing step when the login fails.
+        #[arg(long, value_name = "TARGET", requires = "config")]
+        oauth2: Option<String>,
     },
 }
 
@@ -100,7 +105,16 @@ fn main() -> ExitCode {
             config,
             json,
             timeout,
-        }) => return diagnose(address, config.as_deref(), *json, *timeout, &cli),
+            oauth2,
+        }) => {
+            let options = DiagnoseOptions {
+                config: config.as_deref(),
+                json: *json,
+                timeout: *timeout,
+                oauth2: oauth2.as_deref(),
+            };
+            return diagnose(address, &options, &cli);
+        }
         None => {}
     }
     let Some(config_path) = cli.config.clone() else {
@@ -180,14 +194,22 @@ fn probe_once(config_path: &Path, target: &str, json: bool, cli: &Cli) -> ExitCo
     }
 }
 
-fn diagnose(
-    address: &str,
-    config_path: Option<&Path>,
+/// The command line of `diagnose`.
+struct DiagnoseOptions<'a> {
+    config: Option<&'a Path>,
     json: bool,
     timeout: Duration,
-    cli: &Cli,
-) -> ExitCode {
+    oauth2: Option<&'a str>,
+}
+
+fn diagnose(address: &str, arguments: &DiagnoseOptions<'_>, cli: &Cli) -> ExitCode {
     use mailprobe::cmd::diagnose;
+    let DiagnoseOptions {
+        config: config_path,
+        json,
+        timeout,
+        oauth2,
+    } = *arguments;
     let address = match diagnose::parse_address(address) {
         Ok(address) => address,
         Err(error) => {
@@ -211,7 +233,16 @@ fn diagnose(
         Ok(ready) => ready,
         Err(code) => return code,
     };
-    let options = diagnose::Options::new(timeout);
+    let mut options = diagnose::Options::new(timeout);
+    if let Some(target) = oauth2 {
+        match diagnose::oauth2_login(&config, target) {
+            Ok(login) => options.login = Some(login),
+            Err(error) => {
+                eprintln!("mailprobe: {error}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     match runtime.block_on(diagnose::run(config, address, &options)) {
         Ok(diagnosis) => {
             if json {

@@ -11,11 +11,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::control::{Control, ReloadError, ReloadOutcome};
+use super::control::{Control, ReloadError, ReloadOutcome, ReloadRequest};
 use super::scheduler::{Job, Judgement, OverrunHook, Scheduler};
+use super::secrets;
 use crate::config::{self, Config, Discovery, SeriesKey, Target};
 use crate::discover::{self, Discovered};
 use crate::export::{History, Metrics, Status};
@@ -88,7 +89,7 @@ pub async fn run(
         config.web.clone(),
     ));
 
-    let mut running = Running::start(config, env, &outputs);
+    let mut running = Running::start(config, env, &outputs, control.reload_sender.clone());
     http_state.set_ready(true);
     tokio::pin!(shutdown);
     loop {
@@ -194,10 +195,17 @@ struct Running {
     scheduler: Arc<Scheduler>,
     targets: Arc<TargetSet>,
     background: CancellationToken,
+    /// Where a changed secret file asks for a reload.
+    reloads: mpsc::Sender<ReloadRequest>,
 }
 
 impl Running {
-    fn start(config: Config, env: Arc<ProbeEnv>, outputs: &Arc<Outputs>) -> Running {
+    fn start(
+        config: Config,
+        env: Arc<ProbeEnv>,
+        outputs: &Arc<Outputs>,
+        reloads: mpsc::Sender<ReloadRequest>,
+    ) -> Running {
         for warning in &config.warnings {
             tracing::warn!(
                 file = %warning.file.display(),
@@ -227,6 +235,11 @@ impl Running {
             .min()
             .unwrap_or(config::DEFAULT_INTERVAL);
         tokio::spawn(measure_site_every(site, round, background.clone()));
+        tokio::spawn(secrets::reload_on_change(
+            config.secret_files.clone(),
+            reloads.clone(),
+            background.clone(),
+        ));
 
         let scheduler = Arc::new(Scheduler::new(
             config.max_concurrent_probes,
@@ -272,6 +285,7 @@ impl Running {
             scheduler,
             targets,
             background,
+            reloads,
         }
     }
 
@@ -292,7 +306,7 @@ impl Running {
         })
         .await
         .unwrap_or_else(|join| Err(ReloadError::from(join)));
-        let (config, env) = match prepared {
+        let (config, mut env) = match prepared {
             Ok(prepared) => prepared,
             Err(error) => {
                 outputs.metrics.record_reload(false, 0);
@@ -312,7 +326,9 @@ impl Running {
         // concurrency cap holds across the switch.
         self.stop().await;
         let old = self.targets.all();
-        *self = Running::start(config, Arc::new(env), outputs);
+        // Tokens and login states outlive the configuration that made them.
+        env.adopt(self.targets.pipeline.env(), &config);
+        *self = Running::start(config, Arc::new(env), outputs, self.reloads.clone());
         outputs.status.record_reload(None);
         let kept: HashSet<SeriesKey> = self.targets.all().iter().map(|t| t.series_key()).collect();
         for target in old.iter().filter(|t| !kept.contains(&t.series_key())) {

@@ -5,6 +5,7 @@
 pub mod control;
 pub mod daemon;
 pub mod scheduler;
+pub mod secrets;
 pub mod shutdown;
 
 pub use control::{ControlHandle, ReloadError, ReloadOutcome, control};

@@ -321,6 +321,48 @@ pub struct RawAuth {
     /// An environment variable holding the password.
     #[serde(default)]
     pub password_env: Option<Spanned<String>>,
+    /// Log in with an OAuth2 access token instead of a password.
+    #[serde(default)]
+    pub oauth2: Option<Spanned<RawOAuth2>>,
+    /// Consecutive rejected logins after which the credential is no longer sent.
+    #[serde(default)]
+    pub max_failures: Option<Spanned<i64>>,
+}
+
+/// `auth.oauth2:` — where the access token comes from and how it is presented.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOAuth2 {
+    /// The identity provider's token endpoint.
+    #[serde(default)]
+    pub token_url: Option<Spanned<String>>,
+    /// The application (client) id.
+    #[serde(default)]
+    pub client_id: Option<Spanned<String>>,
+    /// A file whose first line is the client secret.
+    #[serde(default)]
+    pub client_secret_file: Option<Spanned<PathBuf>>,
+    /// An environment variable holding the client secret.
+    #[serde(default)]
+    pub client_secret_env: Option<Spanned<String>>,
+    /// A PEM certificate registered with the application (signed client assertion).
+    #[serde(default)]
+    pub client_certificate: Option<Spanned<PathBuf>>,
+    /// The PEM private key of `client_certificate`.
+    #[serde(default)]
+    pub client_key: Option<Spanned<PathBuf>>,
+    /// A Google service-account JSON key (JWT-bearer grant, domain-wide delegation).
+    #[serde(default)]
+    pub service_account_file: Option<Spanned<PathBuf>>,
+    /// The mailbox a service account acts as (`sub`); defaults to `auth.username`.
+    #[serde(default)]
+    pub subject: Option<Spanned<String>>,
+    /// The scope asked for.
+    #[serde(default)]
+    pub scope: Option<Spanned<String>>,
+    /// `auto`, `xoauth2` or `oauthbearer`.
+    #[serde(default)]
+    pub mechanism: Option<Spanned<String>>,
 }
 
 /// A duration as written (`30s`, `1m30s`), parsed by the validator so that a bad value

@@ -244,6 +244,9 @@ fn render_result(out: &mut String, kept: &Kept) {
             tls.chain_len
         );
     }
+    if let Some(login) = &result.login {
+        render_login(out, login);
+    }
     for line in result.log.lines() {
         let _ = writeln!(out, "   | {line}");
     }
@@ -285,6 +288,44 @@ fn render_result(out: &mut String, kept: &Kept) {
                 );
             }
         }
+    }
+}
+
+/// The login's state: held back or not, the last real attempt, the token's facts and
+/// the missing step.
+fn render_login(out: &mut String, login: &crate::probe::LoginFacts) {
+    let time = |at: std::time::SystemTime| humantime::format_rfc3339_seconds(at).to_string();
+    let state = if login.suspended {
+        format!(
+            "SUSPENDED after {} rejected logins in a row (the credential is held back until {})",
+            login.consecutive_failures,
+            login.next_attempt.map_or_else(|| "-".to_owned(), time)
+        )
+    } else if login.consecutive_failures > 0 {
+        format!("{} rejected in a row", login.consecutive_failures)
+    } else {
+        "ok".to_owned()
+    };
+    let _ = writeln!(
+        out,
+        "   login: {state}; last attempt {}",
+        login.last_attempt.map_or_else(|| "never".to_owned(), time)
+    );
+    if let Some(provider) = &login.identity_provider {
+        let _ = writeln!(
+            out,
+            "   oauth2: identity provider {provider}, mechanism {}, token expires {}{}",
+            login.mechanism.unwrap_or("-"),
+            login.token_expiry.map_or_else(|| "-".to_owned(), time),
+            login
+                .client_certificate_not_after
+                .map_or_else(String::new, |t| format!(
+                    ", client certificate notAfter {t}"
+                ))
+        );
+    }
+    if let Some(advice) = &login.advice {
+        let _ = writeln!(out, "   next step: {advice}");
     }
 }
 
@@ -338,6 +379,7 @@ mod tests {
                 tls: None,
                 facts: ProtocolFacts::None,
                 log: ["1.0 ms  connect: FAILED"].into_iter().collect(),
+                login: None,
             },
             fault: if ok {
                 Fault::None

@@ -37,6 +37,12 @@
 //!    answers → `upstream` (the uplink died mid-session); otherwise → `server_service`
 //!    (the server is reachable but slow or hung).
 //!
+//! The `token` phase (an OAuth2 login's request to the identity provider) is one more
+//! hop and follows the same rules: its DNS failures are rule 4, its silence rule 5 or
+//! 6, its refusals and resets rule 2, so the site's own network is still found first. A
+//! refused client (`token_rejected`) is `server_auth`: the provider refused the
+//! credential, as a mail server refuses a password.
+//!
 //! Tie-breaks, written down because they are choices:
 //! - Evidence from the server beats the site context (rule 2 before 3): a RST or a TLS
 //!   alert proves packets reached the provider, even if the gateway does not answer
@@ -75,7 +81,8 @@ pub fn classify(result: &ProbeResult, site: Option<&SiteContext>) -> Fault {
     if failure.kind == ErrorKind::NetUnreachable || site.gateway_up() == Some(false) {
         return Fault::LocalNetwork;
     }
-    if failure.phase == Phase::Resolve {
+    // The token endpoint's name is looked up like the server's: the same rules.
+    if failure.phase == Phase::Resolve || (failure.phase == Phase::Token && is_dns(failure.kind)) {
         return match &result.facts {
             ProtocolFacts::Dns(dns) => dns_target_fault(failure.kind, dns, site),
             _ => host_lookup_fault(failure.kind, site),
@@ -133,7 +140,9 @@ fn server_answered(kind: ErrorKind) -> Option<Fault> {
         | ErrorKind::CertNameMismatch
         | ErrorKind::CertUntrusted
         | ErrorKind::StarttlsUnavailable => Fault::ServerTls,
-        ErrorKind::AuthFailed => Fault::ServerAuth,
+        // The identity provider refused the client: the credential is wrong or not
+        // (yet) allowed, on the provider's side, like a rejected password.
+        ErrorKind::AuthFailed | ErrorKind::TokenRejected => Fault::ServerAuth,
         ErrorKind::ConnectRefused
         | ErrorKind::ConnectionReset
         | ErrorKind::BadGreeting
@@ -148,6 +157,18 @@ fn server_answered(kind: ErrorKind) -> Option<Fault> {
         | ErrorKind::DeliveredToJunk => Fault::ServerService,
         _ => return None,
     })
+}
+
+/// The reasons of a failed name lookup.
+fn is_dns(kind: ErrorKind) -> bool {
+    matches!(
+        kind,
+        ErrorKind::DnsNxdomain
+            | ErrorKind::DnsNodata
+            | ErrorKind::DnsServfail
+            | ErrorKind::DnsRefused
+            | ErrorKind::DnsTimeout
+    )
 }
 
 /// Rule 5: silence on the way to the server.

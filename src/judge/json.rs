@@ -42,6 +42,29 @@ pub struct JudgedJson<'a> {
     pub tls: Option<TlsJson<'a>>,
     /// The protocol's own facts as one line (banner, HTTP status, DNS answers).
     pub facts: Option<String>,
+    /// The login's state, for targets with credentials.
+    pub login: Option<LoginJson<'a>>,
+}
+
+/// A target's login: held back or not, and the OAuth2 token's facts.
+#[derive(Debug, Serialize)]
+pub struct LoginJson<'a> {
+    /// Whether the credential is held back after repeated rejections.
+    pub suspended: bool,
+    /// Rejected logins in a row.
+    pub consecutive_failures: u32,
+    /// When the credential was last sent (RFC 3339, UTC).
+    pub last_attempt: Option<String>,
+    /// While suspended: the earliest it is sent again (RFC 3339, UTC).
+    pub next_attempt: Option<String>,
+    /// OAuth2: the identity provider's host.
+    pub identity_provider: Option<&'a str>,
+    /// OAuth2: the SASL mechanism used.
+    pub mechanism: Option<&'static str>,
+    /// OAuth2: when the token used expires (RFC 3339, UTC).
+    pub token_expiry: Option<String>,
+    /// The step that is missing, when the provider's answer names one.
+    pub missing_step: Option<&'a str>,
 }
 
 /// One phase.
@@ -199,6 +222,20 @@ impl<'a> JudgedJson<'a> {
                         .join("; "),
                 ),
             },
+            login: result.login.as_ref().map(|login| {
+                let time =
+                    |at: std::time::SystemTime| humantime::format_rfc3339_seconds(at).to_string();
+                LoginJson {
+                    suspended: login.suspended,
+                    consecutive_failures: login.consecutive_failures,
+                    last_attempt: login.last_attempt.map(time),
+                    next_attempt: login.next_attempt.map(time),
+                    identity_provider: login.identity_provider.as_deref(),
+                    mechanism: login.mechanism,
+                    token_expiry: login.token_expiry.map(time),
+                    missing_step: login.advice.as_deref(),
+                }
+            }),
         }
     }
 }

@@ -31,15 +31,26 @@ pub fn sentence(judged: &Judged) -> String {
     {
         return sentence;
     }
-    let (host, port) = match leg_endpoint(judged) {
-        Some(endpoint) => (endpoint.host.clone(), endpoint.port.to_string()),
-        None => match &target.spec {
+    let identity_provider = result
+        .login
+        .as_ref()
+        .and_then(|login| login.identity_provider.clone());
+    let (host, port) = match (failure.phase, identity_provider, leg_endpoint(judged)) {
+        // The token endpoint's hop failed: its host is the one in question.
+        (Phase::Token, Some(provider), _) => (provider, "443".to_owned()),
+        (_, _, Some(endpoint)) => (endpoint.host.clone(), endpoint.port.to_string()),
+        (_, _, None) => match &target.spec {
             TargetSpec::Dns(query) => {
                 (query.domain.trim_end_matches('.').to_owned(), String::new())
             }
             _ => (target.name.to_string(), String::new()),
         },
     };
+    if failure.phase == Phase::Token
+        && let Some(text) = token_sentence(judged, &host)
+    {
+        return text;
+    }
     match judged.fault {
         Fault::None => format!("{} is healthy.", target.display_name()),
         Fault::ServerService if failure.kind == ErrorKind::ConnectRefused => format!(
@@ -66,9 +77,7 @@ pub fn sentence(judged: &Judged) -> String {
                 "TLS with {host} failed ({kind}): the provider's TLS setup is at fault (server side)."
             ),
         },
-        Fault::ServerAuth => {
-            format!("{host} rejected the login: check the account and its password (server side).")
-        }
+        Fault::ServerAuth => login_sentence(judged, &host),
         Fault::ServerNetwork => format!(
             "{host} does not answer on port {port}, although this site reaches the internet: the \
              server or the path to it is down (server side)."
@@ -124,27 +133,101 @@ fn roundtrip_sentence(
     let name = judged.target.display_name();
     Some(match failure.kind {
         ErrorKind::NotDelivered => format!(
-            "{name}: {} accepted the test message for {} but it never appeared in the mailbox:              the provider's mail delivery is stuck or losing mail (server side).",
+            "{name}: {} accepted the test message for {} but it never appeared in the mailbox: \
+             the provider's mail delivery is stuck or losing mail (server side).",
             send.host, roundtrip.to
         ),
         ErrorKind::DeliveredToJunk => format!(
-            "{name}: the test message reached {} but was filed as junk: the provider's spam              filter (or a rule of the mailbox) diverts this route's mail (server side).",
+            "{name}: the test message reached {} but was filed as junk: the provider's spam \
+             filter (or a rule of the mailbox) diverts this route's mail (server side).",
             roundtrip.to
         ),
         ErrorKind::SendRejected => format!(
-            "{name}: {}:{} refused the test message ({}): a permanent refusal — policy, the              sender or recipient, or the account may not send (server side).",
+            "{name}: {}:{} refused the test message ({}): a permanent refusal — policy, the \
+             sender or recipient, or the account may not send (server side).",
             send.host, send.port, failure.message
         ),
         ErrorKind::SendDeferred => format!(
-            "{name}: {}:{} deferred the test message ({}): greylisting or a rate limit delays              mail on this route (server side).",
+            "{name}: {}:{} deferred the test message ({}): greylisting or a rate limit delays \
+             mail on this route (server side).",
             send.host, send.port, failure.message
         ),
         ErrorKind::SendUncertain if judged.fault == Fault::ServerService => format!(
-            "{name}: {}:{} did not confirm the test message after it was sent: it may or may              not have been accepted; the submission server is slow or hung (server side).",
+            "{name}: {}:{} did not confirm the test message after it was sent: it may or may \
+             not have been accepted; the submission server is slow or hung (server side).",
             send.host, send.port
         ),
         _ => return None,
     })
+}
+
+/// A failure of the `token` phase on the provider's side (the identity provider
+/// refused, misbehaved or is unreachable); `None` for the site's own faults, which
+/// read the same for every hop.
+fn token_sentence(judged: &Judged, provider: &str) -> Option<String> {
+    let failure = judged.result.failure()?;
+    let advice = advice(judged);
+    Some(match judged.fault {
+        Fault::ServerAuth => format!(
+            "The identity provider {provider} refused mailprobe's OAuth2 client, so {} cannot \
+             log in: {} (server side).",
+            judged.target.display_name(),
+            advice.unwrap_or("check the client id, its secret or certificate, and the consent")
+        ),
+        Fault::ServerNetwork => format!(
+            "The identity provider {provider} does not answer, although this site reaches the \
+             internet: without a token {} cannot log in; the provider's sign-in service or the \
+             path to it is down, not the mail server (server side).",
+            judged.target.display_name()
+        ),
+        Fault::ServerService => format!(
+            "The identity provider {provider} answered but issued no token ({}): its sign-in \
+             service misbehaves, not the mail server (server side).",
+            failure.kind
+        ),
+        Fault::ServerTls => format!(
+            "TLS with the identity provider {provider} failed ({}): the provider's TLS setup, \
+             or an interception proxy here (server side).",
+            failure.kind
+        ),
+        _ => return None,
+    })
+}
+
+/// A rejected login, a held-back credential, and the missing step when the provider's
+/// answer names one.
+fn login_sentence(judged: &Judged, host: &str) -> String {
+    let login = judged.result.login.as_ref();
+    let oauth2 = login.is_some_and(|l| l.mechanism.is_some() || l.identity_provider.is_some());
+    let fix = advice(judged).unwrap_or(if oauth2 {
+        "check the application's permissions and its access to the mailbox"
+    } else {
+        "check the account and its password"
+    });
+    match login {
+        Some(login) if login.suspended => format!(
+            "{host} rejected the login {} times in a row; to keep the account from being locked \
+             out mailprobe holds the credential back and tries again at {}: {fix} (server side).",
+            login.consecutive_failures,
+            login.next_attempt.map_or_else(
+                || "the next round".to_owned(),
+                |at| { humantime::format_rfc3339_seconds(at).to_string() }
+            )
+        ),
+        _ => format!(
+            "{host} rejected the {}login: {fix} (server side).",
+            if oauth2 { "OAuth2 " } else { "" }
+        ),
+    }
+}
+
+/// The provider-specific next step of a failed OAuth2 login, if one is known.
+fn advice(judged: &Judged) -> Option<&str> {
+    judged
+        .result
+        .login
+        .as_ref()
+        .and_then(|login| login.advice.as_deref())
 }
 
 /// Whose side a fault domain is on, in words: `the local network (this site)`.

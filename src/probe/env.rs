@@ -5,7 +5,7 @@
 //! resolver pools thousands of times a minute; building them per load keeps a reload
 //! the only moment they change.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,6 +19,8 @@ use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use rustls_pki_types::CertificateDer;
 
 use crate::config::{Config, SiteResolvers, TlsMode};
+use crate::probe::logins::Logins;
+use crate::probe::oauth2::{TokenCache, TokenKey};
 use crate::probe::roundtrip::Sweeps;
 use crate::probe::tls;
 
@@ -102,6 +104,11 @@ pub struct ProbeEnv {
     extra_verifiers: HashMap<Arc<[CertificateDer<'static>]>, Arc<tls::ChainVerifier>>,
     /// When each round-trip route last swept its mailbox, for this configuration.
     pub roundtrips: Sweeps,
+    /// OAuth2 access tokens, shared by every probe and kept across reloads.
+    pub tokens: Arc<TokenCache>,
+    /// Each target's login state (rejections in a row, a held-back credential), kept
+    /// across reloads.
+    pub logins: Arc<Logins>,
 }
 
 impl fmt::Debug for ProbeEnv {
@@ -173,7 +180,26 @@ impl ProbeEnv {
             system_verifier,
             extra_verifiers,
             roundtrips: Sweeps::default(),
+            tokens: Arc::new(TokenCache::new()),
+            logins: Arc::new(Logins::new()),
         })
+    }
+
+    /// Takes over what `previous` (the environment of the configuration `config`
+    /// replaces) learned across rounds: the tokens of logins `config` still has, and
+    /// the login states of its targets (a suspended login tries again at once).
+    pub fn adopt(&mut self, previous: &ProbeEnv, config: &Config) {
+        let logins: HashSet<TokenKey> = config
+            .targets
+            .iter()
+            .flat_map(|target| target.spec.endpoints())
+            .filter_map(|endpoint| endpoint.auth.as_ref()?.oauth2.as_ref())
+            .map(|oauth2| oauth2.fingerprint())
+            .collect();
+        previous.tokens.retain(&logins);
+        self.tokens = Arc::clone(&previous.tokens);
+        previous.logins.carry_over(config);
+        self.logins = Arc::clone(&previous.logins);
     }
 
     /// The verifier for an endpoint with these extra trust anchors.

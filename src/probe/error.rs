@@ -71,6 +71,10 @@ pub enum ErrorKind {
     /// descriptors (EMFILE, ENFILE), buffers or memory (ENOBUFS, ENOMEM), or local
     /// ports (EADDRNOTAVAIL).
     LocalResources,
+    /// The identity provider refused to issue an OAuth2 token: the client, its secret
+    /// or certificate, the consent or the scope (`invalid_client`,
+    /// `unauthorized_client`, an AADSTS code).
+    TokenRejected,
     /// A round trip's message was accepted but did not appear in the mailbox in time.
     NotDelivered,
     /// A round trip's message appeared in a junk folder.
@@ -87,7 +91,7 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every reason, for removing a target's series and for tests.
-    pub const ALL: [ErrorKind; 33] = [
+    pub const ALL: [ErrorKind; 34] = [
         ErrorKind::DnsNxdomain,
         ErrorKind::DnsNodata,
         ErrorKind::DnsServfail,
@@ -116,6 +120,7 @@ impl ErrorKind {
         ErrorKind::Timeout,
         ErrorKind::RedirectRefused,
         ErrorKind::LocalResources,
+        ErrorKind::TokenRejected,
         ErrorKind::NotDelivered,
         ErrorKind::DeliveredToJunk,
         ErrorKind::SendRejected,
@@ -154,6 +159,7 @@ impl ErrorKind {
             ErrorKind::Timeout => "timeout",
             ErrorKind::RedirectRefused => "redirect_refused",
             ErrorKind::LocalResources => "local_resources",
+            ErrorKind::TokenRejected => "token_rejected",
             ErrorKind::NotDelivered => "not_delivered",
             ErrorKind::DeliveredToJunk => "delivered_to_junk",
             ErrorKind::SendRejected => "send_rejected",

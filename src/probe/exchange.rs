@@ -11,13 +11,17 @@
 //! | owa | `GET /owa/` | 2xx, 401 with a challenge, or a redirect to the logon page |
 //!
 //! A 401 without a challenge, a 5xx or any other status is the server's fault
-//! (`http_status`). With `auth`, Basic credentials are sent and a 401 is `auth_failed`.
+//! (`http_status`). With `auth`, Basic credentials are sent and a 401 is `auth_failed`;
+//! with `auth.oauth2`, EWS is sent `Authorization: Bearer` (after the `token` phase) and
+//! ActiveSync nothing (Microsoft has no app-only ActiveSync).
 
+use ::http::header::{HeaderName, HeaderValue};
 use ::http::{Method, StatusCode};
 use tokio::time::Instant;
 use url::Url;
 
 use super::http::{self, Redirects, Request, Response, Server, challenge_list};
+use super::oauth2;
 use super::{ErrorKind, Failed, Phase, ProbeError, Recorder};
 use crate::config::{ExchangeCheck, ExchangeTarget};
 use crate::probe::env::ProbeEnv;
@@ -82,30 +86,73 @@ pub async fn probe(
             ),
         ));
     };
-    let server = Server {
-        endpoint: &target.endpoint,
-        send_credentials: service.credentials,
-        allow_redirects: &target.allow_redirects,
+    let oauth2 = endpoint.auth.as_ref().and_then(|c| c.oauth2.as_ref());
+    // Microsoft accepts app-only tokens for EWS, not for ActiveSync: with `oauth2`
+    // only EWS (and Autodiscover) are sent the token.
+    let send_credentials = match oauth2 {
+        Some(_) => service.credentials && target.check == ExchangeCheck::Ews,
+        None => service.credentials,
     };
+    let mut token = match oauth2 {
+        Some(oauth2) if send_credentials => {
+            Some(oauth2::obtain(oauth2, endpoint, env, deadline, recorder).await?)
+        }
+        _ => None,
+    };
+    let mut request = Request::new(service.method, url);
+    if token.is_some()
+        && let Some(anchor) = endpoint
+            .auth
+            .as_ref()
+            .and_then(|c| HeaderValue::from_str(&c.username).ok())
+    {
+        // App-only EWS requests name the mailbox they are about.
+        request
+            .headers
+            .push((HeaderName::from_static("x-anchormailbox"), anchor));
+    }
     let redirects = Redirects::Follow {
         keep_post: false,
         stop_at: service.stop_at,
     };
-    let response = http::fetch(
-        Request::new(service.method, url),
-        server,
-        redirects,
-        service.read_body,
-        env,
-        deadline,
-        recorder,
-    )
-    .await?;
-    let verdict = judge(
-        target.check,
-        &response,
-        service.credentials && target.endpoint.auth.is_some(),
-    );
+    let sent_credentials = send_credentials && endpoint.auth.is_some();
+    let mut replaced = false;
+    let response = loop {
+        let server = Server {
+            endpoint: &target.endpoint,
+            send_credentials,
+            allow_redirects: &target.allow_redirects,
+            bearer: token.as_ref().map(|t| &*t.token),
+        };
+        let response = http::fetch(
+            request.clone(),
+            server,
+            redirects,
+            service.read_body,
+            env,
+            deadline,
+            recorder,
+        )
+        .await?;
+        // A cached token the server refuses is replaced once: it may be revoked.
+        match (&token, oauth2) {
+            (Some(used), Some(oauth2))
+                if response.status == StatusCode::UNAUTHORIZED
+                    && !used.fresh
+                    && !replaced
+                    && recorder.may_retry_login() =>
+            {
+                recorder.note("the server refused the cached token: asking for a new one");
+                env.tokens
+                    .invalidate(oauth2.fingerprint(), &used.token)
+                    .await;
+                token = Some(oauth2::obtain(oauth2, endpoint, env, deadline, recorder).await?);
+                replaced = true;
+            }
+            _ => break response,
+        }
+    };
+    let verdict = judge(target.check, &response, sent_credentials);
     match verdict {
         Ok(note) => {
             recorder.note(note);
@@ -166,7 +213,7 @@ pub fn judge(
                 Phase::Auth,
                 ErrorKind::AuthFailed,
                 format!(
-                    "{url} rejected the Basic credentials (401; it asks for: {})",
+                    "{url} rejected the credentials (401; it asks for: {})",
                     challenge_list(&challenges)
                 ),
             );

@@ -1,8 +1,10 @@
 //! `protocol: imap` (RFC 3501 / 9051): greeting, CAPABILITY, STARTTLS, LOGIN or
-//! AUTHENTICATE PLAIN (honouring LOGINDISABLED), LOGOUT.
+//! AUTHENTICATE PLAIN (honouring LOGINDISABLED) or XOAUTH2 / OAUTHBEARER (with
+//! SASL-IR when offered), LOGOUT.
 
 use super::lines::{MAX_REPLY_LINES, greeting_error, sanitise};
 use super::mail::{Capabilities, Dialogue, Lines, plain_sasl, redact};
+use super::oauth2::sasl::SaslLogin;
 use super::{ErrorKind, ProbeError};
 use crate::config::Credentials;
 
@@ -250,32 +252,48 @@ impl Imap {
                 .await;
         }
         let tag = self.tag();
+        match self.prompt(lines, &tag, "PLAIN").await? {
+            Some(completion) => Ok(completion),
+            None => {
+                lines.write_line(&response).await?;
+                self.complete(lines, &tag, "the login answer").await
+            }
+        }
+    }
+
+    /// `TAG AUTHENTICATE MECHANISM` without an initial response, and the answer:
+    /// `None` for the `+` prompt (the caller sends the response), or the tagged
+    /// completion of a server that refused at once.
+    async fn prompt(
+        &mut self,
+        lines: &mut Lines,
+        tag: &str,
+        mechanism: &str,
+    ) -> Result<Option<Completion>, ProbeError> {
         lines
-            .write_line(&format!("{tag} AUTHENTICATE PLAIN"))
+            .write_line(&format!("{tag} AUTHENTICATE {mechanism}"))
             .await?;
         let line = lines
             .read_line()
             .await
             .map_err(|e| e.into_probe_error("the login prompt"))?;
         match parse_response(&line) {
-            Ok(Response::Continuation(_)) => {
-                lines.write_line(&response).await?;
-                self.complete(lines, &tag, "the login answer").await
-            }
+            Ok(Response::Continuation(_)) => Ok(None),
             Ok(Response::Tagged {
                 tag: got,
                 status,
                 text,
-            }) if got == tag => Ok(Completion {
+            }) if got == tag => Ok(Some(Completion {
                 untagged: Vec::new(),
                 status,
                 text: text.to_owned(),
-            }),
+            })),
+            // Nothing secret was sent yet: the line is quoted as it is.
             _ => Err(ProbeError::new(
                 ErrorKind::ProtocolError,
                 format!(
                     "unexpected answer to AUTHENTICATE: {}",
-                    sanitise(&redact(&line, credentials), MAX_QUOTED)
+                    sanitise(&line, MAX_QUOTED)
                 ),
             )),
         }
@@ -401,6 +419,66 @@ impl Dialogue for Imap {
         }
     }
 
+    async fn login_sasl(
+        &mut self,
+        lines: &mut Lines,
+        capabilities: &Capabilities,
+        login: &SaslLogin,
+    ) -> Result<(), ProbeError> {
+        if self.preauthenticated {
+            return Ok(());
+        }
+        let name = login.mechanism.name();
+        let tag = self.tag();
+        if capabilities.has("SASL-IR") {
+            lines
+                .write_line(&format!(
+                    "{tag} AUTHENTICATE {name} {}",
+                    login.initial_response()
+                ))
+                .await?;
+        } else if let Some(refused) = self.prompt(lines, &tag, name).await? {
+            return sasl_outcome(refused.status, &refused.text, None, login);
+        } else {
+            lines.write_line(login.initial_response()).await?;
+        }
+        let mut challenge: Option<String> = None;
+        for _ in 0..MAX_REPLY_LINES {
+            let line = lines
+                .read_line()
+                .await
+                .map_err(|e| e.into_probe_error("the login answer"))?;
+            match parse_response(&line) {
+                // The error challenge: answered as the mechanism requires, then NO.
+                Ok(Response::Continuation(text)) if challenge.is_none() => {
+                    challenge = Some(text.to_owned());
+                    lines.write_line(login.mechanism.challenge_answer()).await?;
+                }
+                Ok(Response::Tagged {
+                    tag: got,
+                    status,
+                    text,
+                }) if got == tag => {
+                    return sasl_outcome(status, text, challenge.as_deref(), login);
+                }
+                Ok(Response::Untagged(_)) => {}
+                _ => {
+                    return Err(ProbeError::new(
+                        ErrorKind::ProtocolError,
+                        format!(
+                            "unexpected line in the login answer: {}",
+                            login.quote(&line)
+                        ),
+                    ));
+                }
+            }
+        }
+        Err(ProbeError::new(
+            ErrorKind::ProtocolError,
+            format!("more than {MAX_REPLY_LINES} lines in the login answer"),
+        ))
+    }
+
     async fn goodbye(&mut self, lines: &mut Lines) {
         // BYE before the tagged OK is normal here; whatever comes back is fine.
         let tag = self.tag();
@@ -413,6 +491,23 @@ impl Dialogue for Imap {
                 }
             }
         }
+    }
+}
+
+/// The tagged answer to an OAuth2 AUTHENTICATE.
+fn sasl_outcome(
+    status: Status,
+    text: &str,
+    challenge: Option<&str>,
+    login: &SaslLogin,
+) -> Result<(), ProbeError> {
+    match status {
+        Status::Ok => Ok(()),
+        Status::No => Err(login.refused(text, challenge)),
+        Status::Bad => Err(ProbeError::new(
+            ErrorKind::ProtocolError,
+            format!("login not understood: {}", login.quote(text)),
+        )),
     }
 }
 

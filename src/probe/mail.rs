@@ -11,9 +11,10 @@ use tokio::time::Instant;
 
 use super::dial::{self, Connection};
 use super::lines::{LineStream, sanitise};
+use super::oauth2::{self, sasl, sasl::SaslLogin};
 use super::redact::Redactor;
 use super::{ErrorKind, Failed, Phase, ProbeError, ProtocolFacts, Recorder};
-use crate::config::{Credentials, Endpoint, TlsMode};
+use crate::config::{Credentials, Endpoint, OAuth2, TlsMode};
 use crate::probe::env::ProbeEnv;
 
 /// The longest banner kept for `/debug`: enough to identify the server software.
@@ -109,6 +110,25 @@ pub trait Dialogue {
         credentials: &Credentials,
     ) -> impl Future<Output = Result<(), ProbeError>> + Send;
 
+    /// Logs in with an OAuth2 token (XOAUTH2 or OAUTHBEARER): the initial response,
+    /// and — should the server answer with an error challenge — the answer the
+    /// mechanism requires before the final refusal. A refusal is `auth_failed`, with
+    /// the decoded challenge in its message.
+    fn login_sasl(
+        &mut self,
+        lines: &mut Lines,
+        capabilities: &Capabilities,
+        login: &SaslLogin,
+    ) -> impl Future<Output = Result<(), ProbeError>> + Send {
+        let _ = (lines, capabilities, login);
+        async {
+            Err(ProbeError::new(
+                ErrorKind::ProtocolError,
+                "this protocol has no OAuth2 login",
+            ))
+        }
+    }
+
     /// Says goodbye (LOGOUT / QUIT) and reads the answer; errors do not matter.
     fn goodbye(&mut self, lines: &mut Lines) -> impl Future<Output = ()> + Send;
 }
@@ -197,20 +217,45 @@ pub async fn open<D: Dialogue + Send>(
         ));
         recorder.facts = ProtocolFacts::Mail(facts.clone());
         if let Some(credentials) = &endpoint.auth {
-            recorder
-                .phase(Phase::Auth, async {
-                    // Validation refuses `tls: none` with `auth` unless allowed; this
-                    // is the second lock on the same door.
-                    if endpoint.tls == TlsMode::None && !credentials.plaintext_allowed {
-                        return Err(ProbeError::new(
-                            ErrorKind::ProtocolError,
-                            "refusing to send the password over a connection without TLS \
-                             (set `allow_plaintext_auth: true` to allow it)",
-                        ));
-                    }
-                    dialogue.login(&mut lines, &capabilities, credentials).await
-                })
-                .await?;
+            // Validation refuses `tls: none` with `auth` unless allowed; this is the
+            // second lock on the same door.
+            if endpoint.tls == TlsMode::None && !credentials.plaintext_allowed {
+                return Err(recorder.fail(
+                    Phase::Auth,
+                    ProbeError::new(
+                        ErrorKind::ProtocolError,
+                        "refusing to send the password over a connection without TLS \
+                         (set `allow_plaintext_auth: true` to allow it)",
+                    ),
+                ));
+            }
+            match &credentials.oauth2 {
+                None => {
+                    recorder.credential_sent();
+                    recorder
+                        .phase(
+                            Phase::Auth,
+                            dialogue.login(&mut lines, &capabilities, credentials),
+                        )
+                        .await?;
+                }
+                Some(oauth2) => {
+                    let context = TokenLogin {
+                        endpoint,
+                        env,
+                        deadline,
+                    };
+                    oauth2_login(
+                        &mut dialogue,
+                        &mut lines,
+                        &capabilities,
+                        oauth2,
+                        context,
+                        recorder,
+                    )
+                    .await?;
+                }
+            }
         }
         Ok(capabilities)
     }
@@ -237,6 +282,76 @@ async fn goodbye<D: Dialogue + Send>(dialogue: &mut D, lines: &mut Lines, deadli
         lines.shutdown().await;
     })
     .await;
+}
+
+/// What an OAuth2 login needs besides the dialogue.
+#[derive(Clone, Copy)]
+struct TokenLogin<'a> {
+    endpoint: &'a Endpoint,
+    env: &'a ProbeEnv,
+    deadline: Instant,
+}
+
+/// The `token` phase, then the SASL login with the token; a cached token the server
+/// refuses is replaced once (it may have been revoked before it expired) unless the
+/// login was already rejected before, so a refusal is reported for a token fresh
+/// from the identity provider.
+async fn oauth2_login<D: Dialogue + Send>(
+    dialogue: &mut D,
+    lines: &mut Lines,
+    capabilities: &Capabilities,
+    oauth2: &OAuth2,
+    context: TokenLogin<'_>,
+    recorder: &mut Recorder,
+) -> Result<(), Failed> {
+    let TokenLogin {
+        endpoint,
+        env,
+        deadline,
+    } = context;
+    let username = endpoint
+        .auth
+        .as_ref()
+        .map_or("", |credentials| credentials.username.as_str());
+    let mechanism = sasl::choose(oauth2.mechanism, capabilities)
+        .map_err(|error| recorder.fail(Phase::Auth, error))?;
+    if let Some(login) = &mut recorder.login {
+        login.mechanism = Some(mechanism.name());
+    }
+    let mut obtained = oauth2::obtain(oauth2, endpoint, env, deadline, recorder).await?;
+    let mut replaced = false;
+    loop {
+        let login = SaslLogin::new(
+            mechanism,
+            username,
+            &obtained.token,
+            &endpoint.server_name,
+            endpoint.port,
+            &mut recorder.redactor,
+        );
+        recorder.note(format!("logging in with {}", mechanism.name()));
+        recorder.credential_sent();
+        let outcome = recorder
+            .phase(
+                Phase::Auth,
+                dialogue.login_sasl(lines, capabilities, &login),
+            )
+            .await;
+        let refused = recorder
+            .failure()
+            .is_some_and(|failure| failure.kind == ErrorKind::AuthFailed);
+        if outcome.is_ok() || !refused || obtained.fresh || replaced || !recorder.may_retry_login()
+        {
+            return outcome;
+        }
+        recorder.note("the server refused the cached token: asking for a new one");
+        let _ = recorder.take_failure();
+        env.tokens
+            .invalidate(oauth2.fingerprint(), &obtained.token)
+            .await;
+        obtained = oauth2::obtain(oauth2, endpoint, env, deadline, recorder).await?;
+        replaced = true;
+    }
 }
 
 /// STARTTLS: capabilities in plain text, the command, then the TLS handshake. What the
@@ -318,6 +433,8 @@ mod tests {
             username: "tim".into(),
             password: Secret::new("tanstaaftanstaaf".into()),
             plaintext_allowed: false,
+            oauth2: None,
+            max_failures: 3,
         };
         assert_eq!(plain_sasl(&credentials), "AHRpbQB0YW5zdGFhZnRhbnN0YWFm");
     }
@@ -328,6 +445,8 @@ mod tests {
             username: "tim".into(),
             password: Secret::new("hunter2".into()),
             plaintext_allowed: false,
+            oauth2: None,
+            max_failures: 3,
         };
         let echoed = format!(
             "NO bad hunter2 {} {}",

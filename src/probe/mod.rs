@@ -15,7 +15,9 @@ pub mod exchange;
 pub mod http;
 pub mod imap;
 pub mod lines;
+pub mod logins;
 pub mod mail;
+pub mod oauth2;
 pub mod pop3;
 pub mod recorder;
 pub mod redact;
@@ -33,9 +35,12 @@ use tokio::time::Instant;
 pub use env::ProbeEnv;
 pub use error::{ErrorKind, ProbeError};
 pub use recorder::{Failed, MAX_LOG_LINES, Recorder};
-pub use result::{Failure, Log, Phase, PhaseTiming, ProbeResult, ProtocolFacts, TlsFacts};
+pub use result::{
+    Failure, Log, LoginFacts, Phase, PhaseTiming, ProbeResult, ProtocolFacts, TlsFacts,
+};
 
 use crate::config::{Target, TargetSpec};
+use logins::{Admission, Leg, Login};
 
 /// `instant + duration`, or (should that ever overflow) a year later, or `instant`:
 /// never a panic. Validation bounds every duration to a week, so the fallbacks are
@@ -70,7 +75,8 @@ impl Started {
 
 /// Runs one probe of `target`, bounded by the target's timeout.
 ///
-/// Never fails: every problem is a [`Failure`] inside the result.
+/// A target whose login was rejected too often in a row runs without its credential
+/// (see [`logins`]). Never fails: every problem is a [`Failure`] inside the result.
 pub async fn run(target: &Target, env: &ProbeEnv) -> ProbeResult {
     start(target, env).await.finish(target, env).await
 }
@@ -93,17 +99,38 @@ async fn run_whole(target: &Target, env: &ProbeEnv) -> ProbeResult {
     let started = Instant::now();
     let deadline = later(started, target.timeout);
     let mut recorder = Recorder::new();
-    for credentials in target
+    let login = target
         .spec
-        .endpoints()
-        .into_iter()
-        .filter_map(|e| e.auth.as_ref())
-    {
-        recorder.redactor.add_credentials(credentials);
-    }
+        .endpoint()
+        .and_then(|endpoint| endpoint.auth.as_ref())
+        .map(|credentials| Login {
+            target,
+            leg: Leg::Only,
+            credentials,
+        });
+    let admission = login.as_ref().map(|login| {
+        recorder.redactor.add_credentials(login.credentials);
+        recorder.login = Some(LoginFacts {
+            consecutive_failures: env.logins.failures(login),
+            ..LoginFacts::default()
+        });
+        env.logins.admit(login, started)
+    });
+    let held_back;
+    let spec = match &admission {
+        Some(Admission::Withhold(_)) => {
+            recorder.note(
+                "login suspended after repeated rejections: probing up to the login offer \
+                 without sending the credential",
+            );
+            held_back = target.spec.without_credentials();
+            &held_back
+        }
+        _ => &target.spec,
+    };
     let within_deadline = tokio::time::timeout_at(deadline, async {
         // The protocol code records its own failure; `Failed` carries nothing more.
-        let _ = match &target.spec {
+        let _ = match spec {
             TargetSpec::Tcp(endpoint) => tcp::probe(endpoint, deadline, env, &mut recorder).await,
             TargetSpec::Dns(query) => dns::probe(query, deadline, env, &mut recorder).await,
             TargetSpec::Imap(endpoint) => {
@@ -135,5 +162,11 @@ async fn run_whole(target: &Target, env: &ProbeEnv) -> ProbeResult {
     if within_deadline.is_err() {
         recorder.deadline_expired(target.timeout);
     }
-    recorder.finish(target, started_at, started.elapsed())
+    let mut result = recorder.finish(target, started_at, started.elapsed());
+    if let (Some(login), Some(admission)) = (&login, &admission) {
+        env.logins
+            .settle(login, admission, &mut result, Instant::now());
+        login.advise(result.outcome.as_ref().err(), result.login.as_mut());
+    }
+    result
 }

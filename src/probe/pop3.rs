@@ -1,8 +1,9 @@
-//! `protocol: pop3` (RFC 1939 / 2449 / 2595): `+OK` greeting, CAPA, STLS, USER/PASS
-//! or AUTH PLAIN, QUIT.
+//! `protocol: pop3` (RFC 1939 / 2449 / 2595 / 5034): `+OK` greeting, CAPA, STLS,
+//! USER/PASS, AUTH PLAIN or AUTH XOAUTH2 / OAUTHBEARER, QUIT.
 
 use super::lines::{MAX_REPLY_LINES, greeting_error, sanitise};
 use super::mail::{Capabilities, Dialogue, Lines, plain_sasl, redact};
+use super::oauth2::sasl::SaslLogin;
 use super::{ErrorKind, ProbeError};
 use crate::config::Credentials;
 
@@ -199,6 +200,51 @@ impl Dialogue for Pop3 {
         match Self::command(lines, &command, "the login answer").await? {
             (Status::Ok, _) => Ok(()),
             (Status::Err, text) => Err(rejected(&text, credentials)),
+        }
+    }
+
+    async fn login_sasl(
+        &mut self,
+        lines: &mut Lines,
+        _capabilities: &Capabilities,
+        login: &SaslLogin,
+    ) -> Result<(), ProbeError> {
+        // Without an initial response (RFC 5034 allows one, but Microsoft documents
+        // the two-step form): the command, the `+` prompt, the response.
+        lines
+            .write_line(&format!("AUTH {}", login.mechanism.name()))
+            .await?;
+        let mut challenge: Option<String> = None;
+        let mut prompted = false;
+        loop {
+            let line = lines
+                .read_line()
+                .await
+                .map_err(|e| e.into_probe_error("the login answer"))?;
+            if let Some((status, text)) = parse_status(&line) {
+                return match status {
+                    Status::Ok => Ok(()),
+                    Status::Err => Err(login.refused(text, challenge.as_deref())),
+                };
+            }
+            let Some(text) = line.strip_prefix('+') else {
+                return Err(ProbeError::new(
+                    ErrorKind::ProtocolError,
+                    format!("not a POP3 answer to AUTH: {}", login.quote(&line)),
+                ));
+            };
+            if !prompted {
+                prompted = true;
+                lines.write_line(login.initial_response()).await?;
+            } else if challenge.is_none() {
+                challenge = Some(text.trim().to_owned());
+                lines.write_line(login.mechanism.challenge_answer()).await?;
+            } else {
+                return Err(ProbeError::new(
+                    ErrorKind::ProtocolError,
+                    "the server sent a third continuation in the login",
+                ));
+            }
         }
     }
 

@@ -9,7 +9,8 @@ use tokio::time::Instant;
 use super::redact::Redactor;
 use super::result::Log;
 use super::{
-    ErrorKind, Failure, Phase, PhaseTiming, ProbeError, ProbeResult, ProtocolFacts, TlsFacts,
+    ErrorKind, Failure, LoginFacts, Phase, PhaseTiming, ProbeError, ProbeResult, ProtocolFacts,
+    TlsFacts,
 };
 use crate::config::Target;
 
@@ -37,6 +38,8 @@ pub struct Recorder {
     pub facts: ProtocolFacts,
     /// The probe's secrets: removed from every line, message and fact it keeps.
     pub redactor: Redactor,
+    /// What the probe knows about its login (targets with credentials only).
+    pub login: Option<LoginFacts>,
 }
 
 impl Default for Recorder {
@@ -58,6 +61,7 @@ impl Recorder {
             tls: None,
             facts: ProtocolFacts::None,
             redactor: Redactor::default(),
+            login: None,
         }
     }
 
@@ -71,9 +75,32 @@ impl Recorder {
         phase: Phase,
         step: impl Future<Output = Result<T, ProbeError>>,
     ) -> Result<T, Failed> {
+        let started = self.begin(phase);
+        let outcome = step.await;
+        self.end(phase, started, outcome)
+    }
+
+    /// Starts timing `phase` by hand (a side trip that needs its own recorder); end
+    /// it with [`Recorder::end`]. Should the probe's deadline expire in between, the
+    /// timeout is blamed on `phase`.
+    pub(crate) fn begin(&mut self, phase: Phase) -> Instant {
         let started = Instant::now();
         self.current = Some((phase, started));
-        let outcome = step.await;
+        started
+    }
+
+    /// Ends `phase` begun at `started` with `outcome`: times it, and records the
+    /// failure if it failed.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`Failed`] when `outcome` is an error; the recorder then holds it.
+    pub(crate) fn end<T>(
+        &mut self,
+        phase: Phase,
+        started: Instant,
+        outcome: Result<T, ProbeError>,
+    ) -> Result<T, Failed> {
         self.current = None;
         let duration = started.elapsed();
         self.phases.push(PhaseTiming { phase, duration });
@@ -98,15 +125,63 @@ impl Recorder {
     /// Adds a line to the probe's log, stamped with the time since the probe began.
     /// The log is bounded; callers never pass secrets (server text is sanitised).
     pub fn note(&mut self, text: impl Into<String>) {
+        let ms = self.origin.elapsed().as_secs_f64() * 1000.0;
+        let text = text.into();
+        let line = format!("{ms:>9.1} ms  {}", self.redactor.clean(&text));
+        self.push_line(&line);
+    }
+
+    /// Appends a stamped line, within the bound.
+    fn push_line(&mut self, line: &str) {
         match self.log.len() {
-            n if n < MAX_LOG_LINES => {
-                let ms = self.origin.elapsed().as_secs_f64() * 1000.0;
-                let text = text.into();
-                self.log
-                    .push(&format!("{ms:>9.1} ms  {}", self.redactor.clean(&text)));
-            }
+            n if n < MAX_LOG_LINES => self.log.push(line),
             n if n == MAX_LOG_LINES => self.log.push("… further events dropped"),
             _ => {}
+        }
+    }
+
+    /// A recorder for a side trip of this probe (the token endpoint): the same clock
+    /// and secrets, its own phases, facts and failure.
+    pub(crate) fn child(&self) -> Recorder {
+        Recorder {
+            origin: self.origin,
+            redactor: self.redactor.clone(),
+            ..Recorder::new()
+        }
+    }
+
+    /// Takes a side trip's log into this probe's, each line marked with `prefix`
+    /// (after its time stamp), and its secrets into this probe's redactor. The trip's
+    /// phases and facts stay out: its time is the phase it ran in.
+    pub(crate) fn absorb(&mut self, child: Recorder, prefix: &str) {
+        self.redactor.absorb(&child.redactor);
+        for line in child.log.lines() {
+            match line.split_once(" ms  ") {
+                Some((stamp, text)) => self.push_line(&format!("{stamp} ms  {prefix}{text}")),
+                None => self.push_line(line),
+            }
+        }
+    }
+
+    /// The failure recorded so far.
+    pub(crate) fn failure(&self) -> Option<&Failure> {
+        self.failure.as_ref()
+    }
+
+    /// Whether a refused cached token may be replaced and tried once more: only while
+    /// the login has no rejection behind it (a token revoked before it expired shows
+    /// as a first rejection; after that, a second try is just one more rejection).
+    pub(crate) fn may_retry_login(&self) -> bool {
+        self.login
+            .as_ref()
+            .is_some_and(|login| login.consecutive_failures == 0)
+    }
+
+    /// Notes that the credential went on the wire (a login, an Authorization header):
+    /// only such probes count for or against the login's lockout protection.
+    pub(crate) fn credential_sent(&mut self) {
+        if let Some(login) = &mut self.login {
+            login.sent = true;
         }
     }
 
@@ -190,6 +265,7 @@ impl Recorder {
             tls: self.tls,
             facts: self.facts,
             log: self.log,
+            login: self.login,
         }
     }
 }

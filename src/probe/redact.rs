@@ -36,8 +36,13 @@ impl Redactor {
         redactor
     }
 
-    /// Adds the forms of `credentials`' password.
+    /// Adds the forms of `credentials`' password, or of their OAuth2 client secret.
     pub fn add_credentials(&mut self, credentials: &Credentials) {
+        if let Some(oauth2) = &credentials.oauth2
+            && let crate::config::ClientCredential::Secret(secret) = &oauth2.credential
+        {
+            self.add_secret(secret.expose());
+        }
         let password = credentials.password.expose();
         if password.is_empty() {
             return;
@@ -76,6 +81,13 @@ impl Redactor {
         self.forms.insert(at, form);
     }
 
+    /// Adds every form `other` removes (a side trip's secrets, such as a token).
+    pub fn absorb(&mut self, other: &Redactor) {
+        for form in &other.forms {
+            self.push(form.clone());
+        }
+    }
+
     /// Whether there is nothing to remove.
     pub fn is_empty(&self) -> bool {
         self.forms.is_empty()
@@ -110,6 +122,8 @@ mod tests {
             username: "tim".into(),
             password: Secret::new("hunter2!".into()),
             plaintext_allowed: false,
+            oauth2: None,
+            max_failures: 3,
         }
     }
 

@@ -27,6 +27,9 @@ pub enum Phase {
     Request,
     /// Reading an HTTP response.
     Response,
+    /// Getting an OAuth2 access token from the identity provider (its resolve,
+    /// connect, TLS and request, timed together and named in the probe's log).
+    Token,
     /// A round trip's SMTP transaction: `MAIL FROM` up to the `250` after `DATA`.
     Submit,
     /// A round trip's wait until the message is visible over IMAP.
@@ -36,8 +39,9 @@ pub enum Phase {
 }
 
 impl Phase {
-    /// Every phase, in the order a probe runs them.
-    pub const ALL: [Phase; 11] = [
+    /// Every phase: a probe's own in the order it runs them, then a login's `token`
+    /// (which comes just before its `auth`), then a round trip's.
+    pub const ALL: [Phase; 12] = [
         Phase::Resolve,
         Phase::Connect,
         Phase::Tls,
@@ -46,6 +50,7 @@ impl Phase {
         Phase::Auth,
         Phase::Request,
         Phase::Response,
+        Phase::Token,
         Phase::Submit,
         Phase::Deliver,
         Phase::Cleanup,
@@ -62,6 +67,7 @@ impl Phase {
             Phase::Auth => "auth",
             Phase::Request => "request",
             Phase::Response => "response",
+            Phase::Token => "token",
             Phase::Submit => "submit",
             Phase::Deliver => "deliver",
             Phase::Cleanup => "cleanup",
@@ -159,6 +165,38 @@ pub struct ProbeResult {
     pub facts: ProtocolFacts,
     /// What happened, step by step, for `/debug` (bounded, never a secret).
     pub log: Log,
+    /// The login's state, for targets with credentials.
+    pub login: Option<LoginFacts>,
+}
+
+/// What a probe knows about its target's login: whether the credential was sent or
+/// held back (too many rejections in a row), and, for OAuth2, the token's facts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoginFacts {
+    /// Whether this probe sent the credential (a login, an Authorization header).
+    pub sent: bool,
+    /// Whether the credential is held back: the login was rejected too often in a
+    /// row, and this probe stopped at the login offer.
+    pub suspended: bool,
+    /// Rejected logins in a row so far.
+    pub consecutive_failures: u32,
+    /// When the credential was last really sent.
+    pub last_attempt: Option<SystemTime>,
+    /// While suspended: the earliest the credential is sent again.
+    pub next_attempt: Option<SystemTime>,
+    /// OAuth2: the identity provider's host (where the `token` phase goes).
+    pub identity_provider: Option<String>,
+    /// OAuth2: when the access token this probe used expires.
+    pub token_expiry: Option<SystemTime>,
+    /// OAuth2: the app roles the token carries (Microsoft), to explain a refusal.
+    pub token_roles: Vec<String>,
+    /// OAuth2 with a certificate: its notAfter, Unix seconds.
+    pub client_certificate_not_after: Option<i64>,
+    /// The SASL mechanism used (`XOAUTH2`, `OAUTHBEARER`).
+    pub mechanism: Option<&'static str>,
+    /// The step that is missing, when the provider's answer names one (consent, a
+    /// service principal, a mailbox permission, SMTP AUTH disabled).
+    pub advice: Option<String>,
 }
 
 impl ProbeResult {

@@ -1,9 +1,11 @@
 //! `protocol: smtp` (RFC 5321 / 3207 / 4954 / 6409 / 8314): 220 greeting, EHLO,
-//! STARTTLS (then EHLO again), AUTH PLAIN or LOGIN, QUIT. Never MAIL or RCPT: the probe
-//! must not be able to send mail (only a round trip sends, in `roundtrip/submit.rs`).
+//! STARTTLS (then EHLO again), AUTH PLAIN, LOGIN, XOAUTH2 or OAUTHBEARER, QUIT. Never
+//! MAIL or RCPT: the probe must not be able to send mail (only a round trip sends, in
+//! `roundtrip/submit.rs`).
 
 use super::lines::{LineError, MAX_REPLY_LINES, greeting_error, sanitise};
 use super::mail::{Capabilities, Dialogue, Lines, base64_encode, plain_sasl};
+use super::oauth2::sasl::SaslLogin;
 use super::redact::Redactor;
 use super::{ErrorKind, ProbeError};
 use crate::config::Credentials;
@@ -311,6 +313,48 @@ impl Dialogue for Smtp {
             )),
             // 421 closing, 454 temporary authentication failure: the server's trouble,
             // not the credentials'.
+            400..=499 => Err(ProbeError::new(
+                ErrorKind::ServiceUnavailable,
+                format!("login refused: {text}"),
+            )),
+            _ => Err(ProbeError::new(
+                ErrorKind::ProtocolError,
+                format!("unexpected login answer: {text}"),
+            )),
+        }
+    }
+
+    async fn login_sasl(
+        &mut self,
+        lines: &mut Lines,
+        _capabilities: &Capabilities,
+        login: &SaslLogin,
+    ) -> Result<(), ProbeError> {
+        // The two-step form Microsoft documents: `AUTH XOAUTH2`, `334`, the response.
+        let mut reply = Self::command(
+            lines,
+            &format!("AUTH {}", login.mechanism.name()),
+            "the AUTH answer",
+        )
+        .await?;
+        let mut challenge: Option<String> = None;
+        if reply.code == 334 {
+            reply = Self::command(lines, login.initial_response(), "the login answer").await?;
+        }
+        if reply.code == 334 {
+            // The error challenge: answered as the mechanism requires, then 535.
+            challenge = reply.lines.first().cloned();
+            reply = Self::command(
+                lines,
+                login.mechanism.challenge_answer(),
+                "the login answer",
+            )
+            .await?;
+        }
+        let text = login.quote(&format!("{} {}", reply.code, reply.lines.join(" / ")));
+        match reply.code {
+            235 => Ok(()),
+            500..=599 => Err(login.refused(&text, challenge.as_deref())),
             400..=499 => Err(ProbeError::new(
                 ErrorKind::ServiceUnavailable,
                 format!("login refused: {text}"),

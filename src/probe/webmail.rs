@@ -25,6 +25,7 @@ pub async fn probe(
         endpoint: &target.endpoint,
         send_credentials: true,
         allow_redirects: &target.allow_redirects,
+        bearer: None,
     };
     let response = http::fetch(
         Request::get(target.url.clone()),

@@ -27,7 +27,7 @@ fn error_for(case: &str) -> String {
 fn auth_without_password() {
     assert_eq!(
         error_for("auth_without_password"),
-        "tests/fixtures/config/auth_without_password.yaml:7:7: targets[0].auth: `auth` needs `password_file` (a file holding the password) or `password_env` (an environment variable holding it); a password is never written in the configuration itself"
+        "tests/fixtures/config/auth_without_password.yaml:7:7: targets[0].auth: `auth` needs `password_file` (a file holding the password) or `password_env` (an environment variable holding it), or `oauth2`; a password is never written in the configuration itself"
     );
 }
 
@@ -200,7 +200,7 @@ fn starttls_unsupported() {
 fn unknown_key() {
     assert_eq!(
         error_for("unknown_key"),
-        "tests/fixtures/config/unknown_key.yaml:8:7: targets[0].auth.pasword_file: unknown key `pasword_file`: did you mean `password_file`? (expected one of username, password_file, password_env)"
+        "tests/fixtures/config/unknown_key.yaml:8:7: targets[0].auth.pasword_file: unknown key `pasword_file`: did you mean `password_file`? (expected one of username, password_file, password_env, oauth2, max_failures)"
     );
 }
 
@@ -346,6 +346,8 @@ fn a_password_never_appears_in_errors_or_debug_output() {
         username: "probe@example.com".to_owned(),
         password: Secret::new(PASSWORD.to_owned()),
         plaintext_allowed: false,
+        oauth2: None,
+        max_failures: 3,
     };
     let debug = format!("{credentials:?}");
     assert!(!debug.contains(PASSWORD), "{debug}");
@@ -409,5 +411,77 @@ fn roundtrip_missing_send_host() {
     assert_eq!(
         error_for("roundtrip_missing_send_host"),
         "tests/fixtures/config/roundtrip_missing_send_host.yaml:7:11: targets[0].send.host: target `roundtrip` `send` (protocol `smtp`) needs `host`: the server's name or IP address"
+    );
+}
+
+/// Issue 12: An `auth.oauth2` block without the client's credential.
+#[test]
+fn issue_12_oauth2_without_credential() {
+    assert_eq!(
+        error_for("oauth2_without_credential"),
+        "tests/fixtures/config/oauth2_without_credential.yaml:9:9: targets[0].auth.oauth2: `oauth2` needs the client's credential: `client_secret_file`, `client_secret_env`, `client_certificate` with `client_key`, or `service_account_file` (Google)"
+    );
+}
+
+/// Issue 12: A client secret and a certificate on one OAuth2 client.
+#[test]
+fn issue_12_oauth2_two_credentials() {
+    assert_eq!(
+        error_for("oauth2_two_credentials"),
+        "tests/fixtures/config/oauth2_two_credentials.yaml:12:29: targets[0].auth.oauth2.client_certificate: set only one of `client_secret_file`, `client_secret_env`, `client_certificate` with `client_key`, or `service_account_file` (Google)"
+    );
+}
+
+/// Issue 12: A token endpoint over plain HTTP.
+#[test]
+fn issue_12_oauth2_plain_http_token_url() {
+    assert_eq!(
+        error_for("oauth2_plain_http_token_url"),
+        "tests/fixtures/config/oauth2_plain_http_token_url.yaml:9:20: targets[0].auth.oauth2.token_url: the token URL is not an https:// URL (a client secret and the token must not cross the network in clear text); write the identity provider's https:// token endpoint, e.g. `https://login.microsoftonline.com/TENANT/oauth2/v2.0/token`"
+    );
+}
+
+/// Issue 12: A password and `oauth2` on one login.
+#[test]
+fn issue_12_oauth2_and_password() {
+    assert_eq!(
+        error_for("oauth2_and_password"),
+        "tests/fixtures/config/oauth2_and_password.yaml:8:22: targets[0].auth.password_file: set either a password or `oauth2`, not both"
+    );
+}
+
+/// Issue 12: `client_certificate` without `client_key`.
+#[test]
+fn issue_12_oauth2_certificate_without_key() {
+    assert_eq!(
+        error_for("oauth2_certificate_without_key"),
+        "tests/fixtures/config/oauth2_certificate_without_key.yaml:11:29: targets[0].auth.oauth2.client_key: `client_certificate` needs `client_key`: the certificate's private key (PEM)"
+    );
+}
+
+/// Issue 12: A SASL mechanism that carries no token.
+#[test]
+fn issue_12_oauth2_unknown_mechanism() {
+    assert_eq!(
+        error_for("oauth2_unknown_mechanism"),
+        "tests/fixtures/config/oauth2_unknown_mechanism.yaml:13:20: targets[0].auth.oauth2.mechanism: unknown mechanism `plain`; expected auto (OAUTHBEARER when the server offers it, else XOAUTH2), xoauth2 or oauthbearer"
+    );
+}
+
+/// Issue 12: `oauth2` on a protocol that has no token login.
+#[test]
+fn issue_12_oauth2_on_webmail() {
+    assert_eq!(
+        error_for("oauth2_on_webmail"),
+        "tests/fixtures/config/oauth2_on_webmail.yaml:9:9: targets[0].auth.oauth2: `oauth2` applies to imap, pop3, smtp, exchange (ews, autodiscover) and roundtrip targets; webmail logs in with a password"
+    );
+}
+
+/// Issue 12: `auth.max_failures: 0`.
+#[test]
+fn issue_12_max_failures_out_of_range() {
+    assert_eq!(
+        error_for("max_failures_out_of_range"),
+        "tests/fixtures/config/max_failures_out_of_range.yaml:9:21: targets[0].auth.max_failures: 0 is out of range: after 1 to 100 rejected logins in a row the credential is no longer sent"
     );
 }

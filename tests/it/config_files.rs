@@ -90,7 +90,7 @@ fn check_config_prints_the_error_and_exits_1_for_an_invalid_file() {
         String::from_utf8_lossy(&output.stderr),
         "tests/fixtures/config/unknown_key.yaml:8:7: targets[0].auth.pasword_file: unknown key \
          `pasword_file`: did you mean `password_file`? (expected one of username, \
-         password_file, password_env)\n"
+         password_file, password_env, oauth2, max_failures)\n"
     );
     assert!(output.stdout.is_empty());
 }

@@ -176,3 +176,101 @@ fn a_malformed_address_is_a_usage_error() {
         run.stderr
     );
 }
+
+/// Issue 12: `--oauth2 TARGET` logs in to the discovered IMAP server with that
+/// target's OAuth2 client and, when the mailbox refuses the token, names the step that
+/// is missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_12_diagnose_logs_in_with_oauth2_and_names_the_missing_step() {
+    use crate::support::Dnsmasq;
+    use crate::support::agent::within;
+    use crate::support::oauth2::{OAuthBed, TEST_LIMIT};
+    within(TEST_LIMIT, async {
+        let bed = OAuthBed::start(std::time::Duration::from_secs(3600)).await;
+        let imaps = bed.dovecot.imaps.port();
+        let dns = Dnsmasq::builder()
+            .mx("example.test", SERVER_NAME, 10)
+            .srv("_imaps._tcp.example.test", SERVER_NAME, imaps, 0, 1)
+            .a(SERVER_NAME, std::net::Ipv4Addr::LOCALHOST)
+            .start()
+            .expect("dnsmasq starts");
+        let config = bed.dir.path().join("site.yaml");
+        let yaml = format!(
+            "site: {{gateway: none, resolvers: [\"{}\"]}}\ntls: {{ca_file: \"{}\"}}\ntargets:\n{}",
+            dns.addr,
+            bed.pki.ca_pem.display(),
+            bed.target(
+                "m365",
+                "imap",
+                bed.dovecot.imaps,
+                "implicit",
+                &bed.good(),
+                ""
+            )
+        );
+        std::fs::write(&config, yaml).unwrap();
+        let config = config.to_str().unwrap().to_owned();
+        let diagnose = |extra: &[&str]| {
+            let mut args = vec![
+                "diagnose",
+                "probe@example.test",
+                "--config",
+                &config,
+                "--timeout",
+                "5s",
+                "--oauth2",
+                "m365",
+            ];
+            args.extend_from_slice(extra);
+            tokio::task::block_in_place(|| mailprobe(&args))
+        };
+        let imap = |report: &serde_json::Value| {
+            report["services"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["port"] == imaps)
+                .cloned()
+                .unwrap_or_else(|| panic!("no IMAP endpoint: {report:#}"))
+        };
+
+        let run = diagnose(&["--json"]);
+        let report = run.json();
+        assert_eq!(run.code, Some(0), "{report:#}\n{}", run.stderr);
+        assert_eq!(imap(&report)["status"], "ok", "{report:#}");
+        assert_eq!(bed.idp.introspections(), 1, "one login with the token");
+
+        bed.idp.refuse_at_mailbox(true);
+        let run = diagnose(&["--json"]);
+        let report = run.json();
+        assert_eq!(run.code, Some(1), "{report:#}");
+        let service = imap(&report);
+        assert_eq!(service["reason"], "auth_failed", "{report:#}");
+        assert_eq!(service["fault"], "server_auth", "{report:#}");
+        let step = service["missing_step"].as_str().unwrap_or_default();
+        assert!(step.contains("New-ServicePrincipal"), "{report:#}");
+        assert!(step.contains("Add-MailboxPermission"), "{report:#}");
+        let text = diagnose(&[]);
+        assert!(
+            text.stdout
+                .contains("missing step: register the application's service principal"),
+            "{}",
+            text.stdout
+        );
+
+        // A target without OAuth2 is a usage error.
+        let run = tokio::task::block_in_place(|| {
+            mailprobe(&[
+                "diagnose",
+                "probe@example.test",
+                "--config",
+                &config,
+                "--oauth2",
+                "nope",
+            ])
+        });
+        assert_eq!(run.code, Some(2));
+        assert!(run.stderr.contains("no target `nope`"), "{}", run.stderr);
+    })
+    .await;
+}

@@ -10,11 +10,8 @@ use crate::support::agent::{Metrics, within};
 use crate::support::binary::{assert_never_shown, basic_forms};
 use crate::support::certs::{TestPki, Validity};
 use crate::support::fake::{FakeServer, TEST_LIMIT, probe_fake};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
 /// A TLS fake: the certificate for `127.0.0.1` from a test CA, and a script run over
@@ -34,20 +31,7 @@ impl TlsFake {
         let dir = tempfile::tempdir().expect("tempdir");
         let pki = TestPki::new(dir.path());
         let (cert, key) = pki.issue("127.0.0.1", &["127.0.0.1"], Validity::Current);
-        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert)
-            .expect("cert file")
-            .collect::<Result<_, _>>()
-            .expect("certs");
-        let key = PrivateKeyDer::from_pem_file(&key).expect("key");
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .expect("server config");
-        let acceptor = TlsAcceptor::from(Arc::new(config));
+        let acceptor = crate::support::certs::acceptor(&cert, &key);
         let script = Arc::new(script);
         let server = FakeServer::start(move |stream| {
             let acceptor = acceptor.clone();

@@ -130,19 +130,6 @@ fn capability(m: &Metrics, target: &str, capability: &str) -> Option<f64> {
     )
 }
 
-fn assert_up(m: &Metrics, target: &str) {
-    assert_eq!(
-        m.value("mailprobe_up", &[("target", target)]),
-        1.0,
-        "{target}: {:?}",
-        m.all("mailprobe_last_failure_info", &[("target", target)])
-    );
-    assert_eq!(
-        m.all("mailprobe_failures_total", &[("target", target)]),
-        vec![]
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn imap_over_starttls_and_implicit_tls_logs_in_or_is_rejected() {
     within(TEST_LIMIT, async {
@@ -158,7 +145,7 @@ async fn imap_over_starttls_and_implicit_tls_logs_in_or_is_rejected() {
         ];
         let m = f.probe("5s", &cases).await;
 
-        assert_up(&m, "starttls");
+        m.assert_up("starttls");
         assert_eq!(
             phases(&m, "starttls"),
             sorted(&["connect", "greeting", "starttls", "tls", "request", "auth"])
@@ -176,7 +163,7 @@ async fn imap_over_starttls_and_implicit_tls_logs_in_or_is_rejected() {
         );
         m.assert_only_failure("starttls-bad", "auth", "auth_failed");
 
-        assert_up(&m, "implicit");
+        m.assert_up("implicit");
         assert_eq!(
             phases(&m, "implicit"),
             sorted(&["connect", "tls", "greeting", "request", "auth"])
@@ -193,7 +180,7 @@ async fn imap_over_starttls_and_implicit_tls_logs_in_or_is_rejected() {
         assert_eq!(capability(&m, "plain-text", "LOGINDISABLED"), Some(1.0));
         m.assert_only_failure("plain-text", "auth", "protocol_error");
         // Without credentials a plain-text session is healthy.
-        assert_up(&m, "no-login");
+        m.assert_up("no-login");
         assert_eq!(
             phases(&m, "no-login"),
             sorted(&["connect", "greeting", "request"])
@@ -216,7 +203,7 @@ async fn pop3_over_stls_and_implicit_tls_logs_in_or_is_rejected() {
         ];
         let m = f.probe("5s", &cases).await;
 
-        assert_up(&m, "stls");
+        m.assert_up("stls");
         assert_eq!(
             phases(&m, "stls"),
             sorted(&["connect", "greeting", "starttls", "tls", "request", "auth"])
@@ -224,7 +211,7 @@ async fn pop3_over_stls_and_implicit_tls_logs_in_or_is_rejected() {
         assert_eq!(capability(&m, "stls", "STARTTLS"), Some(1.0));
         assert_eq!(capability(&m, "stls", "USER"), Some(1.0));
         m.assert_only_failure("stls-bad", "auth", "auth_failed");
-        assert_up(&m, "implicit");
+        m.assert_up("implicit");
         m.assert_only_failure("implicit-bad", "auth", "auth_failed");
         drop(dovecot);
     })
@@ -244,7 +231,7 @@ async fn smtp_submission_offers_auth_only_after_starttls() {
         ];
         let m = f.probe("5s", &cases).await;
 
-        assert_up(&m, "starttls");
+        m.assert_up("starttls");
         assert_eq!(
             phases(&m, "starttls"),
             sorted(&["connect", "greeting", "starttls", "tls", "request", "auth"])
@@ -253,7 +240,7 @@ async fn smtp_submission_offers_auth_only_after_starttls() {
         assert_eq!(capability(&m, "starttls", "AUTH=PLAIN"), Some(1.0));
         assert_eq!(capability(&m, "starttls", "STARTTLS"), Some(1.0));
         m.assert_only_failure("starttls-bad", "auth", "auth_failed");
-        assert_up(&m, "implicit");
+        m.assert_up("implicit");
         assert_eq!(
             phases(&m, "implicit"),
             sorted(&["connect", "tls", "greeting", "request", "auth"])
@@ -286,7 +273,7 @@ async fn a_slow_banner_is_timed_and_one_slower_than_the_timeout_is_a_greeting_ti
             ("too-slow", "smtp", too_slow.submissions, "implicit", No),
         ];
         let m = f.probe("2s", &cases).await;
-        assert_up(&m, "slow");
+        m.assert_up("slow");
         let greeting = m.value(
             "mailprobe_phase_duration_seconds",
             &[("target", "slow"), ("phase", "greeting")],

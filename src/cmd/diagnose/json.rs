@@ -100,6 +100,8 @@ struct JsonService<'a> {
     message: Option<&'a str>,
     duration_ms: f64,
     peer: Option<String>,
+    /// With `--oauth2`: the step the failed login is missing, when known.
+    missing_step: Option<&'a str>,
 }
 
 /// The report as one JSON object.
@@ -162,6 +164,9 @@ pub fn to_json(diagnosis: &Diagnosis) -> String {
                     message: failure.map(|f| f.message.as_str()),
                     duration_ms: result.duration.as_secs_f64() * 1000.0,
                     peer: result.peer.map(|p| p.to_string()),
+                    missing_step: failure
+                        .and(result.login.as_ref())
+                        .and_then(|login| login.advice.as_deref()),
                 }
             })
             .collect(),

@@ -4,11 +4,14 @@
 //! MX, the RFC 6186/8314 SRV records, `_autodiscover._tcp`, the `autodiscover.` and
 //! `autoconfig.` names — of every site resolver and every reference resolver
 //! separately (DNS targets), turns the answers into IMAP/POP3/SMTP endpoints by
-//! [`discover`]'s rules, probes them all (never logging in), and judges every
+//! [`discover`]'s rules, probes them all (logging in only with `--oauth2 TARGET`,
+//! with that target's OAuth2 client, naming the missing step when the login fails),
+//! and judges every
 //! check through the [`pipeline`](crate::pipeline) like the agent does, each on its own
 //! site evidence. [`text`] and [`json`] render the result.
 
 mod json;
+mod login;
 #[cfg(test)]
 mod tests;
 mod text;
@@ -21,8 +24,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::config::{
-    Config, DnsQuery, Endpoint, ExchangeCheck, ExchangeTarget, Protocol, Target, TargetSpec,
-    TlsMode,
+    Config, Credentials, DnsQuery, Endpoint, ExchangeCheck, ExchangeTarget, Protocol, Target,
+    TargetSpec, TlsMode,
 };
 use crate::discover::{self, Found, fqdn};
 use crate::judge::{Fault, Judged};
@@ -32,6 +35,8 @@ use crate::probe::{ErrorKind, ProbeEnv, ProtocolFacts};
 use crate::site::{SiteContext, SiteMonitor};
 
 pub use json::to_json;
+use login::with_login;
+pub use login::{LoginError, oauth2_login};
 pub use text::{render, verdict};
 
 /// Probes running at once: enough to finish a dozen checks in one timeout, few enough
@@ -130,14 +135,18 @@ pub struct Options {
     pub timeout: Duration,
     /// Print one line per finished check on stderr.
     pub progress: bool,
+    /// Log in to the discovered IMAP, POP3 and submission endpoints (and
+    /// Autodiscover) with these OAuth2 credentials (`--oauth2 TARGET`).
+    pub login: Option<Credentials>,
 }
 
 impl Options {
-    /// Progress lines exactly when stderr is a terminal.
+    /// Progress lines exactly when stderr is a terminal; no login.
     pub fn new(timeout: Duration) -> Options {
         Options {
             timeout,
             progress: std::io::stderr().is_terminal(),
+            login: None,
         }
     }
 }
@@ -312,10 +321,19 @@ pub async fn run(
         .iter()
         .map(|found| {
             let name = format!("{} {}:{}", found.service, found.host, found.port);
-            discover::endpoint_target(name, found, &config, &ehlo, schedule)
+            let target = discover::endpoint_target(name, found, &config, &ehlo, schedule);
+            match &options.login {
+                // Port 25 takes no logins from clients.
+                Some(login) if !found.informational() => with_login(target, login),
+                _ => target,
+            }
         })
         .collect();
-    targets.push(autodiscover_target(&address, &config, options));
+    let autodiscover = autodiscover_target(&address, &config, options);
+    targets.push(match &options.login {
+        Some(login) => with_login(autodiscover, login),
+        None => autodiscover,
+    });
     progress.add(targets.len());
     let mut judged = run_all(&pipeline, &targets, &progress).await;
     let autodiscover = judged.pop().expect("the autodiscover target ran");

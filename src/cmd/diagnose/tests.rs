@@ -38,6 +38,7 @@ fn result(target: &Target, failure: Option<(Phase, ErrorKind)>) -> ProbeResult {
         tls: None,
         facts: ProtocolFacts::None,
         log: Default::default(),
+        login: None,
     }
 }
 
@@ -78,6 +79,7 @@ fn diagnosis(services: Vec<ServiceCheck>, site: Arc<SiteContext>) -> Diagnosis {
     let options = Options {
         timeout: Duration::from_secs(1),
         progress: false,
+        login: None,
     };
     let target = autodiscover_target(&address, &config(), &options);
     let result = result(&target, Some((Phase::Connect, ErrorKind::ConnectRefused)));

@@ -96,6 +96,14 @@ pub fn render(diagnosis: &Diagnosis) -> String {
             format!("{}:{} tls={}", found.host, found.port, found.tls.as_str()),
             format!("({})", found.source.describe()),
         );
+        if let Some(advice) = result
+            .login
+            .as_ref()
+            .filter(|_| !result.is_success())
+            .and_then(|login| login.advice.as_ref())
+        {
+            let _ = writeln!(out, "              missing step: {advice}");
+        }
         if let Some(tls) = &result.tls
             && result.is_success()
         {

@@ -1,6 +1,7 @@
 //! The validated configuration: what the rest of the program uses. Every value here
 //! was checked by [`super::validate`]; nothing outside `config` builds one from text.
 
+mod oauth2;
 mod roundtrip;
 mod site;
 mod target;
@@ -14,6 +15,10 @@ use std::time::Duration;
 
 use rustls_pki_types::CertificateDer;
 
+pub use oauth2::{
+    ClientCertificate, ClientCredential, Grant, KeyError, Mechanism, OAuth2, Provider,
+    ServiceAccount, SigningKey,
+};
 pub use roundtrip::{DEFAULT_ROUNDTRIP_INTERVAL, DEFAULT_ROUNDTRIP_TIMEOUT, RoundtripTarget};
 pub use site::{Discovery, Gateway, HostPort, Site, SiteResolvers};
 pub use target::{
@@ -138,4 +143,7 @@ pub struct Config {
     /// What is worth saying but not an error: a secret file anyone can read, a secret
     /// `check-config` could not resolve. Logged at load, printed by `check-config`.
     pub warnings: Vec<super::Invalid>,
+    /// The secret files the configuration names (passwords, client secrets, keys,
+    /// certificates): the agent reloads when one changes.
+    pub secret_files: Vec<PathBuf>,
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use rustls_pki_types::CertificateDer;
 
-use super::{AllowRule, Protocol, RoundtripTarget, TlsMode};
+use super::{AllowRule, OAuth2, Protocol, RoundtripTarget, TlsMode};
 
 /// One validated target.
 #[derive(Debug)]
@@ -49,12 +49,10 @@ impl Target {
     /// What the target probes, in one line: `mail.example.com:993 tls=implicit login`,
     /// `example.com. MX`, the page's URL, or the mailbox Autodiscover looks up.
     pub fn describe(&self) -> String {
-        let login = |endpoint: &Endpoint| {
-            if endpoint.auth.is_some() {
-                " login"
-            } else {
-                ""
-            }
+        let login = |endpoint: &Endpoint| match &endpoint.auth {
+            Some(credentials) if credentials.oauth2.is_some() => " login (oauth2)",
+            Some(_) => " login",
+            None => "",
         };
         match &self.spec {
             TargetSpec::Dns(query) => format!("{} {}", query.domain, query.record.as_str()),
@@ -67,7 +65,7 @@ impl Target {
                 )
             }
             TargetSpec::Roundtrip(roundtrip) => format!(
-                "{} to {} via {}:{} tls={}{}, found at {}:{} tls={}",
+                "{} to {} via {}:{} tls={}{}, found at {}:{} tls={}{}",
                 roundtrip.from,
                 roundtrip.to,
                 roundtrip.send.endpoint.host,
@@ -77,6 +75,7 @@ impl Target {
                 roundtrip.receive.host,
                 roundtrip.receive.port,
                 roundtrip.receive.tls.as_str(),
+                login(&roundtrip.receive),
             ),
             TargetSpec::Exchange(ExchangeTarget { endpoint, .. })
             | TargetSpec::Tcp(endpoint)
@@ -103,7 +102,7 @@ impl Target {
 }
 
 /// The protocol-specific part of a target.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum TargetSpec {
     /// `protocol: tcp`.
     Tcp(Endpoint),
@@ -145,6 +144,27 @@ impl TargetSpec {
             TargetSpec::Roundtrip(roundtrip) => vec![&roundtrip.send.endpoint, &roundtrip.receive],
             other => other.endpoint().into_iter().collect(),
         }
+    }
+
+    /// The same, without credentials: what a probe whose login is suspended runs. (A
+    /// round trip holds back each leg's credential on its own: `probe::roundtrip::login`.)
+    #[must_use]
+    pub fn without_credentials(&self) -> TargetSpec {
+        let mut spec = self.clone();
+        match &mut spec {
+            TargetSpec::Tcp(endpoint) | TargetSpec::Imap(endpoint) | TargetSpec::Pop3(endpoint) => {
+                endpoint.auth = None;
+            }
+            TargetSpec::Smtp(smtp) => smtp.endpoint.auth = None,
+            TargetSpec::Https(https) => https.endpoint.auth = None,
+            TargetSpec::Exchange(exchange) => exchange.endpoint.auth = None,
+            TargetSpec::Roundtrip(roundtrip) => {
+                roundtrip.send.endpoint.auth = None;
+                roundtrip.receive.auth = None;
+            }
+            TargetSpec::Dns(_) => {}
+        }
+        spec
     }
 }
 
@@ -348,16 +368,40 @@ pub struct DnsQuery {
     pub require_consistent: bool,
 }
 
-/// A user name and a password that never leaves this process in readable form.
+/// A user name and a password (or an OAuth2 client) that never leaves this process in
+/// readable form.
 #[derive(Clone)]
 pub struct Credentials {
     /// The login name.
     pub username: String,
-    /// The password.
+    /// The password (empty with `oauth2`).
     pub password: Secret,
     /// Whether they may be sent over a connection without TLS
     /// (`allow_plaintext_auth: true` with `tls: none`).
     pub plaintext_allowed: bool,
+    /// Log in with an OAuth2 access token (`auth.oauth2`) instead of the password.
+    pub oauth2: Option<Arc<OAuth2>>,
+    /// Consecutive rejected logins after which the credential is no longer sent
+    /// (`auth.max_failures`).
+    pub max_failures: u32,
+}
+
+impl Credentials {
+    /// A digest of the login name and every secret it uses: a changed password or
+    /// client is a new login, whose failures do not count against the old one.
+    /// Never shown anywhere.
+    pub fn fingerprint(&self) -> [u8; 32] {
+        let mut digest = ring::digest::Context::new(&ring::digest::SHA256);
+        digest.update(self.username.as_bytes());
+        digest.update(b"\0");
+        match &self.oauth2 {
+            Some(oauth2) => digest.update(&oauth2.fingerprint()),
+            None => digest.update(self.password.expose().as_bytes()),
+        }
+        let mut out = [0; 32];
+        out.copy_from_slice(digest.finish().as_ref());
+        out
+    }
 }
 
 impl fmt::Debug for Credentials {
@@ -366,6 +410,8 @@ impl fmt::Debug for Credentials {
             .field("username", &self.username)
             .field("password", &self.password)
             .field("plaintext_allowed", &self.plaintext_allowed)
+            .field("oauth2", &self.oauth2)
+            .field("max_failures", &self.max_failures)
             .finish()
     }
 }

@@ -15,6 +15,7 @@ use serde_saphyr::{Location, Spanned};
 mod auth;
 mod dns;
 mod listener;
+mod oauth2;
 mod roundtrip;
 mod site;
 mod target;
@@ -58,6 +59,8 @@ struct Validator<'a> {
     secrets: Secrets,
     /// Warnings so far.
     warnings: RefCell<Vec<Invalid>>,
+    /// The secret files read so far.
+    secret_files: RefCell<Vec<std::path::PathBuf>>,
 }
 
 impl Validator<'_> {
@@ -140,6 +143,7 @@ pub(super) fn validate(
         phase_histogram: defaults.phase_histogram.as_ref().is_some_and(|v| v.value),
         secrets,
         warnings: RefCell::new(Vec::new()),
+        secret_files: RefCell::new(Vec::new()),
     };
 
     let Some(targets) = &raw.targets else {
@@ -199,6 +203,7 @@ pub(super) fn validate(
         targets: validated,
         discover,
         warnings: validator.warnings.into_inner(),
+        secret_files: validator.secret_files.into_inner(),
     })
 }
 

@@ -297,6 +297,16 @@ impl Validator<'_> {
                 ),
             ));
         }
+        if let Some(oauth2) = auth.and_then(|auth| auth.value.oauth2.as_ref())
+            && entry.protocol == Protocol::Https
+        {
+            return Err(self.site.at(
+                oauth2.referenced,
+                format!("{}.oauth2", entry.key("auth")),
+                "`oauth2` applies to imap, pop3, smtp, exchange (ews, autodiscover) and \
+                 roundtrip targets; webmail logs in with a password",
+            ));
+        }
         auth.map(|auth| self.credentials(auth, &entry.key("auth"), plaintext_allowed))
             .transpose()
     }

@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::histogram::Histogram;
-use super::series::{KNOWN_CAPABILITIES, SeriesState};
+use super::series::{KNOWN_CAPABILITIES, LoginSeries, SeriesState};
 use super::text::{Kind, Value, Writer};
 use crate::judge::Fault;
 use crate::probe::Phase;
@@ -147,6 +147,7 @@ pub fn per_series(writer: &mut Writer<'_>, series: &SeriesList) {
     dns(writer, series);
     http(writer, series);
     roundtrip(writer, series);
+    login(writer, series);
 }
 
 fn roundtrip(writer: &mut Writer<'_>, series: &SeriesList) {
@@ -188,6 +189,65 @@ fn roundtrip(writer: &mut Writer<'_>, series: &SeriesList) {
             writer.sample("mailprobe_roundtrip_late_total", &s.labels, &[], value);
         }
     }
+}
+
+/// The login families of the targets with `auth`.
+fn login(writer: &mut Writer<'_>, series: &SeriesList) {
+    let each = |writer: &mut Writer<'_>, write: &dyn Fn(&mut Writer<'_>, &str, &LoginSeries)| {
+        for one in series {
+            let s = lock(one);
+            if let Some(login) = &s.login {
+                write(writer, &s.labels, login);
+            }
+        }
+    };
+    writer.family(
+        "mailprobe_auth_suspended",
+        Kind::Gauge,
+        "1 while the target's credential is held back after repeated rejected logins (so \
+         the account is not locked out)",
+    );
+    each(writer, &|w, labels, login| {
+        w.sample(
+            "mailprobe_auth_suspended",
+            labels,
+            &[],
+            Value::from(login.suspended),
+        );
+    });
+    writer.family(
+        "mailprobe_auth_last_attempt_timestamp_seconds",
+        Kind::Gauge,
+        "When the target's credential was last really sent (Unix time)",
+    );
+    each(writer, &|w, labels, login| {
+        if let Some(at) = login.last_attempt {
+            let name = "mailprobe_auth_last_attempt_timestamp_seconds";
+            w.sample(name, labels, &[], Value::Float(at));
+        }
+    });
+    writer.family(
+        "mailprobe_oauth2_token_expiry_timestamp_seconds",
+        Kind::Gauge,
+        "When the OAuth2 access token the target last used expires (Unix time)",
+    );
+    each(writer, &|w, labels, login| {
+        if let Some(at) = login.token_expiry {
+            let name = "mailprobe_oauth2_token_expiry_timestamp_seconds";
+            w.sample(name, labels, &[], Value::Float(at));
+        }
+    });
+    writer.family(
+        "mailprobe_oauth2_client_certificate_not_after_timestamp_seconds",
+        Kind::Gauge,
+        "notAfter of the certificate the target's OAuth2 client signs with (Unix time)",
+    );
+    each(writer, &|w, labels, login| {
+        if let Some(not_after) = login.certificate_not_after {
+            let name = "mailprobe_oauth2_client_certificate_not_after_timestamp_seconds";
+            w.sample(name, labels, &[], Value::Int(not_after));
+        }
+    });
 }
 
 fn tls_and_mail(writer: &mut Writer<'_>, series: &SeriesList) {

@@ -3,12 +3,13 @@
 //! microseconds, and a render locks each series only while writing it.
 
 use std::collections::BTreeSet;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::histogram::{DELIVERY_BUCKETS, Histogram, PHASE_BUCKETS};
 use super::text::label_pairs;
 use crate::config::{ExchangeCheck, Protocol, RecordKind};
 use crate::judge::{Fault, Judged};
-use crate::probe::{ErrorKind, Phase, ProbeResult, ProtocolFacts};
+use crate::probe::{ErrorKind, LoginFacts, Phase, ProbeResult, ProtocolFacts};
 
 /// The capability flags exported as `mailprobe_capability_info`: a closed list, so a
 /// server cannot create label values. SASL mechanisms appear as `AUTH=<MECHANISM>`
@@ -85,6 +86,8 @@ pub struct SeriesState {
     pub dns: Option<DnsSeries>,
     /// Round trips: delivery times and late messages (present from the start).
     pub roundtrip: Option<RoundtripSeries>,
+    /// Targets with `auth`: the login's state.
+    pub login: Option<LoginSeries>,
 }
 
 /// A round trip's own series.
@@ -96,6 +99,20 @@ pub struct RoundtripSeries {
     pub last_delivery: Option<f64>,
     /// Messages a sweep found that arrived after their round gave up.
     pub late: u64,
+}
+
+/// A target's login: held back or not, and the dates an OAuth2 login depends on.
+#[derive(Debug, Default)]
+pub struct LoginSeries {
+    /// Whether the credential is held back after repeated rejections.
+    pub suspended: bool,
+    /// When the credential was last really sent (Unix seconds).
+    pub last_attempt: Option<f64>,
+    /// When the access token last used expires (Unix seconds); kept while a probe
+    /// learns none (a held-back login asks for no token).
+    pub token_expiry: Option<f64>,
+    /// The OAuth2 client certificate's notAfter (Unix seconds).
+    pub certificate_not_after: Option<i64>,
 }
 
 /// A DNS target's per-resolver series.
@@ -158,6 +175,7 @@ impl SeriesState {
                 last_delivery: None,
                 late: 0,
             }),
+            login: None,
         }
     }
 
@@ -197,6 +215,9 @@ impl SeriesState {
             }
         }
         self.record_tls(result);
+        if let Some(login) = &result.login {
+            self.record_login(login);
+        }
         match &result.facts {
             ProtocolFacts::Dns(dns) => self.record_dns(dns),
             ProtocolFacts::Mail(mail) => self.record_capabilities(result, mail),
@@ -218,6 +239,24 @@ impl SeriesState {
             series.last_delivery = Some(seconds);
         }
         series.late += facts.late();
+    }
+
+    fn record_login(&mut self, login: &LoginFacts) {
+        let unix = |at: SystemTime| {
+            at.duration_since(UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64())
+        };
+        let series = self.login.get_or_insert_with(LoginSeries::default);
+        series.suspended = login.suspended;
+        if let Some(at) = login.last_attempt {
+            series.last_attempt = Some(unix(at));
+        }
+        if let Some(expiry) = login.token_expiry {
+            series.token_expiry = Some(unix(expiry));
+        }
+        if let Some(not_after) = login.client_certificate_not_after {
+            series.certificate_not_after = Some(not_after);
+        }
     }
 
     fn record_tls(&mut self, result: &ProbeResult) {

@@ -63,6 +63,7 @@ pub fn judged(
             tls: None,
             facts: ProtocolFacts::None,
             log: ["step"].into_iter().collect(),
+            login: None,
         },
         fault,
         site: None,

@@ -75,6 +75,7 @@ fn failed(phase: Phase, kind: ErrorKind) -> ProbeResult {
         tls: None,
         facts: ProtocolFacts::None,
         log: Default::default(),
+        login: None,
     }
 }
 
@@ -509,4 +510,28 @@ fn issue_13_round_trip_reasons() {
     assert_eq!(classify(&uncertain, Some(&healthy())), Fault::ServerService);
     let uplink_down = site(Some(true), &[true], &[true], &[false]);
     assert_eq!(classify(&uncertain, Some(&uplink_down)), Fault::Upstream);
+}
+
+/// Issue 12: the token endpoint is one more hop. A refused client is `server_auth`
+/// and needs no site evidence; its network failures are judged like any path's, so
+/// the site's own network is still found first.
+#[test]
+fn issue_12_the_token_hop_is_judged_like_any_other() {
+    let rejected = failed(Phase::Token, ErrorKind::TokenRejected);
+    assert!(!needs_site(&rejected));
+    assert_eq!(classify(&rejected, None), Fault::ServerAuth);
+    let silent = failed(Phase::Token, ErrorKind::ConnectTimeout);
+    assert!(needs_site(&silent));
+    assert_eq!(classify(&silent, Some(&healthy())), Fault::ServerNetwork);
+    let no_uplink = site(Some(true), &[true], &[true], &[false]);
+    assert_eq!(classify(&silent, Some(&no_uplink)), Fault::Upstream);
+    let no_gateway = site(Some(false), &[true], &[true], &[true]);
+    assert_eq!(classify(&silent, Some(&no_gateway)), Fault::LocalNetwork);
+    let lookup = failed(Phase::Token, ErrorKind::DnsTimeout);
+    let site_dns_down = site(Some(true), &[false], &[true], &[true]);
+    assert_eq!(classify(&lookup, Some(&site_dns_down)), Fault::LocalDns);
+    let refused = failed(Phase::Token, ErrorKind::ConnectRefused);
+    assert_eq!(classify(&refused, None), Fault::ServerService);
+    let hung = failed(Phase::Token, ErrorKind::Timeout);
+    assert_eq!(classify(&hung, Some(&healthy())), Fault::ServerService);
 }

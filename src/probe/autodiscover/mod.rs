@@ -133,7 +133,20 @@ pub async fn probe(
             ),
         ));
     };
-    let mut search = Search::new(target, env, deadline, email);
+    let bearer = match target
+        .endpoint
+        .auth
+        .as_ref()
+        .and_then(|c| c.oauth2.as_ref())
+    {
+        Some(oauth2) => Some(
+            super::oauth2::obtain(oauth2, &target.endpoint, env, deadline, recorder)
+                .await?
+                .token,
+        ),
+        None => None,
+    };
+    let mut search = Search::new(target, env, deadline, email, bearer);
     let answer = search.run(recorder).await?;
     // The status that counts is the answering service's, not that of a later
     // optional question (the JSON endpoint on an older server says 404).

@@ -12,7 +12,11 @@ use super::{Answer, JSON_PATH, MAX_AUTODISCOVER_REDIRECTS, Method, POX_PATH};
 use crate::config::{Endpoint, ExchangeTarget};
 use crate::probe::env::ProbeEnv;
 use crate::probe::http::{self, Redirects, Request, Server, challenge_list};
-use crate::probe::{ErrorKind, Failed, Failure, Phase, ProbeError, Recorder, TlsFacts};
+use crate::probe::oauth2::AccessToken;
+use crate::probe::{ErrorKind, Failed, Phase, ProbeError, Recorder};
+
+mod attempts;
+use attempts::Attempt;
 
 /// One search for a mailbox's Autodiscover answer.
 pub(super) struct Search<'a> {
@@ -27,16 +31,8 @@ pub(super) struct Search<'a> {
     attempts: Vec<Attempt>,
     /// The status the POX service answered with (200 settings, 401 challenge).
     pub(super) answered_status: u16,
-}
-
-/// A method that found no service.
-struct Attempt {
-    method: Method,
-    failure: Failure,
-    /// The HTTP status it got, if any.
-    status: Option<u16>,
-    tls: Option<TlsFacts>,
-    peer: Option<std::net::SocketAddr>,
+    /// The OAuth2 token sent instead of Basic credentials (`auth.oauth2`).
+    bearer: Option<std::sync::Arc<AccessToken>>,
 }
 
 /// What reaching a service gave.
@@ -75,6 +71,7 @@ impl<'a> Search<'a> {
         env: &'a ProbeEnv,
         deadline: Instant,
         email: String,
+        bearer: Option<std::sync::Arc<AccessToken>>,
     ) -> Search<'a> {
         Search {
             target,
@@ -84,6 +81,17 @@ impl<'a> Search<'a> {
             redirects: 0,
             attempts: Vec::new(),
             answered_status: 0,
+            bearer,
+        }
+    }
+
+    /// The challenge scheme the search answers with credentials: `Bearer` with an
+    /// OAuth2 token, else `Basic`.
+    fn scheme(&self) -> &'static str {
+        if self.bearer.is_some() {
+            "bearer"
+        } else {
+            "basic"
         }
     }
 
@@ -122,7 +130,7 @@ impl<'a> Search<'a> {
                     }
                     Ok((url, Reached::Challenged)) => {
                         self.answered_status = 401;
-                        return Ok(self.challenged_answer(method, &url, recorder).await);
+                        return self.challenged_answer(method, &url, recorder).await;
                     }
                     Err(Stop::Final) => return Err(Failed),
                     Err(Stop::NotHere) => self.remember(method, recorder),
@@ -130,7 +138,7 @@ impl<'a> Search<'a> {
             }
             // No POX service: the JSON endpoint at the canonical name is the last hope.
             let canonical = https_url(&format!("autodiscover.{domain}"), 443, JSON_PATH);
-            if let Some(answer) = self.json(canonical, recorder).await {
+            if let Some(answer) = self.json(canonical, recorder).await? {
                 return Ok(answer);
             }
             self.remember(Method::Json, recorder);
@@ -156,7 +164,7 @@ impl<'a> Search<'a> {
                 server,
             });
         }
-        let from_json = self.json(same_host(url, JSON_PATH), recorder).await;
+        let from_json = self.json(same_host(url, JSON_PATH), recorder).await?;
         let _ = recorder.take_failure();
         Ok(match from_json {
             // The URL from JSON; the mailbox server is still the one POX named.
@@ -179,17 +187,17 @@ impl<'a> Search<'a> {
         method: Method,
         url: &Url,
         recorder: &mut Recorder,
-    ) -> Answer {
-        let from_json = self.json(same_host(url, JSON_PATH), recorder).await;
+    ) -> Result<Answer, Failed> {
+        let from_json = self.json(same_host(url, JSON_PATH), recorder).await?;
         if from_json.is_none() {
             // The JSON endpoint is newer than many servers: its absence is no fault.
             let _ = recorder.take_failure();
         }
-        from_json.unwrap_or(Answer {
+        Ok(from_json.unwrap_or(Answer {
             method,
             ews_url: String::new(),
             server: String::new(),
-        })
+        }))
     }
 
     /// One POX method, up to the answer of the service it reaches.
@@ -223,6 +231,7 @@ impl<'a> Search<'a> {
                     endpoint: &endpoint,
                     send_credentials: false,
                     allow_redirects: &self.target.allow_redirects,
+                    bearer: None,
                 };
                 let response = http::fetch(
                     Request::get(url.clone()),
@@ -295,10 +304,13 @@ impl<'a> Search<'a> {
                 && response
                     .challenges()
                     .iter()
-                    .any(|scheme| scheme.eq_ignore_ascii_case("basic"))
+                    .any(|scheme| scheme.eq_ignore_ascii_case(self.scheme()))
             {
                 let asking = response.url.clone();
-                recorder.note(format!("{asking} asks for Basic credentials: logging in"));
+                recorder.note(format!(
+                    "{asking} asks for {} credentials: logging in",
+                    self.scheme()
+                ));
                 response = self.post(&asking, true, until, recorder).await?;
                 sent_credentials = response.url == asking;
             }
@@ -310,7 +322,7 @@ impl<'a> Search<'a> {
                         ProbeError::new(
                             ErrorKind::AuthFailed,
                             format!(
-                                "{at} rejected the Basic credentials (401; it asks for: {})",
+                                "{at} rejected the credentials (401; it asks for: {})",
                                 challenge_list(&response.challenges())
                             ),
                         ),
@@ -324,7 +336,8 @@ impl<'a> Search<'a> {
                         ));
                     } else if self.target.endpoint.auth.is_some() {
                         recorder.note(format!(
-                            "{at} does not offer Basic ({}); mailprobe logs in with Basic only",
+                            "{at} does not offer {} ({}): no credentials sent",
+                            self.scheme(),
                             response.challenges().join(", ")
                         ));
                     }
@@ -416,6 +429,7 @@ impl<'a> Search<'a> {
             endpoint: &endpoint,
             send_credentials: with_credentials,
             allow_redirects: &self.target.allow_redirects,
+            bearer: self.bearer.as_deref(),
         };
         let mut request = Request::new(HttpMethod::POST, url.clone());
         request.headers.push((
@@ -433,16 +447,20 @@ impl<'a> Search<'a> {
     }
 
     /// Asks the v2 JSON endpoint at `base` for the EWS URL. `None` (with the failure
-    /// in the recorder) when it gives none.
-    async fn json(&self, mut url: Url, recorder: &mut Recorder) -> Option<Answer> {
+    /// in the recorder) when it gives none; [`Failed`] when it refused the OAuth2
+    /// token, which is final.
+    async fn json(&self, mut url: Url, recorder: &mut Recorder) -> Result<Option<Answer>, Failed> {
         url.query_pairs_mut()
             .append_pair("Email", &self.email)
             .append_pair("Protocol", "EWS");
         let endpoint = self.endpoint_for(&url);
+        // The v2 endpoint needs no credentials; an OAuth2 token is shown it, so that
+        // an authenticated answer proves the token works for Exchange.
         let server = Server {
             endpoint: &endpoint,
-            send_credentials: false,
+            send_credentials: self.bearer.is_some(),
             allow_redirects: &self.target.allow_redirects,
+            bearer: self.bearer.as_deref(),
         };
         let response = http::fetch(
             Request::get(url),
@@ -453,17 +471,31 @@ impl<'a> Search<'a> {
             self.deadline,
             recorder,
         )
-        .await
-        .ok()?;
+        .await;
+        let Ok(response) = response else {
+            return Ok(None);
+        };
         let at = &response.url;
+        if self.bearer.is_some() && response.status == StatusCode::UNAUTHORIZED {
+            return Err(recorder.fail(
+                Phase::Auth,
+                ProbeError::new(
+                    ErrorKind::AuthFailed,
+                    format!(
+                        "{at} rejected the OAuth2 token (401; it asks for: {})",
+                        challenge_list(&response.challenges())
+                    ),
+                ),
+            ));
+        }
         let problem = if response.status == StatusCode::OK {
             match parse_json(&response.body) {
                 Ok(JsonAnswer::Url { url, .. }) => {
-                    return Some(Answer {
+                    return Ok(Some(Answer {
                         method: Method::Json,
                         server: host_of(&url).unwrap_or_default(),
                         ews_url: url,
-                    });
+                    }));
                 }
                 Ok(JsonAnswer::Error { code, message }) => format!(
                     "{at} answered with error {code}: {}",
@@ -480,7 +512,7 @@ impl<'a> Search<'a> {
             ErrorKind::HttpStatus
         };
         recorder.fail(Phase::Request, ProbeError::new(kind, problem));
-        None
+        Ok(None)
     }
 
     /// Where a request to `url` goes: its host and port, with the target's trust and
@@ -502,57 +534,6 @@ impl<'a> Search<'a> {
             ));
         }
         Ok(())
-    }
-
-    /// Keeps what a method found instead of a service, so the next can start clean.
-    fn remember(&mut self, method: Method, recorder: &mut Recorder) {
-        // Taken, so that the next method starts without this one's status.
-        let status = http::http_facts(recorder).status.take();
-        if let Some(failure) = recorder.take_failure() {
-            self.attempts.push(Attempt {
-                method,
-                failure,
-                status,
-                tls: recorder.tls.take(),
-                peer: recorder.peer.take(),
-            });
-        }
-    }
-
-    /// Reports the canonical method's failure, listing what every method found.
-    fn nothing_answered(&mut self, domain: &str, recorder: &mut Recorder) -> Failed {
-        let summary: Vec<String> = self
-            .attempts
-            .iter()
-            .map(|a| format!("{}: {}", a.method.as_str(), a.failure.kind))
-            .collect();
-        let chosen = self
-            .attempts
-            .iter()
-            .position(|a| a.method == Method::PoxAutodiscoverHost)
-            .unwrap_or(0);
-        if chosen >= self.attempts.len() {
-            return recorder.fail(
-                Phase::Request,
-                ProbeError::new(
-                    ErrorKind::ProtocolError,
-                    format!("no Autodiscover service found for {domain}"),
-                ),
-            );
-        }
-        let attempt = self.attempts.swap_remove(chosen);
-        http::http_facts(recorder).status = attempt.status;
-        recorder.tls = attempt.tls;
-        recorder.peer = attempt.peer;
-        recorder.restore_failure(Failure {
-            message: format!(
-                "no Autodiscover service found for {domain} ({}); autodiscover.{domain}: {}",
-                summary.join(", "),
-                attempt.failure.message
-            ),
-            ..attempt.failure
-        });
-        Failed
     }
 }
 

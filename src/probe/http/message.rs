@@ -11,6 +11,7 @@ use http_body_util::{BodyExt, Full};
 use super::{MAX_BODY_BYTES, Request, USER_AGENT};
 use crate::config::Credentials;
 use crate::probe::lines::sanitise;
+use crate::probe::oauth2::AccessToken;
 use crate::probe::redact::Redactor;
 use crate::probe::{ErrorKind, ProbeError};
 
@@ -42,11 +43,20 @@ pub fn challenge_list(challenges: &[String]) -> String {
     }
 }
 
+/// What a request proves who it is with.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Authorization<'a> {
+    /// HTTP Basic with a user name and password.
+    Basic(&'a Credentials),
+    /// An OAuth2 access token.
+    Bearer(&'a AccessToken),
+}
+
 /// The hyper request for `request`: origin-form target, Host, our User-Agent, and
 /// `Connection: close` (one request per connection).
 pub(super) fn build(
     request: &Request,
-    credentials: Option<&Credentials>,
+    authorization: Option<Authorization<'_>>,
 ) -> http::Request<Full<Bytes>> {
     let mut target = request.url.path().to_owned();
     if let Some(query) = request.url.query() {
@@ -65,8 +75,14 @@ pub(super) fn build(
         .header(header::USER_AGENT, USER_AGENT)
         .header(header::ACCEPT, "*/*")
         .header(header::CONNECTION, "close");
-    if let Some(credentials) = credentials {
-        builder = builder.header(header::AUTHORIZATION, basic_authorization(credentials));
+    match authorization {
+        Some(Authorization::Basic(credentials)) => {
+            builder = builder.header(header::AUTHORIZATION, basic_authorization(credentials));
+        }
+        Some(Authorization::Bearer(token)) => {
+            builder = builder.header(header::AUTHORIZATION, bearer_authorization(token));
+        }
+        None => {}
     }
     for (name, value) in &request.headers {
         builder = builder.header(name, value);
@@ -88,6 +104,14 @@ pub(super) fn basic_authorization(credentials: &Credentials) -> HeaderValue {
     ));
     let mut value = HeaderValue::from_str(&format!("Basic {token}"))
         .unwrap_or_else(|_| HeaderValue::from_static("Basic"));
+    value.set_sensitive(true);
+    value
+}
+
+/// `Bearer <token>`, marked sensitive so hyper never logs it.
+pub(super) fn bearer_authorization(token: &AccessToken) -> HeaderValue {
+    let mut value = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+        .unwrap_or_else(|_| HeaderValue::from_static("Bearer"));
     value.set_sensitive(true);
     value
 }

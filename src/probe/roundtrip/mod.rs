@@ -20,6 +20,7 @@ mod cleanup;
 mod facts;
 mod find;
 pub mod headers;
+mod login;
 mod mailbox;
 pub mod message;
 mod submit;
@@ -36,13 +37,16 @@ pub use facts::{Delivery, RoundtripFacts, Submission, Sweep};
 pub use message::{Token, route_of};
 
 use self::find::Folder;
+use self::login::LegLogin;
 use self::mailbox::Mailbox;
 use self::submit::Accepted;
 use super::imap::Imap;
+use super::logins;
 use super::mail::{self, Session};
 use super::smtp::Smtp;
 use super::{
-    ErrorKind, Failed, Phase, ProbeEnv, ProbeError, ProbeResult, ProtocolFacts, Recorder, later,
+    ErrorKind, Failed, LoginFacts, Phase, ProbeEnv, ProbeError, ProbeResult, ProtocolFacts,
+    Recorder, later,
 };
 use crate::config::{RoundtripTarget, Target, TargetSpec};
 
@@ -129,6 +133,8 @@ pub struct Waiting {
     facts: RoundtripFacts,
     token: Token,
     accepted: Accepted,
+    /// The SMTP leg's login facts, merged with the IMAP leg's at the end.
+    send_login: Option<LoginFacts>,
     started_at: SystemTime,
     started: Instant,
 }
@@ -164,10 +170,18 @@ pub async fn start(
         roundtrip.from, roundtrip.to, roundtrip.send.endpoint.host, roundtrip.send.endpoint.port
     ));
     let mut steps = Vec::new();
+    let mut login = LegLogin::admit(
+        target,
+        logins::Leg::Send,
+        &roundtrip.send.endpoint,
+        env,
+        &mut recorder,
+    );
     let sent = tokio::time::timeout_at(
         submit_by,
         send(
             roundtrip,
+            &mut login,
             &token,
             &target.name,
             submit_by,
@@ -190,6 +204,7 @@ pub async fn start(
             if outcome.is_err() {
                 recorder.deadline_expired(budget);
             }
+            recorder.login = login.done(env, &mut recorder);
             if recorder
                 .failure_kind()
                 .is_some_and(|kind| kind == ErrorKind::SendUncertain)
@@ -201,6 +216,7 @@ pub async fn start(
             return Err(recorder.finish(target, started_at, started.elapsed()));
         }
     };
+    let send_login = login.done(env, &mut recorder);
     facts.submitted = Some(Submission {
         reply: accepted.reply.clone(),
         enhanced: accepted.enhanced.clone(),
@@ -211,14 +227,17 @@ pub async fn start(
         facts,
         token,
         accepted,
+        send_login,
         started_at,
         started,
     })
 }
 
 /// The SMTP leg: session, login, transaction, goodbye.
+#[allow(clippy::too_many_arguments)] // One call site; a struct would only rename them.
 async fn send(
     roundtrip: &RoundtripTarget,
+    login: &mut LegLogin<'_>,
     token: &Token,
     name: &str,
     submit_by: Instant,
@@ -227,8 +246,13 @@ async fn send(
     steps: &mut Vec<String>,
 ) -> Result<Accepted, Failed> {
     let dialogue = Smtp::new(roundtrip.send.ehlo_name.clone());
-    let mut session =
-        mail::open(dialogue, &roundtrip.send.endpoint, submit_by, env, recorder).await?;
+    let opened = mail::open(dialogue, login.endpoint(), submit_by, env, recorder).await;
+    let admitted = login.settle(env, recorder);
+    let mut session = opened?;
+    if let Err(held_back) = admitted {
+        session.goodbye(submit_by).await;
+        return Err(held_back);
+    }
     let message = message::compose(
         token,
         &roundtrip.from,
@@ -261,11 +285,13 @@ pub async fn finish(waiting: Waiting, target: &Target, env: &ProbeEnv) -> ProbeR
         mut facts,
         token,
         accepted,
+        send_login,
         started_at,
         started,
     } = waiting;
     let deadline = later(started, target.timeout);
     let mut removed = false;
+    let mut receive_login = None;
     if let TargetSpec::Roundtrip(roundtrip) = &target.spec {
         let leg = Leg {
             roundtrip,
@@ -275,14 +301,22 @@ pub async fn finish(waiting: Waiting, target: &Target, env: &ProbeEnv) -> ProbeR
             deadline,
             timeout: target.timeout,
         };
+        let mut login = LegLogin::admit(
+            target,
+            logins::Leg::Receive,
+            &roundtrip.receive,
+            env,
+            &mut recorder,
+        );
         let within = tokio::time::timeout_at(
             deadline,
-            leg.receive(env, &mut recorder, &mut facts, &mut removed),
+            leg.receive(&mut login, env, &mut recorder, &mut facts, &mut removed),
         )
         .await;
         if within.is_err() {
             recorder.deadline_expired(target.timeout);
         }
+        receive_login = login.done(env, &mut recorder);
     } else {
         recorder.fail(
             Phase::Deliver,
@@ -300,6 +334,7 @@ pub async fn finish(waiting: Waiting, target: &Target, env: &ProbeEnv) -> ProbeR
         env.roundtrips.owe(token.route);
     }
     recorder.facts = ProtocolFacts::Roundtrip(Box::new(facts));
+    recorder.login = login::merged(send_login, receive_login);
     recorder.finish(target, started_at, started.elapsed())
 }
 
@@ -319,6 +354,7 @@ impl Leg<'_> {
     /// The IMAP session: login, then the mailbox work, then goodbye.
     async fn receive(
         &self,
+        login: &mut LegLogin<'_>,
         env: &ProbeEnv,
         recorder: &mut Recorder,
         facts: &mut RoundtripFacts,
@@ -329,8 +365,20 @@ impl Leg<'_> {
             "receive: looking for the message at {}:{}",
             receive.host, receive.port
         ));
-        let mut session =
-            mail::open(Imap::default(), receive, self.deadline, env, recorder).await?;
+        let opened = mail::open(
+            Imap::default(),
+            login.endpoint(),
+            self.deadline,
+            env,
+            recorder,
+        )
+        .await;
+        let admitted = login.settle(env, recorder);
+        let mut session = opened?;
+        if let Err(held_back) = admitted {
+            session.goodbye(self.deadline).await;
+            return Err(held_back);
+        }
         if let ProtocolFacts::Mail(mail) = mem::take(&mut recorder.facts) {
             facts.receive = Some(mail);
         }

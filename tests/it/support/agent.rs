@@ -371,6 +371,22 @@ impl Metrics {
         );
     }
 
+    /// `target` is up and never failed: `mailprobe_up` 1 (else the assertion shows its
+    /// last failure) and no failure series.
+    pub fn assert_up(&self, target: &str) {
+        assert_eq!(
+            self.value("mailprobe_up", &[("target", target)]),
+            1.0,
+            "{target}: {:?}",
+            self.all("mailprobe_last_failure_info", &[("target", target)])
+        );
+        assert_eq!(
+            self.all("mailprobe_failures_total", &[("target", target)]),
+            vec![],
+            "{target}"
+        );
+    }
+
     /// `mailprobe_fault` of `target` for fault domain `domain`: 1 for the domain
     /// blamed, 0 for any other. The agent exports one series per target, at its
     /// current domain, so a probed target has exactly one.
