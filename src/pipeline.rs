@@ -3,19 +3,23 @@
 //!
 //! ```text
 //! probe(target)        the probe itself; the scheduler holds a concurrency slot only here
-//! judge(probed)        at once when the server answered (refused, reset, TLS, login,
+//!                      (a round trip: only its submission)
+//! judge(probed)        first a round trip's wait for its message; then the verdict: at
+//!                      once when the server answered (refused, reset, TLS, login,
 //!                      protocol): the site is evidently fine; otherwise on a site
 //!                      snapshot measured after the probe started, waited for outside
 //!                      the slot
 //! -> Judged { result, fault, site }
 //! ```
 //!
-//! The two halves are separate so that a failure waiting for fresh site evidence never
-//! keeps a slot other targets need; [`Pipeline::run`] is both in one call.
+//! The two halves are separate so that a failure waiting for fresh site evidence, or a
+//! round trip waiting minutes for delivery, never keeps a slot other targets need;
+//! [`Pipeline::run`] is both in one call.
 
 use std::sync::Arc;
 
 use tokio::time::Instant;
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::config::Target;
 use crate::judge::{self, Judged};
@@ -41,12 +45,24 @@ pub struct Pipeline {
     evidence: Evidence,
 }
 
-/// A probe that ran and has not been judged yet.
+/// A probe that ran (a round trip: that submitted) and has not been judged yet.
 #[derive(Debug)]
 pub struct Probed {
     target: Arc<Target>,
-    result: ProbeResult,
+    stage: Stage,
     started: Instant,
+}
+
+/// Where a probe is when its first half returns.
+#[derive(Debug)]
+enum Stage {
+    /// Finished.
+    Done(Box<ProbeResult>),
+    /// A round trip waiting for its message, in a task of its own: the wait starts as
+    /// soon as the message is accepted, however late the judgement is polled (the
+    /// scheduler judges a target's rounds one after the other), and is aborted if the
+    /// probe is dropped.
+    Waiting(AbortOnDropHandle<ProbeResult>),
 }
 
 impl Pipeline {
@@ -81,42 +97,69 @@ impl Pipeline {
         self.probe(target).await.judge(self).await
     }
 
-    /// The first half: the probe itself, bounded by the target's timeout.
+    /// The first half: the probe itself, bounded by the target's timeout (a round
+    /// trip: its submission, bounded by its share of the timeout; its wait for the
+    /// message starts at once, in a task of its own, outside this half).
     pub async fn probe(&self, target: &Arc<Target>) -> Probed {
         let started = Instant::now();
-        let result = probe::run(target, &self.env).await;
+        let stage = match probe::start(target, &self.env).await {
+            probe::Started::Done(result) => Stage::Done(result),
+            waiting @ probe::Started::Waiting(_) => {
+                let (target, env) = (Arc::clone(target), Arc::clone(&self.env));
+                Stage::Waiting(AbortOnDropHandle::new(tokio::spawn(async move {
+                    waiting.finish(&target, &env).await
+                })))
+            }
+        };
         Probed {
             target: Arc::clone(target),
-            result,
+            stage,
             started,
         }
     }
 }
 
 impl Probed {
-    /// What the probe found.
-    pub fn result(&self) -> &ProbeResult {
-        &self.result
+    /// What the probe found, when it is finished (a round trip is not until judged).
+    pub fn result(&self) -> Option<&ProbeResult> {
+        match &self.stage {
+            Stage::Done(result) => Some(result),
+            Stage::Waiting(_) => None,
+        }
     }
 
-    /// Whether judging will wait for a fresh site snapshot.
-    pub fn needs_site(&self, pipeline: &Pipeline) -> bool {
-        pipeline.evidence == Evidence::Always || judge::needs_site(&self.result)
-    }
-
-    /// The second half: the verdict, on a site snapshot measured after the probe
-    /// started when the failure needs one (at most two site measurements' wait), at
-    /// once otherwise.
+    /// The second half: a round trip's wait for its message, then the verdict, on a
+    /// site snapshot measured after the probe started when the failure needs one (at
+    /// most two site measurements' wait), at once otherwise.
     pub async fn judge(self, pipeline: &Pipeline) -> Judged {
-        let site = if self.needs_site(pipeline) {
-            Some(pipeline.site.fresh_since(self.started).await)
+        let waited = matches!(self.stage, Stage::Waiting(_));
+        let result = match self.stage {
+            Stage::Done(result) => *result,
+            Stage::Waiting(wait) => match wait.await {
+                Ok(result) => result,
+                // A panic in the wait is a bug: it goes on to whoever reports panics
+                // (the scheduler's task). The handle is never aborted while awaited;
+                // only a runtime shutting down cancels the task.
+                Err(error) => std::panic::resume_unwind(
+                    error
+                        .try_into_panic()
+                        .unwrap_or_else(|_| Box::new("the round trip's wait was cancelled")),
+                ),
+            },
+        };
+        // A round trip's failure after its wait is judged on the site as it is then,
+        // not as it was when the message went out minutes before.
+        let since = if waited { Instant::now() } else { self.started };
+        let needs_site = pipeline.evidence == Evidence::Always || judge::needs_site(&result);
+        let site = if needs_site {
+            Some(pipeline.site.fresh_since(since).await)
         } else {
             pipeline.site.latest()
         };
-        let fault = judge::classify(&self.result, site.as_deref());
+        let fault = judge::classify(&result, site.as_deref());
         Judged {
             target: self.target,
-            result: self.result,
+            result,
             fault,
             site,
         }

@@ -208,7 +208,8 @@ fuzz_target!(|input: &[u8]| {
                 "Io({e}) early"
             );
         }
-        LineError::TooMuchData => {
+        LineError::TooMuchData(budget) => {
+            assert_eq!(budget, MAX_PROBE_BYTES, "the default budget");
             assert_eq!(
                 consumed, MAX_PROBE_BYTES,
                 "TooMuchData before the budget was spent"

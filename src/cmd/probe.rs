@@ -118,8 +118,16 @@ pub fn render(judged: &Judged) -> String {
             if failed { "  FAILED" } else { "" }
         );
     }
-    if let ProtocolFacts::Http(http) = &result.facts {
-        let _ = writeln!(out, "  http: {http}");
+    match &result.facts {
+        ProtocolFacts::Http(http) => {
+            let _ = writeln!(out, "  http: {http}");
+        }
+        ProtocolFacts::Roundtrip(roundtrip) => {
+            for line in roundtrip.lines() {
+                let _ = writeln!(out, "  {line}");
+            }
+        }
+        _ => {}
     }
     if let Some(failure) = result.failure() {
         let _ = writeln!(out, "  reason: {} ({})", failure.kind, failure.message);

@@ -129,7 +129,7 @@ pub struct RawSite {
 }
 
 /// One entry of `targets:`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTarget {
     /// Unique name; becomes the `target` label. Optional here only so that a missing
@@ -203,6 +203,55 @@ pub struct RawTarget {
     /// link-local or unspecified address, or plain HTTP from HTTPS.
     #[serde(default)]
     pub allow_redirects: Option<Spanned<Vec<String>>>,
+    /// Round trip: the envelope sender and `From:` of the probe message.
+    #[serde(default)]
+    pub from: Option<Spanned<String>>,
+    /// Round trip: the recipient, the mailbox `receive` reads.
+    #[serde(default)]
+    pub to: Option<Spanned<String>>,
+    /// Round trip: the SMTP endpoint the message is submitted to.
+    #[serde(default)]
+    pub send: Option<Spanned<RawRoundtripEndpoint>>,
+    /// Round trip: the IMAP endpoint where the message is looked for.
+    #[serde(default)]
+    pub receive: Option<Spanned<RawRoundtripEndpoint>>,
+}
+
+/// `send:` or `receive:` of a round trip: an endpoint as a mail target writes it, plus
+/// the keys of its leg (`ehlo_name` to send, `folders` and `junk` to receive).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoundtripEndpoint {
+    /// Host name or address to connect to.
+    #[serde(default)]
+    pub host: Option<Spanned<String>>,
+    /// Port; defaults from the leg's protocol and TLS mode.
+    #[serde(default)]
+    pub port: Option<Spanned<i64>>,
+    /// `implicit`, `starttls` or `none`.
+    #[serde(default)]
+    pub tls: Option<Spanned<String>>,
+    /// SNI and verification name, when it differs from `host`.
+    #[serde(default)]
+    pub server_name: Option<Spanned<String>>,
+    /// Extra trusted roots for this endpoint only.
+    #[serde(default)]
+    pub ca_file: Option<Spanned<PathBuf>>,
+    /// Credentials (required to receive; optional to send, as through a public MX).
+    #[serde(default)]
+    pub auth: Option<Spanned<RawAuth>>,
+    /// Allow `auth` over a connection without TLS (`tls: none`).
+    #[serde(default)]
+    pub allow_plaintext_auth: Option<Spanned<bool>>,
+    /// Send: the name sent with EHLO.
+    #[serde(default)]
+    pub ehlo_name: Option<Spanned<String>>,
+    /// Receive: the folders a delivery counts in (default `[INBOX]`).
+    #[serde(default)]
+    pub folders: Option<Spanned<Vec<String>>>,
+    /// Receive: folders that count as junk, besides those the server marks `\Junk`.
+    #[serde(default)]
+    pub junk: Option<Spanned<Vec<String>>>,
 }
 
 impl RawTarget {
@@ -251,6 +300,10 @@ impl RawTarget {
             "allow_redirects",
             self.allow_redirects.as_ref().map(|v| v.referenced),
         );
+        note("from", self.from.as_ref().map(|v| v.referenced));
+        note("to", self.to.as_ref().map(|v| v.referenced));
+        note("send", self.send.as_ref().map(|v| v.referenced));
+        note("receive", self.receive.as_ref().map(|v| v.referenced));
         keys
     }
 }

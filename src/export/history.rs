@@ -265,6 +265,11 @@ fn render_result(out: &mut String, kept: &Kept) {
         ProtocolFacts::Http(http) => {
             let _ = writeln!(out, "   http: {http}");
         }
+        ProtocolFacts::Roundtrip(roundtrip) => {
+            for line in roundtrip.lines() {
+                let _ = writeln!(out, "   {line}");
+            }
+        }
         ProtocolFacts::Dns(dns) => {
             if let Some(consistent) = dns.consistent {
                 let _ = writeln!(out, "   consistent with reference: {consistent}");

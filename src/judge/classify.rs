@@ -9,7 +9,11 @@
 //!    - certificate and handshake failures, STARTTLS not offered → `server_tls`;
 //!    - rejected credentials → `server_auth`;
 //!    - refused, reset, bad or refused greeting, protocol errors, HTTP status/body, a
-//!      redirect to where the probe may not follow → `server_service`.
+//!      redirect to where the probe may not follow → `server_service`;
+//!    - a round trip's message refused (`send_rejected`, 5xx) or deferred
+//!      (`send_deferred`, 4xx), accepted and never delivered (`not_delivered`: the
+//!      mailbox was reachable, so the provider's delivery failed), or filed as junk
+//!      (`delivered_to_junk`) → `server_service`.
 //!
 //!    These need no site context at all ([`needs_site`] is false): the pipeline judges
 //!    them at once. Every other failure is judged on a site snapshot measured after the
@@ -29,8 +33,9 @@
 //! 5. Silence on the path (connect timeout, host unreachable):
 //!    the gateway answers but no canary does → `upstream`; otherwise → `server_network`.
 //! 6. A stall after the connection was made (no greeting, a timeout later in the
-//!    session): no canary answers → `upstream` (the uplink died mid-session);
-//!    otherwise → `server_service` (the server is reachable but slow or hung).
+//!    session, no answer to a round trip's end of `DATA`: `send_uncertain`): no canary
+//!    answers → `upstream` (the uplink died mid-session); otherwise → `server_service`
+//!    (the server is reachable but slow or hung).
 //!
 //! The `token` phase (an OAuth2 login's request to the identity provider) is one more
 //! hop and follows the same rules: its DNS failures are rule 4, its silence rule 5 or
@@ -84,7 +89,9 @@ pub fn classify(result: &ProbeResult, site: Option<&SiteContext>) -> Fault {
         };
     }
     match failure.kind {
-        ErrorKind::GreetingTimeout | ErrorKind::Timeout => stall_fault(site),
+        ErrorKind::GreetingTimeout | ErrorKind::Timeout | ErrorKind::SendUncertain => {
+            stall_fault(site)
+        }
         _ => path_fault(site),
     }
 }
@@ -143,7 +150,11 @@ fn server_answered(kind: ErrorKind) -> Option<Fault> {
         | ErrorKind::ProtocolError
         | ErrorKind::HttpStatus
         | ErrorKind::BodyMismatch
-        | ErrorKind::RedirectRefused => Fault::ServerService,
+        | ErrorKind::RedirectRefused
+        | ErrorKind::SendRejected
+        | ErrorKind::SendDeferred
+        | ErrorKind::NotDelivered
+        | ErrorKind::DeliveredToJunk => Fault::ServerService,
         _ => return None,
     })
 }

@@ -201,6 +201,7 @@ impl<'a> JudgedJson<'a> {
             facts: match &result.facts {
                 ProtocolFacts::None => None,
                 ProtocolFacts::Http(http) => Some(http.to_string()),
+                ProtocolFacts::Roundtrip(roundtrip) => Some(roundtrip.lines().join("; ")),
                 ProtocolFacts::Mail(mail) => Some(format!(
                     "banner: {}; capabilities: {}; login: {}",
                     mail.banner,

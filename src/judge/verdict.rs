@@ -3,8 +3,8 @@
 //! these, so a failure is described the same way wherever an administrator looks.
 
 use super::{Fault, Judged};
-use crate::config::TargetSpec;
-use crate::probe::{ErrorKind, Phase};
+use crate::config::{Endpoint, RoundtripTarget, TargetSpec};
+use crate::probe::{ErrorKind, Failure, Phase};
 use crate::site::{GatewayState, SiteContext};
 
 /// One sentence for the help desk: what is wrong, and whose side it is on.
@@ -26,11 +26,16 @@ pub fn sentence(judged: &Judged) -> String {
             target.display_name()
         );
     }
+    if let TargetSpec::Roundtrip(roundtrip) = &target.spec
+        && let Some(sentence) = roundtrip_sentence(judged, roundtrip, failure)
+    {
+        return sentence;
+    }
     let identity_provider = result
         .login
         .as_ref()
         .and_then(|login| login.identity_provider.clone());
-    let (host, port) = match (failure.phase, identity_provider, target.spec.endpoint()) {
+    let (host, port) = match (failure.phase, identity_provider, leg_endpoint(judged)) {
         // The token endpoint's hop failed: its host is the one in question.
         (Phase::Token, Some(provider), _) => (provider, "443".to_owned()),
         (_, _, Some(endpoint)) => (endpoint.host.clone(), endpoint.port.to_string()),
@@ -98,6 +103,62 @@ pub fn sentence(judged: &Judged) -> String {
             failure.kind
         ),
     }
+}
+
+/// The endpoint a failure happened at: a round trip's receiving side once its
+/// message was submitted, the target's endpoint otherwise.
+fn leg_endpoint(judged: &Judged) -> Option<&Endpoint> {
+    let result = &judged.result;
+    match &judged.target.spec {
+        TargetSpec::Roundtrip(roundtrip) => {
+            let submitted = result.phases.iter().any(|p| p.phase == Phase::Submit)
+                && result.failure().is_none_or(|f| f.phase != Phase::Submit);
+            Some(if submitted {
+                &roundtrip.receive
+            } else {
+                &roundtrip.send.endpoint
+            })
+        }
+        spec => spec.endpoint(),
+    }
+}
+
+/// The sentences of a round trip's own reasons.
+fn roundtrip_sentence(
+    judged: &Judged,
+    roundtrip: &RoundtripTarget,
+    failure: &Failure,
+) -> Option<String> {
+    let send = &roundtrip.send.endpoint;
+    let name = judged.target.display_name();
+    Some(match failure.kind {
+        ErrorKind::NotDelivered => format!(
+            "{name}: {} accepted the test message for {} but it never appeared in the mailbox: \
+             the provider's mail delivery is stuck or losing mail (server side).",
+            send.host, roundtrip.to
+        ),
+        ErrorKind::DeliveredToJunk => format!(
+            "{name}: the test message reached {} but was filed as junk: the provider's spam \
+             filter (or a rule of the mailbox) diverts this route's mail (server side).",
+            roundtrip.to
+        ),
+        ErrorKind::SendRejected => format!(
+            "{name}: {}:{} refused the test message ({}): a permanent refusal — policy, the \
+             sender or recipient, or the account may not send (server side).",
+            send.host, send.port, failure.message
+        ),
+        ErrorKind::SendDeferred => format!(
+            "{name}: {}:{} deferred the test message ({}): greylisting or a rate limit delays \
+             mail on this route (server side).",
+            send.host, send.port, failure.message
+        ),
+        ErrorKind::SendUncertain if judged.fault == Fault::ServerService => format!(
+            "{name}: {}:{} did not confirm the test message after it was sent: it may or may \
+             not have been accepted; the submission server is slow or hung (server side).",
+            send.host, send.port
+        ),
+        _ => return None,
+    })
 }
 
 /// A failure of the `token` phase on the provider's side (the identity provider

@@ -21,6 +21,7 @@ use rustls_pki_types::CertificateDer;
 use crate::config::{Config, SiteResolvers, TlsMode};
 use crate::probe::logins::Logins;
 use crate::probe::oauth2::{TokenCache, TokenKey};
+use crate::probe::roundtrip::Sweeps;
 use crate::probe::tls;
 
 /// Per-query timeout inside hickory. The probe's own deadline bounds the whole lookup;
@@ -101,6 +102,8 @@ pub struct ProbeEnv {
     system_verifier: Arc<tls::ChainVerifier>,
     /// Verifiers for targets with extra trust anchors, keyed by those anchors.
     extra_verifiers: HashMap<Arc<[CertificateDer<'static>]>, Arc<tls::ChainVerifier>>,
+    /// When each round-trip route last swept its mailbox, for this configuration.
+    pub roundtrips: Sweeps,
     /// OAuth2 access tokens, shared by every probe and kept across reloads.
     pub tokens: Arc<TokenCache>,
     /// Each target's login state (rejections in a row, a held-back credential), kept
@@ -154,14 +157,15 @@ impl ProbeEnv {
         let system_verifier = tls::verifier(&system_roots, &[]).map_err(trust(None))?;
         let mut extra_verifiers = HashMap::new();
         for target in &config.targets {
-            if let Some(endpoint) = target.spec.endpoint()
-                && endpoint.tls != TlsMode::None
-                && !endpoint.extra_roots.is_empty()
-                && !extra_verifiers.contains_key(&endpoint.extra_roots)
-            {
-                let verifier = tls::verifier(&system_roots, &endpoint.extra_roots)
-                    .map_err(trust(Some(&target.name)))?;
-                extra_verifiers.insert(Arc::clone(&endpoint.extra_roots), verifier);
+            for endpoint in target.spec.endpoints() {
+                if endpoint.tls != TlsMode::None
+                    && !endpoint.extra_roots.is_empty()
+                    && !extra_verifiers.contains_key(&endpoint.extra_roots)
+                {
+                    let verifier = tls::verifier(&system_roots, &endpoint.extra_roots)
+                        .map_err(trust(Some(&target.name)))?;
+                    extra_verifiers.insert(Arc::clone(&endpoint.extra_roots), verifier);
+                }
             }
         }
         // Ad-hoc `/probe` targets trust the roots of `tls.ca_file`.
@@ -175,6 +179,7 @@ impl ProbeEnv {
             reference_dns,
             system_verifier,
             extra_verifiers,
+            roundtrips: Sweeps::default(),
             tokens: Arc::new(TokenCache::new()),
             logins: Arc::new(Logins::new()),
         })
@@ -187,7 +192,8 @@ impl ProbeEnv {
         let logins: HashSet<TokenKey> = config
             .targets
             .iter()
-            .filter_map(|target| target.spec.endpoint()?.auth.as_ref()?.oauth2.as_ref())
+            .flat_map(|target| target.spec.endpoints())
+            .filter_map(|endpoint| endpoint.auth.as_ref()?.oauth2.as_ref())
             .map(|oauth2| oauth2.fingerprint())
             .collect();
         previous.tokens.retain(&logins);

@@ -75,11 +75,23 @@ pub enum ErrorKind {
     /// or certificate, the consent or the scope (`invalid_client`,
     /// `unauthorized_client`, an AADSTS code).
     TokenRejected,
+    /// A round trip's message was accepted but did not appear in the mailbox in time.
+    NotDelivered,
+    /// A round trip's message appeared in a junk folder.
+    DeliveredToJunk,
+    /// The SMTP server refused the message with a 5xx reply (permanent).
+    SendRejected,
+    /// The SMTP server refused the message with a 4xx reply (temporary: greylisting,
+    /// rate limits).
+    SendDeferred,
+    /// No answer to the end of `DATA` in time: the message may or may not have been
+    /// accepted, so the round trip cannot count it as sent.
+    SendUncertain,
 }
 
 impl ErrorKind {
     /// Every reason, for removing a target's series and for tests.
-    pub const ALL: [ErrorKind; 29] = [
+    pub const ALL: [ErrorKind; 34] = [
         ErrorKind::DnsNxdomain,
         ErrorKind::DnsNodata,
         ErrorKind::DnsServfail,
@@ -109,6 +121,11 @@ impl ErrorKind {
         ErrorKind::RedirectRefused,
         ErrorKind::LocalResources,
         ErrorKind::TokenRejected,
+        ErrorKind::NotDelivered,
+        ErrorKind::DeliveredToJunk,
+        ErrorKind::SendRejected,
+        ErrorKind::SendDeferred,
+        ErrorKind::SendUncertain,
     ];
 
     /// The stable `reason` label value.
@@ -143,6 +160,11 @@ impl ErrorKind {
             ErrorKind::RedirectRefused => "redirect_refused",
             ErrorKind::LocalResources => "local_resources",
             ErrorKind::TokenRejected => "token_rejected",
+            ErrorKind::NotDelivered => "not_delivered",
+            ErrorKind::DeliveredToJunk => "delivered_to_junk",
+            ErrorKind::SendRejected => "send_rejected",
+            ErrorKind::SendDeferred => "send_deferred",
+            ErrorKind::SendUncertain => "send_uncertain",
         }
     }
 

@@ -31,8 +31,9 @@ pub enum LineError {
     Closed,
     /// A line exceeded [`MAX_LINE_LEN`].
     TooLong,
-    /// The probe's byte budget ([`MAX_PROBE_BYTES`]) is spent.
-    TooMuchData,
+    /// The stream's byte budget ([`MAX_PROBE_BYTES`] unless raised), given here, is
+    /// spent.
+    TooMuchData(usize),
     /// The connection failed (reset, TLS error, …).
     Io(io::Error),
 }
@@ -49,11 +50,9 @@ impl LineError {
                 ErrorKind::ProtocolError,
                 format!("a line of {what} is longer than {MAX_LINE_LEN} bytes"),
             ),
-            LineError::TooMuchData => ProbeError::new(
+            LineError::TooMuchData(budget) => ProbeError::new(
                 ErrorKind::ProtocolError,
-                format!(
-                    "the server sent more than {MAX_PROBE_BYTES} bytes (while we waited for {what})"
-                ),
+                format!("the server sent more than {budget} bytes (while we waited for {what})"),
             ),
             LineError::Io(error) => io_error(&error, what),
         }
@@ -101,6 +100,8 @@ pub struct LineStream<S> {
     scanned: usize,
     /// Bytes read from the stream so far, across upgrades.
     read_total: usize,
+    /// The most bytes this stream may read in total ([`MAX_PROBE_BYTES`] unless raised).
+    budget: usize,
     /// The command being sent, reused from one command to the next.
     outgoing: Vec<u8>,
 }
@@ -119,7 +120,40 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LineStream<S> {
             buffer: Vec::with_capacity(READ_CHUNK),
             scanned: 0,
             read_total,
+            budget: MAX_PROBE_BYTES,
             outgoing: Vec::new(),
+        }
+    }
+
+    /// Allows this stream `budget` bytes in total instead of [`MAX_PROBE_BYTES`]: for a
+    /// session that legitimately lasts minutes (a round trip waiting for its message).
+    /// Lines stay bounded by [`MAX_LINE_LEN`]; only the total grows.
+    pub fn set_byte_budget(&mut self, budget: usize) {
+        self.budget = budget;
+    }
+
+    /// Consumes the `len` bytes of an IMAP literal (`{len}` at the end of the line
+    /// before it), keeping at most the first `keep`: the rest is read and dropped, so
+    /// a large literal costs bytes of the budget but no memory.
+    ///
+    /// # Errors
+    ///
+    /// [`LineError`] when the connection closes or fails, or the budget is spent.
+    pub async fn read_literal(&mut self, len: usize, keep: usize) -> Result<Vec<u8>, LineError> {
+        let mut kept = Vec::with_capacity(keep.min(len));
+        let mut remaining = len;
+        loop {
+            let take = remaining.min(self.buffer.len());
+            let room = keep.saturating_sub(kept.len()).min(take);
+            kept.extend_from_slice(&self.buffer[..room]);
+            self.buffer.drain(..take);
+            // What is left in the buffer has not been searched for a line end yet.
+            self.scanned = 0;
+            remaining -= take;
+            if remaining == 0 {
+                return Ok(kept);
+            }
+            self.fill().await?;
         }
     }
 
@@ -159,9 +193,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LineStream<S> {
 
     /// Reads more bytes into the buffer.
     async fn fill(&mut self) -> Result<(), LineError> {
-        let room = MAX_PROBE_BYTES.saturating_sub(self.read_total);
+        let room = self.budget.saturating_sub(self.read_total);
         if room == 0 {
-            return Err(LineError::TooMuchData);
+            return Err(LineError::TooMuchData(self.budget));
         }
         let want = room.min(READ_CHUNK);
         self.buffer.reserve(want);
@@ -284,7 +318,10 @@ mod tests {
     async fn the_probe_byte_budget_ends_an_endless_stream_of_short_lines() {
         let data = b"250-x\r\n".repeat(MAX_PROBE_BYTES);
         let (lines, error) = lines_from(&data).await;
-        assert!(matches!(error, Some(LineError::TooMuchData)), "{error:?}");
+        assert!(
+            matches!(error, Some(LineError::TooMuchData(MAX_PROBE_BYTES))),
+            "{error:?}"
+        );
         assert!(lines.len() * 7 <= MAX_PROBE_BYTES);
     }
 
@@ -313,6 +350,35 @@ mod tests {
         server.write_all(&exact).await.unwrap();
         let mut reader = LineStream::new(&mut client);
         assert_eq!(reader.read_line().await.unwrap().len(), MAX_LINE_LEN);
+    }
+
+    #[tokio::test]
+    async fn a_literal_is_consumed_whole_and_kept_only_up_to_its_bound() {
+        let (mut client, mut server) = tokio::io::duplex(64 * 1024);
+        let mut data = b"* 1 FETCH (BODY[] {10}\r\n".to_vec();
+        data.extend_from_slice(b"0123456789)\r\nnext\r\n");
+        server.write_all(&data).await.unwrap();
+        let mut reader = LineStream::new(&mut client);
+        assert_eq!(reader.read_line().await.unwrap(), "* 1 FETCH (BODY[] {10}");
+        assert_eq!(reader.read_literal(10, 4).await.unwrap(), b"0123");
+        assert_eq!(reader.read_line().await.unwrap(), ")");
+        assert_eq!(reader.read_line().await.unwrap(), "next");
+    }
+
+    #[tokio::test]
+    async fn a_raised_budget_allows_more_than_one_probe_s_worth() {
+        let data = b"* OK still here\r\n".repeat(MAX_PROBE_BYTES / 8);
+        let (mut client, mut server) = tokio::io::duplex(64 * 1024);
+        tokio::spawn(async move {
+            let _ = server.write_all(&data).await;
+        });
+        let mut reader = LineStream::new(&mut client);
+        reader.set_byte_budget(4 * MAX_PROBE_BYTES);
+        let mut count = 0;
+        while reader.read_line().await.is_ok() {
+            count += 1;
+        }
+        assert_eq!(count, MAX_PROBE_BYTES / 8);
     }
 
     #[test]

@@ -9,7 +9,12 @@
 //! credential (a changed secret file reloads the configuration), tries again at once.
 //!
 //! The state is kept per target name (the checks of an exchange target share one
-//! credential) and handed on at a reload with the token cache.
+//! credential) and handed on at a reload with the token cache. A round trip has two
+//! logins, and each leg ([`Leg::Send`], [`Leg::Receive`]) keeps its own state under the
+//! target's name: the legs often log in to different servers with different
+//! credentials, and even with one credential for both, each server counts (and
+//! punishes) the rejections it sees itself. So a success on one leg never clears the
+//! other's rejections, and a credential held back on one leg is not on the other.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -17,8 +22,8 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
-use super::{ErrorKind, Failure, LoginFacts, Phase, ProbeResult, ProtocolFacts};
-use crate::config::{Config, Credentials, Target};
+use super::{ErrorKind, Failure, LoginFacts, Phase, ProbeResult, ProtocolFacts, Recorder};
+use crate::config::{Config, Credentials, Protocol, Target, TargetSpec};
 
 /// The longest wait between two real attempts of a suspended login: an hour keeps a
 /// wrong password from costing more than a couple of dozen rejections a day, and still
@@ -28,7 +33,84 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(3600);
 /// Every target's login state.
 #[derive(Debug, Default)]
 pub struct Logins {
-    entries: Mutex<HashMap<Arc<str>, Entry>>,
+    entries: Mutex<HashMap<(Arc<str>, Leg), Entry>>,
+}
+
+/// Which of a target's logins a state is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Leg {
+    /// The target's one login (every protocol but a round trip).
+    Only,
+    /// A round trip's SMTP submission.
+    Send,
+    /// A round trip's IMAP mailbox.
+    Receive,
+}
+
+/// One login of one target: whose, which, and with what credential.
+#[derive(Debug, Clone, Copy)]
+pub struct Login<'a> {
+    /// The target (its name keys the state, its interval paces the retries).
+    pub target: &'a Target,
+    /// Which of its logins.
+    pub leg: Leg,
+    /// The credential sent.
+    pub credentials: &'a Credentials,
+}
+
+impl<'a> Login<'a> {
+    /// Every login of `target`: none, its endpoint's, or a round trip's legs that log in.
+    pub fn all(target: &'a Target) -> Vec<Login<'a>> {
+        let login = |leg, endpoint: &'a crate::config::Endpoint| {
+            endpoint.auth.as_ref().map(|credentials| Login {
+                target,
+                leg,
+                credentials,
+            })
+        };
+        match &target.spec {
+            TargetSpec::Roundtrip(roundtrip) => [
+                login(Leg::Send, &roundtrip.send.endpoint),
+                login(Leg::Receive, &roundtrip.receive),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
+            spec => spec
+                .endpoint()
+                .and_then(|endpoint| login(Leg::Only, endpoint))
+                .into_iter()
+                .collect(),
+        }
+    }
+
+    /// The protocol that carries this login: the target's, or its leg's.
+    pub fn protocol(&self) -> Protocol {
+        match self.leg {
+            Leg::Only => self.target.protocol,
+            Leg::Send => Protocol::Smtp,
+            Leg::Receive => Protocol::Imap,
+        }
+    }
+
+    fn key(&self) -> (Arc<str>, Leg) {
+        (Arc::clone(&self.target.name), self.leg)
+    }
+
+    /// The provider's next step for a failed OAuth2 login, into `facts`.
+    pub fn advise(&self, failure: Option<&Failure>, facts: Option<&mut LoginFacts>) {
+        if let Some(oauth2) = &self.credentials.oauth2
+            && let Some(failure) = failure
+            && let Some(facts) = facts
+        {
+            facts.advice = super::oauth2::advice::for_failure(
+                oauth2,
+                self.protocol(),
+                failure,
+                &facts.token_roles,
+            );
+        }
+    }
 }
 
 /// One target's login state.
@@ -71,58 +153,106 @@ impl Logins {
         Logins::default()
     }
 
-    /// Whether `target` may send `credentials` at `now`. A round that starts within
+    /// Whether `login` may send its credential at `now`. A round that starts within
     /// half an interval of the retry time is the retry: the schedule is not exact.
-    pub fn admit(&self, target: &Target, credentials: &Credentials, now: Instant) -> Admission {
+    pub fn admit(&self, login: &Login<'_>, now: Instant) -> Admission {
         let mut entries = self.lock();
-        let Some(entry) = entries.get(&target.name) else {
+        let key = login.key();
+        let Some(entry) = entries.get(&key) else {
             return Admission::Send;
         };
-        if entry.fingerprint != credentials.fingerprint() {
+        if entry.fingerprint != login.credentials.fingerprint() {
             // A new credential: its predecessor's rejections are no evidence against it.
-            entries.remove(&target.name);
+            entries.remove(&key);
             return Admission::Send;
         }
         match &entry.suspension {
-            Some(suspension) if now + target.interval / 2 < suspension.until => {
+            Some(suspension) if now + login.target.interval / 2 < suspension.until => {
                 Admission::Withhold(suspension.clone())
             }
             _ => Admission::Send,
         }
     }
 
-    /// `target`'s rejected logins in a row so far.
-    pub fn failures(&self, target: &Target) -> u32 {
+    /// `login`'s rejected logins in a row so far.
+    pub fn failures(&self, login: &Login<'_>) -> u32 {
         self.lock()
-            .get(&target.name)
+            .get(&login.key())
             .map_or(0, |entry| entry.failures)
     }
 
-    /// Updates `target`'s state from `result` (a probe admitted as `admission`) and
+    /// Updates `login`'s state from `result` (a probe admitted as `admission`) and
     /// fills in the result's login facts; a held-back probe that reached the login
     /// offer fails with the last real answer.
     pub fn settle(
         &self,
-        target: &Target,
-        credentials: &Credentials,
+        login: &Login<'_>,
         admission: &Admission,
         result: &mut ProbeResult,
         now: Instant,
     ) {
+        let reached = reached_login_offer(result);
+        let mut failure = std::mem::replace(&mut result.outcome, Ok(())).err();
+        self.update(
+            login,
+            admission,
+            reached,
+            &mut failure,
+            &mut result.login,
+            now,
+        );
+        result.outcome = failure.map_or(Ok(()), Err);
+    }
+
+    /// [`Logins::settle`] for a login whose session goes on (a round trip's leg, just
+    /// after its login, or after the deadline cut it short): reads and amends the
+    /// recorder's failure and login facts.
+    pub fn settle_recorded(
+        &self,
+        login: &Login<'_>,
+        admission: &Admission,
+        recorder: &mut Recorder,
+        now: Instant,
+    ) {
+        let mut failure = recorder.take_failure();
+        let reached = failure.is_none();
+        self.update(
+            login,
+            admission,
+            reached,
+            &mut failure,
+            &mut recorder.login,
+            now,
+        );
+        if let Some(failure) = failure {
+            recorder.restore_failure(failure);
+        }
+    }
+
+    /// The state machine: `failure` is the probe's (replaced by the last real answer
+    /// when a held-back probe `reached` the login offer), `facts` its login facts.
+    fn update(
+        &self,
+        login: &Login<'_>,
+        admission: &Admission,
+        reached: bool,
+        failure: &mut Option<Failure>,
+        facts: &mut Option<LoginFacts>,
+        now: Instant,
+    ) {
+        let (target, credentials) = (login.target, login.credentials);
         let mut entries = self.lock();
-        let entry = entries
-            .entry(Arc::clone(&target.name))
-            .or_insert_with(|| Entry {
-                fingerprint: credentials.fingerprint(),
-                failures: 0,
-                last_attempt: None,
-                last_answer: String::new(),
-                suspension: None,
-            });
-        let sent = result.login.as_ref().is_some_and(|l| l.sent);
+        let entry = entries.entry(login.key()).or_insert_with(|| Entry {
+            fingerprint: credentials.fingerprint(),
+            failures: 0,
+            last_attempt: None,
+            last_answer: String::new(),
+            suspension: None,
+        });
+        let sent = facts.as_ref().is_some_and(|l| l.sent);
         if let Admission::Withhold(suspension) = admission {
-            if reached_login_offer(result) {
-                result.outcome = Err(Failure {
+            if reached {
+                *failure = Some(Failure {
                     phase: Phase::Auth,
                     kind: ErrorKind::AuthFailed,
                     message: format!(
@@ -136,7 +266,7 @@ impl Logins {
             }
         } else if sent {
             entry.last_attempt = Some(SystemTime::now());
-            match result.failure() {
+            match failure.as_ref() {
                 None => {
                     entry.failures = 0;
                     entry.suspension = None;
@@ -169,7 +299,7 @@ impl Logins {
                 }
             }
         }
-        let facts = result.login.get_or_insert_with(LoginFacts::default);
+        let facts = facts.get_or_insert_with(LoginFacts::default);
         facts.suspended = matches!(admission, Admission::Withhold(_));
         facts.consecutive_failures = entry.failures;
         facts.last_attempt = entry.last_attempt;
@@ -180,18 +310,19 @@ impl Logins {
     /// or whose credential changed are forgotten; a suspended login tries again at
     /// the next probe (a reload is how an administrator says "try now").
     pub fn carry_over(&self, config: &Config) {
-        let credentials: HashMap<&str, [u8; 32]> = config
+        let credentials: HashMap<(&str, Leg), [u8; 32]> = config
             .targets
             .iter()
-            .filter_map(|target| {
-                let credentials = target.spec.endpoint()?.auth.as_ref()?;
-                Some((&*target.name, credentials.fingerprint()))
+            .flat_map(|target| Login::all(target))
+            .map(|login| {
+                let key = (&*login.target.name, login.leg);
+                (key, login.credentials.fingerprint())
             })
             .collect();
         let now = Instant::now();
         let wall = SystemTime::now();
-        self.lock().retain(|name, entry| {
-            if credentials.get(&**name) != Some(&entry.fingerprint) {
+        self.lock().retain(|(name, leg), entry| {
+            if credentials.get(&(&**name, *leg)) != Some(&entry.fingerprint) {
                 return false;
             }
             if let Some(suspension) = &mut entry.suspension {
@@ -202,7 +333,7 @@ impl Logins {
         });
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Entry>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(Arc<str>, Leg), Entry>> {
         // A map of plain values cannot be left inconsistent by a panic.
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -139,12 +139,50 @@ pub trait Dialogue {
 ///
 /// [`Failed`] when a phase failed; the recorder holds the details.
 pub async fn session<D: Dialogue + Send>(
-    mut dialogue: D,
+    dialogue: D,
     endpoint: &Endpoint,
     deadline: Instant,
     env: &ProbeEnv,
     recorder: &mut Recorder,
 ) -> Result<(), Failed> {
+    let session = open(dialogue, endpoint, deadline, env, recorder).await?;
+    session.goodbye(deadline).await;
+    Ok(())
+}
+
+/// A session past its login (or past its capabilities, for an endpoint without
+/// credentials), for a probe that has more to say (a round trip's SMTP transaction
+/// or mailbox search) before the goodbye.
+#[derive(Debug)]
+pub struct Session<D> {
+    dialogue: D,
+    /// The connection, for the protocol's further commands.
+    pub lines: Lines,
+    /// What the server offered (after STARTTLS when it was used).
+    pub capabilities: Capabilities,
+}
+
+impl<D: Dialogue + Send> Session<D> {
+    /// Says goodbye (LOGOUT / QUIT), bounded so that it never costs the probe.
+    pub async fn goodbye(mut self, deadline: Instant) {
+        goodbye(&mut self.dialogue, &mut self.lines, deadline).await;
+    }
+}
+
+/// Connects, reads the greeting, upgrades with STARTTLS, asks for the capabilities and
+/// logs in, each a timed phase; returns the session for more commands. On failure the
+/// session has already said goodbye.
+///
+/// # Errors
+///
+/// [`Failed`] when a phase failed; the recorder holds the details.
+pub async fn open<D: Dialogue + Send>(
+    mut dialogue: D,
+    endpoint: &Endpoint,
+    deadline: Instant,
+    env: &ProbeEnv,
+    recorder: &mut Recorder,
+) -> Result<Session<D>, Failed> {
     let connection = dial::open(endpoint, env, deadline, recorder).await?;
     let mut lines = LineStream::new(connection);
     let mut facts = MailFacts::default();
@@ -202,7 +240,7 @@ pub async fn session<D: Dialogue + Send>(
                         .await?;
                 }
                 Some(oauth2) => {
-                    let session = Session {
+                    let context = TokenLogin {
                         endpoint,
                         env,
                         deadline,
@@ -212,30 +250,43 @@ pub async fn session<D: Dialogue + Send>(
                         &mut lines,
                         &capabilities,
                         oauth2,
-                        session,
+                        context,
                         recorder,
                     )
                     .await?;
                 }
             }
         }
-        Ok(())
+        Ok(capabilities)
     }
     .await;
-    // A polite goodbye whatever happened, bounded so it never costs the probe.
+    match outcome {
+        Ok(capabilities) => Ok(Session {
+            dialogue,
+            lines,
+            capabilities,
+        }),
+        Err(failed) => {
+            goodbye(&mut dialogue, &mut lines, deadline).await;
+            Err(failed)
+        }
+    }
+}
+
+/// A polite goodbye whatever happened, bounded so it never costs the probe.
+async fn goodbye<D: Dialogue + Send>(dialogue: &mut D, lines: &mut Lines, deadline: Instant) {
     let goodbye_by = (Instant::now() + GOODBYE_GRACE)
         .min(deadline.checked_sub(GOODBYE_MARGIN).unwrap_or(deadline));
     let _ = tokio::time::timeout_at(goodbye_by, async {
-        dialogue.goodbye(&mut lines).await;
+        dialogue.goodbye(lines).await;
         lines.shutdown().await;
     })
     .await;
-    outcome
 }
 
 /// What an OAuth2 login needs besides the dialogue.
 #[derive(Clone, Copy)]
-struct Session<'a> {
+struct TokenLogin<'a> {
     endpoint: &'a Endpoint,
     env: &'a ProbeEnv,
     deadline: Instant,
@@ -250,14 +301,14 @@ async fn oauth2_login<D: Dialogue + Send>(
     lines: &mut Lines,
     capabilities: &Capabilities,
     oauth2: &OAuth2,
-    session: Session<'_>,
+    context: TokenLogin<'_>,
     recorder: &mut Recorder,
 ) -> Result<(), Failed> {
-    let Session {
+    let TokenLogin {
         endpoint,
         env,
         deadline,
-    } = session;
+    } = context;
     let username = endpoint
         .auth
         .as_ref()

@@ -22,6 +22,7 @@ pub mod pop3;
 pub mod recorder;
 pub mod redact;
 pub mod result;
+pub mod roundtrip;
 pub mod smtp;
 pub mod tcp;
 pub mod tls;
@@ -39,7 +40,7 @@ pub use result::{
 };
 
 use crate::config::{Target, TargetSpec};
-use logins::Admission;
+use logins::{Admission, Leg, Login};
 
 /// `instant + duration`, or (should that ever overflow) a year later, or `instant`:
 /// never a panic. Validation bounds every duration to a week, so the fallbacks are
@@ -52,23 +53,68 @@ pub fn later(instant: Instant, duration: std::time::Duration) -> Instant {
         .unwrap_or(instant)
 }
 
+/// A probe that has done the part that needs a concurrency slot.
+#[derive(Debug)]
+pub enum Started {
+    /// Finished: every probe but a round trip, and a round trip whose message was not
+    /// accepted.
+    Done(Box<ProbeResult>),
+    /// A round trip whose message was accepted: the wait for it is still to come.
+    Waiting(Box<roundtrip::Waiting>),
+}
+
+impl Started {
+    /// The rest of the probe (a round trip's wait for its message), outside the slot.
+    pub async fn finish(self, target: &Target, env: &ProbeEnv) -> ProbeResult {
+        match self {
+            Started::Done(result) => *result,
+            Started::Waiting(waiting) => roundtrip::finish(*waiting, target, env).await,
+        }
+    }
+}
+
 /// Runs one probe of `target`, bounded by the target's timeout.
 ///
 /// A target whose login was rejected too often in a row runs without its credential
 /// (see [`logins`]). Never fails: every problem is a [`Failure`] inside the result.
 pub async fn run(target: &Target, env: &ProbeEnv) -> ProbeResult {
+    start(target, env).await.finish(target, env).await
+}
+
+/// Runs the part of a probe that holds a concurrency slot: all of it, except a round
+/// trip's wait for delivery (see [`Started::finish`]).
+pub async fn start(target: &Target, env: &ProbeEnv) -> Started {
+    if let TargetSpec::Roundtrip(roundtrip) = &target.spec {
+        return match roundtrip::start(target, roundtrip, env).await {
+            Ok(waiting) => Started::Waiting(Box::new(waiting)),
+            Err(result) => Started::Done(Box::new(result)),
+        };
+    }
+    Started::Done(Box::new(run_whole(target, env).await))
+}
+
+/// One probe of a target other than a round trip.
+async fn run_whole(target: &Target, env: &ProbeEnv) -> ProbeResult {
     let started_at = SystemTime::now();
     let started = Instant::now();
     let deadline = later(started, target.timeout);
     let mut recorder = Recorder::new();
-    let credentials = target.spec.endpoint().and_then(|e| e.auth.as_ref());
-    let admission = credentials.map(|credentials| {
-        recorder.redactor.add_credentials(credentials);
+    let login = target
+        .spec
+        .endpoint()
+        .and_then(|endpoint| endpoint.auth.as_ref())
+        .map(|credentials| Login {
+            target,
+            leg: Leg::Only,
+            credentials,
+        });
+    let admission = login.as_ref().map(|login| {
+        recorder.redactor.add_credentials(login.credentials);
         recorder.login = Some(LoginFacts {
-            consecutive_failures: env.logins.failures(target),
+            consecutive_failures: env.logins.failures(login),
             ..LoginFacts::default()
         });
-        env.logins.admit(target, credentials, started)
+        env.logins.admit(login, started)
     });
     let held_back;
     let spec = match &admission {
@@ -108,6 +154,8 @@ pub async fn run(target: &Target, env: &ProbeEnv) -> ProbeResult {
             TargetSpec::Exchange(exchange) => {
                 exchange::probe(exchange, deadline, env, &mut recorder).await
             }
+            // `start` runs round trips in two stages; they never come here.
+            TargetSpec::Roundtrip(_) => Ok(()),
         };
     })
     .await;
@@ -115,19 +163,10 @@ pub async fn run(target: &Target, env: &ProbeEnv) -> ProbeResult {
         recorder.deadline_expired(target.timeout);
     }
     let mut result = recorder.finish(target, started_at, started.elapsed());
-    if let (Some(credentials), Some(admission)) = (credentials, &admission) {
+    if let (Some(login), Some(admission)) = (&login, &admission) {
         env.logins
-            .settle(target, credentials, admission, &mut result, Instant::now());
-        if let Some(oauth2) = &credentials.oauth2
-            && let Some(failure) = result.failure()
-            && let Some(login) = &result.login
-        {
-            let advice =
-                oauth2::advice::for_failure(oauth2, target.protocol, failure, &login.token_roles);
-            if let Some(login) = &mut result.login {
-                login.advice = advice;
-            }
-        }
+            .settle(login, admission, &mut result, Instant::now());
+        login.advise(result.outcome.as_ref().err(), result.login.as_mut());
     }
     result
 }

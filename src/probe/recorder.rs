@@ -199,6 +199,11 @@ impl Recorder {
         Failed
     }
 
+    /// The reason of the recorded failure, if any.
+    pub(crate) fn failure_kind(&self) -> Option<ErrorKind> {
+        self.failure.as_ref().map(|failure| failure.kind)
+    }
+
     /// Takes the recorded failure away: a step that may fail without failing the probe
     /// (one of several Autodiscover methods) keeps it aside.
     pub(crate) fn take_failure(&mut self) -> Option<Failure> {
@@ -285,6 +290,23 @@ impl Recorder {
         }
         match &mut self.facts {
             ProtocolFacts::Mail(mail) => redactor.clean_in_place(&mut mail.banner),
+            ProtocolFacts::Roundtrip(roundtrip) => {
+                for mail in roundtrip
+                    .send
+                    .iter_mut()
+                    .chain(roundtrip.receive.iter_mut())
+                {
+                    redactor.clean_in_place(&mut mail.banner);
+                }
+                for text in roundtrip
+                    .submitted
+                    .iter_mut()
+                    .map(|s| &mut s.reply)
+                    .chain(roundtrip.cleanup.iter_mut())
+                {
+                    redactor.clean_in_place(text);
+                }
+            }
             ProtocolFacts::Http(http) => {
                 if let Some(answer) = &mut http.autodiscover {
                     redactor.clean_in_place(&mut answer.ews_url);

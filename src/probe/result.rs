@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use super::{ErrorKind, dns, http, mail};
+use super::{ErrorKind, dns, http, mail, roundtrip};
 use crate::config::{ExchangeCheck, Protocol};
 
 /// One step of a probe. The label values are part of the metrics contract.
@@ -30,11 +30,18 @@ pub enum Phase {
     /// Getting an OAuth2 access token from the identity provider (its resolve,
     /// connect, TLS and request, timed together and named in the probe's log).
     Token,
+    /// A round trip's SMTP transaction: `MAIL FROM` up to the `250` after `DATA`.
+    Submit,
+    /// A round trip's wait until the message is visible over IMAP.
+    Deliver,
+    /// A round trip's deletion of its message (and the sweep of older ones).
+    Cleanup,
 }
 
 impl Phase {
-    /// Every phase (a login's `token` comes just before its `auth`).
-    pub const ALL: [Phase; 9] = [
+    /// Every phase: a probe's own in the order it runs them, then a login's `token`
+    /// (which comes just before its `auth`), then a round trip's.
+    pub const ALL: [Phase; 12] = [
         Phase::Resolve,
         Phase::Connect,
         Phase::Tls,
@@ -44,6 +51,9 @@ impl Phase {
         Phase::Request,
         Phase::Response,
         Phase::Token,
+        Phase::Submit,
+        Phase::Deliver,
+        Phase::Cleanup,
     ];
 
     /// The stable `phase` label value.
@@ -58,6 +68,9 @@ impl Phase {
             Phase::Request => "request",
             Phase::Response => "response",
             Phase::Token => "token",
+            Phase::Submit => "submit",
+            Phase::Deliver => "deliver",
+            Phase::Cleanup => "cleanup",
         }
     }
 }
@@ -122,6 +135,9 @@ pub enum ProtocolFacts {
     Mail(mail::MailFacts),
     /// What an HTTP probe (webmail, Exchange) saw.
     Http(http::HttpFacts),
+    /// What a mail round trip did: the submission, where and when the message was
+    /// found, its transit, the cleanup.
+    Roundtrip(Box<roundtrip::RoundtripFacts>),
 }
 
 /// Everything one run of one probe found out.

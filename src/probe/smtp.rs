@@ -1,6 +1,7 @@
 //! `protocol: smtp` (RFC 5321 / 3207 / 4954 / 6409 / 8314): 220 greeting, EHLO,
 //! STARTTLS (then EHLO again), AUTH PLAIN, LOGIN, XOAUTH2 or OAUTHBEARER, QUIT. Never
-//! MAIL or RCPT: the probe must not be able to send mail.
+//! MAIL or RCPT: the probe must not be able to send mail (only a round trip sends, in
+//! `roundtrip/submit.rs`).
 
 use super::lines::{LineError, MAX_REPLY_LINES, greeting_error, sanitise};
 use super::mail::{Capabilities, Dialogue, Lines, base64_encode, plain_sasl};
@@ -164,7 +165,12 @@ impl Smtp {
         Smtp { ehlo_name }
     }
 
-    async fn command(lines: &mut Lines, command: &str, what: &str) -> Result<Reply, ProbeError> {
+    /// Sends `command` and reads the whole reply (`what` names it in errors).
+    pub(crate) async fn command(
+        lines: &mut Lines,
+        command: &str,
+        what: &str,
+    ) -> Result<Reply, ProbeError> {
         lines.write_line(command).await?;
         read_reply(lines, what)
             .await

@@ -209,7 +209,7 @@ fn unknown_key() {
 fn unknown_protocol() {
     assert_eq!(
         error_for("unknown_protocol"),
-        "tests/fixtures/config/unknown_protocol.yaml:4:15: targets[0].protocol: unknown protocol `imaps`; expected one of imap, pop3, smtp, https, exchange, dns, tcp (for imap over TLS write `protocol: imap` and `tls: implicit`)"
+        "tests/fixtures/config/unknown_protocol.yaml:4:15: targets[0].protocol: unknown protocol `imaps`; expected one of imap, pop3, smtp, https, exchange, dns, tcp, roundtrip (for imap over TLS write `protocol: imap` and `tls: implicit`)"
     );
 }
 
@@ -369,6 +369,51 @@ fn web_password_instead_of_hash() {
     );
 }
 
+/// Issue 13: a round trip's timeout must be shorter than its interval.
+#[test]
+fn roundtrip_timeout_not_shorter() {
+    assert_eq!(
+        error_for("roundtrip_timeout_not_shorter"),
+        "tests/fixtures/config/roundtrip_timeout_not_shorter.yaml:6:14: targets[0].timeout: a round trip's timeout (2m) must be shorter than its interval (2m): the next message must not be sent while the last one is still awaited"
+    );
+}
+
+/// Issue 13: the receiving leg logs in, so it needs credentials.
+#[test]
+fn roundtrip_receive_without_auth() {
+    assert_eq!(
+        error_for("roundtrip_receive_without_auth"),
+        "tests/fixtures/config/roundtrip_receive_without_auth.yaml:8:14: targets[0].receive.auth: target `roundtrip` `receive` (protocol `imap`) needs `auth`: the round trip logs in to the mailbox to find its message"
+    );
+}
+
+/// Issue 13: `from` and `to` are plain addresses.
+#[test]
+fn roundtrip_bad_address() {
+    assert_eq!(
+        error_for("roundtrip_bad_address"),
+        "tests/fixtures/config/roundtrip_bad_address.yaml:6:9: targets[0].to: `Probe <probe@example.com>` is not a plain mail address: write `local@domain` in ASCII, without a display name or angle brackets"
+    );
+}
+
+/// Issue 13: each leg takes only its own keys.
+#[test]
+fn roundtrip_folders_on_send() {
+    assert_eq!(
+        error_for("roundtrip_folders_on_send"),
+        "tests/fixtures/config/roundtrip_folders_on_send.yaml:7:71: targets[0].send.folders: `folders` belongs to the other leg of a round trip (`send` takes ehlo_name, `receive` takes folders and junk)"
+    );
+}
+
+/// Issue 13: each leg is checked as the mail target it is.
+#[test]
+fn roundtrip_missing_send_host() {
+    assert_eq!(
+        error_for("roundtrip_missing_send_host"),
+        "tests/fixtures/config/roundtrip_missing_send_host.yaml:7:11: targets[0].send.host: target `roundtrip` `send` (protocol `smtp`) needs `host`: the server's name or IP address"
+    );
+}
+
 /// Issue 12: An `auth.oauth2` block without the client's credential.
 #[test]
 fn issue_12_oauth2_without_credential() {
@@ -428,7 +473,7 @@ fn issue_12_oauth2_unknown_mechanism() {
 fn issue_12_oauth2_on_webmail() {
     assert_eq!(
         error_for("oauth2_on_webmail"),
-        "tests/fixtures/config/oauth2_on_webmail.yaml:9:9: targets[0].auth.oauth2: `oauth2` applies to imap, pop3, smtp and exchange (ews, autodiscover) targets; webmail logs in with a password"
+        "tests/fixtures/config/oauth2_on_webmail.yaml:9:9: targets[0].auth.oauth2: `oauth2` applies to imap, pop3, smtp, exchange (ews, autodiscover) and roundtrip targets; webmail logs in with a password"
     );
 }
 

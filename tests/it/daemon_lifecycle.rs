@@ -224,33 +224,7 @@ async fn promtool_accepts_a_real_scrape() {
         let (_open, targets) = open_and_closed_targets();
         // The scrape must answer 200 (`Agent::metrics` asserts it); its text is checked.
         let (_, scrape) = first_round(&fast_loopback_config(&targets), &["open", "closed"]).await;
-        let text = scrape.text;
-
-        let checked = tokio::task::spawn_blocking(move || {
-            use std::io::Write as _;
-            let mut promtool = std::process::Command::new("promtool")
-                .args(["check", "metrics"])
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .expect("promtool is installed (scripts/test installs Debian's prometheus)");
-            promtool
-                .stdin
-                .take()
-                .expect("piped stdin")
-                .write_all(text.as_bytes())
-                .expect("feed promtool");
-            promtool.wait_with_output().expect("promtool runs")
-        })
-        .await
-        .unwrap();
-        assert!(
-            checked.status.success(),
-            "promtool check metrics: {}{}",
-            String::from_utf8_lossy(&checked.stdout),
-            String::from_utf8_lossy(&checked.stderr)
-        );
+        crate::support::prometheus::assert_promtool_accepts(scrape.text).await;
     })
     .await;
 }

@@ -33,6 +33,8 @@ mod oauth2_secrets;
 mod pipeline;
 mod prometheus_e2e;
 mod prometheus_rules;
+mod roundtrip;
+mod roundtrip_logins;
 mod scale;
 mod status_page;
 mod web_listener;

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use super::text::{WEBMAIL_NOT_CHECKED, answers, verdict};
+use super::text::{WEBMAIL_NOT_CHECKED, answers, roundtrip_line, verdict};
 use super::{Diagnosis, DnsStatus};
 use crate::judge::Fault;
 use crate::judge::verdict::site_lines;
@@ -20,6 +20,9 @@ struct JsonReport<'a> {
     guessed_endpoints: bool,
     autodiscover: JsonAutodiscover,
     webmail: &'static str,
+    /// Mail delivery: not tested by diagnose; the configured round trips that would.
+    roundtrip: String,
+    roundtrips: &'a [String],
     site: Vec<String>,
     faults: Vec<&'static str>,
     verdict: String,
@@ -170,6 +173,8 @@ pub fn to_json(diagnosis: &Diagnosis) -> String {
         guessed_endpoints: diagnosis.guessed,
         autodiscover: JsonAutodiscover::of(&diagnosis.autodiscover),
         webmail: WEBMAIL_NOT_CHECKED,
+        roundtrip: roundtrip_line(diagnosis),
+        roundtrips: &diagnosis.roundtrips,
         site: site_lines(&diagnosis.site),
         faults: {
             let mut faults: Vec<Fault> = diagnosis.faults().iter().map(|j| j.fault).collect();

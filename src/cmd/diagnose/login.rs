@@ -28,11 +28,13 @@ pub fn oauth2_login(config: &Config, name: &str) -> Result<Credentials, LoginErr
         .iter()
         .find(|t| &*t.name == name)
         .ok_or_else(|| LoginError::UnknownTarget(name.to_owned()))?;
+    // A round trip has two logins: the first of its legs with an OAuth2 client.
     target
         .spec
-        .endpoint()
-        .and_then(|e| e.auth.clone())
-        .filter(|credentials| credentials.oauth2.is_some())
+        .endpoints()
+        .into_iter()
+        .filter_map(|e| e.auth.clone())
+        .find(|credentials| credentials.oauth2.is_some())
         .ok_or_else(|| LoginError::NoOAuth2(name.to_owned()))
 }
 

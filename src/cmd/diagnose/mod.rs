@@ -234,6 +234,9 @@ pub struct Diagnosis {
     pub site_resolvers: Vec<String>,
     /// The reference resolvers asked (labels).
     pub reference_resolvers: Vec<String>,
+    /// The configuration's round-trip targets that deliver to this domain: diagnose
+    /// never sends mail, it names them for `mailprobe probe`.
+    pub roundtrips: Vec<String>,
 }
 
 impl Diagnosis {
@@ -280,6 +283,7 @@ pub async fn run(
 ) -> Result<Diagnosis, EnvError> {
     let started = Instant::now();
     let domain = address.domain.clone();
+    let roundtrips = roundtrips_to(&config, &domain);
     let dns_targets = dns_targets(&domain, options.timeout);
     // The site monitor asks its resolvers the first DNS target's question: the MX.
     config.targets.clone_from(&dns_targets);
@@ -358,7 +362,24 @@ pub async fn run(
         site,
         site_resolvers: env.site_dns.iter().map(|s| s.label.clone()).collect(),
         reference_resolvers: env.reference_dns.iter().map(|s| s.label.clone()).collect(),
+        roundtrips,
     })
+}
+
+/// The names of `config`'s round-trip targets whose recipient is in `domain`.
+fn roundtrips_to(config: &Config, domain: &str) -> Vec<String> {
+    config
+        .targets
+        .iter()
+        .filter(|target| match &target.spec {
+            TargetSpec::Roundtrip(roundtrip) => roundtrip
+                .to
+                .rsplit_once('@')
+                .is_some_and(|(_, to)| to.eq_ignore_ascii_case(domain)),
+            _ => false,
+        })
+        .map(|target| target.name.to_string())
+        .collect()
 }
 
 /// The discovery questions as DNS targets, in report order.

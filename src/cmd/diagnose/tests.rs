@@ -101,6 +101,7 @@ fn diagnosis(services: Vec<ServiceCheck>, site: Arc<SiteContext>) -> Diagnosis {
         site,
         site_resolvers: vec!["127.0.0.1:9".to_owned()],
         reference_resolvers: Vec::new(),
+        roundtrips: Vec::new(),
     }
 }
 
@@ -160,4 +161,32 @@ fn healthy_services_give_a_healthy_verdict() {
     let json: serde_json::Value = serde_json::from_str(&to_json(&d)).unwrap();
     assert_eq!(json["healthy"], true);
     assert_eq!(json["services"][0]["status"], "ok");
+}
+
+/// Issue 13: diagnose never sends mail; it names the configuration's round trips to
+/// the domain, and says how to run them.
+#[test]
+fn issue_13_round_trips_to_the_domain_are_named_not_run() {
+    let yaml = "site: {gateway: none, resolvers: [\"127.0.0.1:9\"]}\n\
+        targets:\n\
+        \x20 - name: rt-here\n    protocol: roundtrip\n    from: a@example.test\n    to: probe@Example.TEST\n\
+        \x20   send: {host: 127.0.0.1, port: 587, tls: starttls}\n\
+        \x20   receive: {host: 127.0.0.1, auth: {username: probe, password_env: PATH}}\n\
+        \x20 - name: rt-elsewhere\n    protocol: roundtrip\n    from: a@example.test\n    to: probe@example.net\n\
+        \x20   send: {host: 127.0.0.1, port: 587, tls: starttls}\n\
+        \x20   receive: {host: 127.0.0.1, auth: {username: probe, password_env: PATH}}\n";
+    let config = crate::config::from_str(yaml, std::path::Path::new("rt.yaml")).unwrap();
+    assert_eq!(roundtrips_to(&config, "example.test"), ["rt-here"]);
+    let site = site();
+    let mut d = diagnosis(vec![service(Protocol::Imap, 993, None, &site)], site);
+    assert_eq!(text::roundtrip_line(&d), text::ROUNDTRIP_NOT_RUN);
+    d.roundtrips = vec!["rt-here".to_owned()];
+    let line = text::roundtrip_line(&d);
+    assert!(
+        line.contains("rt-here (`mailprobe probe --config FILE rt-here`)"),
+        "{line}"
+    );
+    assert!(render(&d).contains(&format!("delivery (round trip): {line}")));
+    let json: serde_json::Value = serde_json::from_str(&to_json(&d)).unwrap();
+    assert_eq!(json["roundtrips"][0], "rt-here");
 }

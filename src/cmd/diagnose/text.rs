@@ -12,6 +12,9 @@ use crate::probe::env::ResolverRole;
 /// What the report says about webmail, whose URL `diagnose` cannot know.
 pub const WEBMAIL_NOT_CHECKED: &str = "not checked: its URL cannot be discovered; add a \
      `protocol: https` target for it and run `mailprobe probe`";
+/// What the report says about mail delivery, which `diagnose` never tests.
+pub const ROUNDTRIP_NOT_RUN: &str = "not tested: diagnose never logs in or sends mail; a \
+     `protocol: roundtrip` target does, with `mailprobe probe --config FILE NAME`";
 /// What the report says about Thunderbird's autoconfig document.
 pub const AUTOCONFIG_NOT_CHECKED: &str =
     "content not checked (Thunderbird autoconfig is not probed)";
@@ -150,6 +153,11 @@ pub fn render(diagnosis: &Diagnosis) -> String {
     );
     let _ = writeln!(out, "  autoconfig: {AUTOCONFIG_NOT_CHECKED}");
     let _ = writeln!(out, "  webmail: {WEBMAIL_NOT_CHECKED}");
+    let _ = writeln!(
+        out,
+        "  delivery (round trip): {}",
+        roundtrip_line(diagnosis)
+    );
 
     let _ = writeln!(out, "\nSite network");
     for line in site_lines(&diagnosis.site) {
@@ -159,6 +167,24 @@ pub fn render(diagnosis: &Diagnosis) -> String {
     let _ = writeln!(out, "\nVerdict");
     let _ = writeln!(out, "{}", verdict(diagnosis));
     out
+}
+
+/// One line on mail delivery: not tested here, and which configured round trips
+/// would test it.
+pub(super) fn roundtrip_line(diagnosis: &Diagnosis) -> String {
+    match diagnosis.roundtrips.first() {
+        None => ROUNDTRIP_NOT_RUN.to_owned(),
+        Some(first) => format!(
+            "not tested here (diagnose never sends mail); the configuration's round trip{} to \
+             this domain: {} (`mailprobe probe --config FILE {first}`)",
+            if diagnosis.roundtrips.len() == 1 {
+                ""
+            } else {
+                "s"
+            },
+            diagnosis.roundtrips.join(", ")
+        ),
+    }
 }
 
 /// One line on Autodiscover: where it answered and what, or why it did not.

@@ -2,6 +2,7 @@
 //! was checked by [`super::validate`]; nothing outside `config` builds one from text.
 
 mod oauth2;
+mod roundtrip;
 mod site;
 mod target;
 mod web;
@@ -18,6 +19,7 @@ pub use oauth2::{
     ClientCertificate, ClientCredential, Grant, KeyError, Mechanism, OAuth2, Provider,
     ServiceAccount, SigningKey,
 };
+pub use roundtrip::{DEFAULT_ROUNDTRIP_INTERVAL, DEFAULT_ROUNDTRIP_TIMEOUT, RoundtripTarget};
 pub use site::{Discovery, Gateway, HostPort, Site, SiteResolvers};
 pub use target::{
     Credentials, DnsQuery, Endpoint, ExchangeCheck, ExchangeTarget, HttpsTarget, RecordKind,
@@ -42,11 +44,13 @@ pub enum Protocol {
     Dns,
     /// A TCP connect, optionally with implicit TLS.
     Tcp,
+    /// A mail round trip: submit a message over SMTP, find it over IMAP, delete it.
+    Roundtrip,
 }
 
 impl Protocol {
     /// Every protocol, in the order the documentation lists them.
-    pub const ALL: [Protocol; 7] = [
+    pub const ALL: [Protocol; 8] = [
         Protocol::Imap,
         Protocol::Pop3,
         Protocol::Smtp,
@@ -54,6 +58,7 @@ impl Protocol {
         Protocol::Exchange,
         Protocol::Dns,
         Protocol::Tcp,
+        Protocol::Roundtrip,
     ];
 
     /// The configuration name and `protocol` label value.
@@ -66,6 +71,7 @@ impl Protocol {
             Protocol::Exchange => "exchange",
             Protocol::Dns => "dns",
             Protocol::Tcp => "tcp",
+            Protocol::Roundtrip => "roundtrip",
         }
     }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use rustls_pki_types::CertificateDer;
 
-use super::{AllowRule, OAuth2, Protocol, TlsMode};
+use super::{AllowRule, OAuth2, Protocol, RoundtripTarget, TlsMode};
 
 /// One validated target.
 #[derive(Debug)]
@@ -64,6 +64,19 @@ impl Target {
                     login(&exchange.endpoint)
                 )
             }
+            TargetSpec::Roundtrip(roundtrip) => format!(
+                "{} to {} via {}:{} tls={}{}, found at {}:{} tls={}{}",
+                roundtrip.from,
+                roundtrip.to,
+                roundtrip.send.endpoint.host,
+                roundtrip.send.endpoint.port,
+                roundtrip.send.endpoint.tls.as_str(),
+                login(&roundtrip.send.endpoint),
+                roundtrip.receive.host,
+                roundtrip.receive.port,
+                roundtrip.receive.tls.as_str(),
+                login(&roundtrip.receive),
+            ),
             TargetSpec::Exchange(ExchangeTarget { endpoint, .. })
             | TargetSpec::Tcp(endpoint)
             | TargetSpec::Imap(endpoint)
@@ -105,10 +118,13 @@ pub enum TargetSpec {
     Https(HttpsTarget),
     /// One check of a `protocol: exchange` target.
     Exchange(ExchangeTarget),
+    /// `protocol: roundtrip`.
+    Roundtrip(Box<RoundtripTarget>),
 }
 
 impl TargetSpec {
-    /// The endpoint dialled, for the protocols that open a connection.
+    /// The endpoint dialled, for the protocols that open a connection (a round trip's
+    /// first: the SMTP endpoint it sends through).
     pub fn endpoint(&self) -> Option<&Endpoint> {
         match self {
             TargetSpec::Tcp(endpoint) | TargetSpec::Imap(endpoint) | TargetSpec::Pop3(endpoint) => {
@@ -117,11 +133,21 @@ impl TargetSpec {
             TargetSpec::Smtp(smtp) => Some(&smtp.endpoint),
             TargetSpec::Https(https) => Some(&https.endpoint),
             TargetSpec::Exchange(exchange) => Some(&exchange.endpoint),
+            TargetSpec::Roundtrip(roundtrip) => Some(&roundtrip.send.endpoint),
             TargetSpec::Dns(_) => None,
         }
     }
 
-    /// The same, without credentials: what a probe whose login is suspended runs.
+    /// Every endpoint the target dials: one, or a round trip's two (send, receive).
+    pub fn endpoints(&self) -> Vec<&Endpoint> {
+        match self {
+            TargetSpec::Roundtrip(roundtrip) => vec![&roundtrip.send.endpoint, &roundtrip.receive],
+            other => other.endpoint().into_iter().collect(),
+        }
+    }
+
+    /// The same, without credentials: what a probe whose login is suspended runs. (A
+    /// round trip holds back each leg's credential on its own: `probe::roundtrip::login`.)
     #[must_use]
     pub fn without_credentials(&self) -> TargetSpec {
         let mut spec = self.clone();
@@ -132,6 +158,10 @@ impl TargetSpec {
             TargetSpec::Smtp(smtp) => smtp.endpoint.auth = None,
             TargetSpec::Https(https) => https.endpoint.auth = None,
             TargetSpec::Exchange(exchange) => exchange.endpoint.auth = None,
+            TargetSpec::Roundtrip(roundtrip) => {
+                roundtrip.send.endpoint.auth = None;
+                roundtrip.receive.auth = None;
+            }
             TargetSpec::Dns(_) => {}
         }
         spec

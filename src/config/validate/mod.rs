@@ -16,6 +16,7 @@ mod auth;
 mod dns;
 mod listener;
 mod oauth2;
+mod roundtrip;
 mod site;
 mod target;
 mod web;

@@ -7,12 +7,13 @@ use std::sync::Arc;
 use serde_saphyr::{Location, Spanned};
 
 use super::dns::dns_query;
+use super::roundtrip;
 use super::{
     Kind, Validator, check_host, check_interval_covers_timeout, check_port, load_roots,
     normalise_name, setting,
 };
 use crate::config::error::ErrorSite;
-use crate::config::raw::RawTarget;
+use crate::config::raw::{RawAuth, RawTarget};
 use crate::config::{
     ConfigError, Credentials, Discovery, Endpoint, MAX_TARGET_NAME_LEN, Protocol, SmtpTarget,
     Target, TargetSpec, TlsMode,
@@ -218,49 +219,26 @@ impl Validator<'_> {
         // First, so that a key the protocol ignores is reported as such rather than
         // checked (a password file read for a tcp target, say).
         check_keys_apply(errors, &entry)?;
+        let (default_interval, default_timeout) = match protocol {
+            Protocol::Roundtrip => roundtrip::default_schedule(),
+            _ => (self.interval.clone(), self.timeout.clone()),
+        };
         let interval = match &raw.interval {
             Some(text) => setting(errors, Some(text), &entry.key("interval"), Kind::Interval)?,
-            None => self.interval.clone(),
+            None => default_interval,
         };
         let timeout = match &raw.timeout {
             Some(text) => setting(errors, Some(text), &entry.key("timeout"), Kind::Timeout)?,
-            None => self.timeout.clone(),
+            None => default_timeout,
         };
         check_interval_covers_timeout(errors, &interval, &timeout, field)?;
         let tls = self.tls_mode(&entry)?;
-        let plaintext_allowed = raw.allow_plaintext_auth.as_ref().is_some_and(|v| v.value);
-        if let Some(auth) = &raw.auth
-            && tls == TlsMode::None
-            && !plaintext_allowed
-        {
-            return Err(errors.at(
-                auth.referenced,
-                entry.key("auth"),
-                format!(
-                    "target `{name}` would send its password in clear text (`tls: none`): use \
-                     `tls: starttls` or `tls: implicit`, or set `allow_plaintext_auth: true` if \
-                     the path to the server is trusted"
-                ),
-            ));
-        }
-        if let Some(oauth2) = raw
-            .auth
-            .as_ref()
-            .and_then(|auth| auth.value.oauth2.as_ref())
-            && protocol == Protocol::Https
-        {
-            return Err(errors.at(
-                oauth2.referenced,
-                format!("{}.oauth2", entry.key("auth")),
-                "`oauth2` applies to imap, pop3, smtp and exchange (ews, autodiscover) \
-                 targets; webmail logs in with a password",
-            ));
-        }
-        let auth = raw
-            .auth
-            .as_ref()
-            .map(|auth| self.credentials(auth, &entry.key("auth"), plaintext_allowed))
-            .transpose()?;
+        let auth = self.auth(
+            &entry,
+            raw.auth.as_ref(),
+            raw.allow_plaintext_auth.as_ref(),
+            tls,
+        )?;
         let specs = match protocol {
             Protocol::Dns => vec![TargetSpec::Dns(dns_query(errors, &entry)?)],
             Protocol::Tcp => vec![TargetSpec::Tcp(self.endpoint(&entry, tls, auth)?)],
@@ -276,6 +254,9 @@ impl Validator<'_> {
                 .into_iter()
                 .map(TargetSpec::Exchange)
                 .collect(),
+            Protocol::Roundtrip => vec![TargetSpec::Roundtrip(Box::new(
+                self.roundtrip(&entry, &interval, &timeout)?,
+            ))],
         };
         let name: Arc<str> = Arc::from(name);
         Ok(specs
@@ -289,6 +270,45 @@ impl Validator<'_> {
                 spec,
             })
             .collect())
+    }
+
+    /// The credentials of `auth`, refused over `tls: none` unless `allow_plaintext`
+    /// says the path is trusted.
+    pub(super) fn auth(
+        &self,
+        entry: &Entry<'_>,
+        auth: Option<&Spanned<RawAuth>>,
+        allow_plaintext: Option<&Spanned<bool>>,
+        tls: TlsMode,
+    ) -> Result<Option<Credentials>, ConfigError> {
+        let plaintext_allowed = allow_plaintext.is_some_and(|v| v.value);
+        if let Some(auth) = auth
+            && tls == TlsMode::None
+            && !plaintext_allowed
+        {
+            return Err(self.site.at(
+                auth.referenced,
+                entry.key("auth"),
+                format!(
+                    "target `{}` would send its password in clear text (`tls: none`): use \
+                     `tls: starttls` or `tls: implicit`, or set `allow_plaintext_auth: true` if \
+                     the path to the server is trusted",
+                    entry.name
+                ),
+            ));
+        }
+        if let Some(oauth2) = auth.and_then(|auth| auth.value.oauth2.as_ref())
+            && entry.protocol == Protocol::Https
+        {
+            return Err(self.site.at(
+                oauth2.referenced,
+                format!("{}.oauth2", entry.key("auth")),
+                "`oauth2` applies to imap, pop3, smtp, exchange (ews, autodiscover) and \
+                 roundtrip targets; webmail logs in with a password",
+            ));
+        }
+        auth.map(|auth| self.credentials(auth, &entry.key("auth"), plaintext_allowed))
+            .transpose()
     }
 
     /// The entry's `phase_histogram`, else the default.
@@ -310,7 +330,7 @@ impl Validator<'_> {
         Ok(roots)
     }
 
-    fn tls_mode(&self, entry: &Entry<'_>) -> Result<TlsMode, ConfigError> {
+    pub(super) fn tls_mode(&self, entry: &Entry<'_>) -> Result<TlsMode, ConfigError> {
         let protocol = entry.protocol;
         let Some(tls) = &entry.raw.tls else {
             return Ok(match protocol {
@@ -397,7 +417,7 @@ impl Validator<'_> {
 
 /// `ehlo_name`, or this host's name: servers log it, and some check that it looks
 /// like a host name.
-fn ehlo_name(errors: &ErrorSite<'_>, entry: &Entry<'_>) -> Result<String, ConfigError> {
+pub(super) fn ehlo_name(errors: &ErrorSite<'_>, entry: &Entry<'_>) -> Result<String, ConfigError> {
     match &entry.raw.ehlo_name {
         Some(name) => {
             check_host(errors, name, &entry.key("ehlo_name"))?;
@@ -426,7 +446,7 @@ fn default_port(protocol: Protocol, tls: TlsMode) -> Option<u16> {
         (Protocol::Smtp, TlsMode::Starttls) => 587,
         (Protocol::Smtp, TlsMode::None) => 25,
         (Protocol::Https | Protocol::Exchange, _) => 443,
-        (Protocol::Tcp | Protocol::Dns, _) => return None,
+        (Protocol::Tcp | Protocol::Dns | Protocol::Roundtrip, _) => return None,
     })
 }
 
@@ -474,6 +494,7 @@ fn keys_for(protocol: Protocol) -> &'static [&'static str] {
             "allow_redirects",
         ],
         Protocol::Dns => &["domain", "record", "expect", "require_consistent"],
+        Protocol::Roundtrip => &["from", "to", "send", "receive"],
     }
 }
 

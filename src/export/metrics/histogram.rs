@@ -8,6 +8,13 @@ pub const PHASE_BUCKETS: [f64; 14] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
+/// Round-trip delivery buckets, in seconds: from a mailbox on the submission server
+/// itself (1 s) to a queue that held the message half an hour (30 min), the longest a
+/// round trip is worth waiting for.
+pub const DELIVERY_BUCKETS: [f64; 12] = [
+    1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0,
+];
+
 /// Observations in buckets with fixed upper bounds (`+Inf` implied).
 #[derive(Debug, Clone)]
 pub struct Histogram {
@@ -40,6 +47,18 @@ impl Histogram {
 
     /// Writes `name_bucket`, `name_sum` and `name_count` with `labels`.
     pub fn write(&self, writer: &mut Writer<'_>, name: &str, labels: &str, extra: (&str, &str)) {
+        self.write_labelled(writer, name, labels, &[extra]);
+    }
+
+    /// [`Histogram::write`] with any number of extra labels (none for a series'
+    /// own histogram, such as a round trip's delivery time).
+    pub fn write_labelled(
+        &self,
+        writer: &mut Writer<'_>,
+        name: &str,
+        labels: &str,
+        extra: &[(&str, &str)],
+    ) {
         let mut cumulative = 0;
         let mut bucket_name = String::with_capacity(name.len() + 7);
         bucket_name.push_str(name);
@@ -55,23 +74,28 @@ impl Histogram {
                 }
                 None => le.push_str("+Inf"),
             }
-            writer.sample(
-                &bucket_name,
-                labels,
-                &[extra, ("le", &le)],
-                Value::Count(cumulative),
-            );
+            let value = Value::Count(cumulative);
+            // No allocation for the usual one extra label or none.
+            match extra {
+                [] => writer.sample(&bucket_name, labels, &[("le", &le)], value),
+                [one] => writer.sample(&bucket_name, labels, &[*one, ("le", &le)], value),
+                more => {
+                    let mut all = more.to_vec();
+                    all.push(("le", &le));
+                    writer.sample(&bucket_name, labels, &all, value);
+                }
+            }
         }
         writer.sample(
             &format!("{name}_sum"),
             labels,
-            &[extra],
+            extra,
             Value::Float(self.sum),
         );
         writer.sample(
             &format!("{name}_count"),
             labels,
-            &[extra],
+            extra,
             Value::Count(cumulative),
         );
     }

@@ -146,7 +146,49 @@ pub fn per_series(writer: &mut Writer<'_>, series: &SeriesList) {
     tls_and_mail(writer, series);
     dns(writer, series);
     http(writer, series);
+    roundtrip(writer, series);
     login(writer, series);
+}
+
+fn roundtrip(writer: &mut Writer<'_>, series: &SeriesList) {
+    writer.family(
+        "mailprobe_roundtrip_delivery_seconds",
+        Histogram::KIND,
+        "Round trips: time from the server accepting the message to it being visible in the mailbox",
+    );
+    for one in series {
+        let s = lock(one);
+        if let Some(roundtrip) = &s.roundtrip {
+            let name = "mailprobe_roundtrip_delivery_seconds";
+            roundtrip
+                .delivery
+                .write_labelled(writer, name, &s.labels, &[]);
+        }
+    }
+    writer.family(
+        "mailprobe_roundtrip_last_delivery_seconds",
+        Kind::Gauge,
+        "Round trips: delivery time of the last message found",
+    );
+    for one in series {
+        let s = lock(one);
+        if let Some(seconds) = s.roundtrip.as_ref().and_then(|r| r.last_delivery) {
+            let name = "mailprobe_roundtrip_last_delivery_seconds";
+            writer.sample(name, &s.labels, &[], Value::Float(seconds));
+        }
+    }
+    writer.family(
+        "mailprobe_roundtrip_late",
+        Kind::Counter,
+        "Round trips: messages a sweep found that arrived after their round had given up",
+    );
+    for one in series {
+        let s = lock(one);
+        if let Some(roundtrip) = &s.roundtrip {
+            let value = Value::Count(roundtrip.late);
+            writer.sample("mailprobe_roundtrip_late_total", &s.labels, &[], value);
+        }
+    }
 }
 
 /// The login families of the targets with `auth`.

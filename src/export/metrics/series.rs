@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::histogram::{Histogram, PHASE_BUCKETS};
+use super::histogram::{DELIVERY_BUCKETS, Histogram, PHASE_BUCKETS};
 use super::text::label_pairs;
 use crate::config::{ExchangeCheck, Protocol, RecordKind};
 use crate::judge::{Fault, Judged};
@@ -84,8 +84,21 @@ pub struct SeriesState {
     pub autodiscover_changes: Option<u64>,
     /// DNS targets: what each resolver said.
     pub dns: Option<DnsSeries>,
+    /// Round trips: delivery times and late messages (present from the start).
+    pub roundtrip: Option<RoundtripSeries>,
     /// Targets with `auth`: the login's state.
     pub login: Option<LoginSeries>,
+}
+
+/// A round trip's own series.
+#[derive(Debug)]
+pub struct RoundtripSeries {
+    /// Every delivery time observed, seconds.
+    pub delivery: Histogram,
+    /// The last delivery time, once a message was found.
+    pub last_delivery: Option<f64>,
+    /// Messages a sweep found that arrived after their round gave up.
+    pub late: u64,
 }
 
 /// A target's login: held back or not, and the dates an OAuth2 login depends on.
@@ -157,6 +170,11 @@ impl SeriesState {
             autodiscover: None,
             autodiscover_changes: None,
             dns: None,
+            roundtrip: (protocol == Protocol::Roundtrip).then(|| RoundtripSeries {
+                delivery: Histogram::new(&DELIVERY_BUCKETS),
+                last_delivery: None,
+                late: 0,
+            }),
             login: None,
         }
     }
@@ -204,8 +222,23 @@ impl SeriesState {
             ProtocolFacts::Dns(dns) => self.record_dns(dns),
             ProtocolFacts::Mail(mail) => self.record_capabilities(result, mail),
             ProtocolFacts::Http(http) => self.record_http(&judged.result.target, http),
+            ProtocolFacts::Roundtrip(roundtrip) => self.record_roundtrip(roundtrip),
             ProtocolFacts::None => {}
         }
+    }
+
+    fn record_roundtrip(&mut self, facts: &crate::probe::roundtrip::RoundtripFacts) {
+        let series = self.roundtrip.get_or_insert_with(|| RoundtripSeries {
+            delivery: Histogram::new(&DELIVERY_BUCKETS),
+            last_delivery: None,
+            late: 0,
+        });
+        if let Some(delivery) = facts.delivery() {
+            let seconds = delivery.as_secs_f64();
+            series.delivery.observe(seconds);
+            series.last_delivery = Some(seconds);
+        }
+        series.late += facts.late();
     }
 
     fn record_login(&mut self, login: &LoginFacts) {

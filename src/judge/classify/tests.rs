@@ -484,6 +484,34 @@ fn issue_16_local_resources_are_never_a_server_domain() {
     assert_eq!(classify(&result, None), Fault::Unknown);
 }
 
+/// Issue 13: a round trip's own reasons are answers from its servers, judged at once;
+/// no answer to the end of DATA is a stall (rule 6).
+#[test]
+fn issue_13_round_trip_reasons() {
+    for (phase, kind) in [
+        (Phase::Submit, ErrorKind::SendRejected),
+        (Phase::Submit, ErrorKind::SendDeferred),
+        (Phase::Deliver, ErrorKind::NotDelivered),
+        (Phase::Deliver, ErrorKind::DeliveredToJunk),
+    ] {
+        let mut result = failed(phase, kind);
+        result.protocol = Protocol::Roundtrip;
+        assert!(!needs_site(&result), "{kind}");
+        assert_eq!(classify(&result, None), Fault::ServerService, "{kind}");
+        let down = site(Some(false), &[false], &[false], &[false]);
+        assert_eq!(
+            classify(&result, Some(&down)),
+            Fault::ServerService,
+            "{kind}"
+        );
+    }
+    let uncertain = failed(Phase::Submit, ErrorKind::SendUncertain);
+    assert!(needs_site(&uncertain));
+    assert_eq!(classify(&uncertain, Some(&healthy())), Fault::ServerService);
+    let uplink_down = site(Some(true), &[true], &[true], &[false]);
+    assert_eq!(classify(&uncertain, Some(&uplink_down)), Fault::Upstream);
+}
+
 /// Issue 12: the token endpoint is one more hop. A refused client is `server_auth`
 /// and needs no site evidence; its network failures are judged like any path's, so
 /// the site's own network is still found first.

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::*;
-use crate::config::{Endpoint, Protocol, Secret, TargetSpec, TlsMode};
+use crate::config::{Endpoint, Protocol, RoundtripTarget, Secret, SmtpTarget, TargetSpec, TlsMode};
 
 const INTERVAL: Duration = Duration::from_secs(30);
 
@@ -69,11 +69,20 @@ fn round(
     target: &Target,
     failure: Option<(Phase, ErrorKind)>,
 ) -> (Admission, ProbeResult) {
-    let credentials = target.spec.endpoint().unwrap().auth.as_ref().unwrap();
-    let admission = logins.admit(target, credentials, Instant::now());
+    let login = Login::all(target).remove(0);
+    leg_round(logins, &login, failure)
+}
+
+/// One probe of one `login`: admitted, then (when sent) answered with `failure`.
+fn leg_round(
+    logins: &Logins,
+    login: &Login<'_>,
+    failure: Option<(Phase, ErrorKind)>,
+) -> (Admission, ProbeResult) {
+    let admission = logins.admit(login, Instant::now());
     let sent = admission == Admission::Send;
     let mut probed = result(sent, if sent { failure } else { None });
-    logins.settle(target, credentials, &admission, &mut probed, Instant::now());
+    logins.settle(login, &admission, &mut probed, Instant::now());
     (admission, probed)
 }
 
@@ -179,16 +188,72 @@ async fn a_held_back_probe_that_failed_earlier_keeps_its_own_failure() {
     for _ in 0..3 {
         round(&logins, &target, REJECTED);
     }
-    let credentials = target.spec.endpoint().unwrap().auth.clone().unwrap();
-    let admission = logins.admit(&target, &credentials, Instant::now());
+    let login = Login::all(&target).remove(0);
+    let admission = logins.admit(&login, Instant::now());
     let mut refused = result(false, Some((Phase::Connect, ErrorKind::ConnectRefused)));
-    logins.settle(
-        &target,
-        &credentials,
-        &admission,
-        &mut refused,
-        Instant::now(),
-    );
+    logins.settle(&login, &admission, &mut refused, Instant::now());
     assert_eq!(refused.failure().unwrap().kind, ErrorKind::ConnectRefused);
     assert!(refused.login.unwrap().suspended);
+}
+
+/// A round trip whose two legs log in with `send` and `receive` passwords.
+fn roundtrip(send: &str, receive: &str) -> Target {
+    let TargetSpec::Imap(endpoint) = target(receive).spec else {
+        unreachable!("`target` builds an imap target")
+    };
+    let mut smtp = endpoint.clone();
+    smtp.port = 587;
+    smtp.tls = TlsMode::Starttls;
+    smtp.auth = Some(credentials(send));
+    Target {
+        name: Arc::from("roundtrip"),
+        protocol: Protocol::Roundtrip,
+        interval: INTERVAL,
+        timeout: Duration::from_secs(10),
+        phase_histogram: false,
+        spec: TargetSpec::Roundtrip(Box::new(RoundtripTarget {
+            from: "probe@example.test".into(),
+            to: "probe@example.test".into(),
+            send: SmtpTarget {
+                endpoint: smtp,
+                ehlo_name: "probe.example.test".into(),
+            },
+            receive: endpoint,
+            folders: vec!["INBOX".into()],
+            junk: Vec::new(),
+        })),
+    }
+}
+
+/// Issue 12 meets issue 13: a round trip's legs keep their states apart, so a leg
+/// whose login is rejected is held back alone, and the other leg's successes (with
+/// the same or another credential) never clear its rejections.
+#[tokio::test(start_paused = true)]
+async fn a_round_trips_legs_are_held_back_each_on_its_own() {
+    for (send_password, receive_password) in [("right", "wrong"), ("same", "same")] {
+        let logins = Logins::new();
+        let target = roundtrip(send_password, receive_password);
+        let legs = Login::all(&target);
+        assert_eq!(
+            legs.iter()
+                .map(|l| (l.leg, l.protocol()))
+                .collect::<Vec<_>>(),
+            [(Leg::Send, Protocol::Smtp), (Leg::Receive, Protocol::Imap)]
+        );
+        let (send, receive) = (&legs[0], &legs[1]);
+        for _ in 0..3 {
+            assert_eq!(leg_round(&logins, send, None).0, Admission::Send);
+            assert_eq!(leg_round(&logins, receive, REJECTED).0, Admission::Send);
+        }
+        assert_eq!(logins.failures(send), 0);
+        assert_eq!(logins.failures(receive), 3);
+        let (held, probed) = leg_round(&logins, receive, REJECTED);
+        assert!(matches!(held, Admission::Withhold(_)));
+        assert!(probed.login.unwrap().suspended);
+        let (sent, probed) = leg_round(&logins, send, None);
+        assert_eq!(sent, Admission::Send);
+        assert!(!probed.login.unwrap().suspended);
+        assert_eq!(logins.failures(receive), 3);
+        assert_eq!(logins.failures(send), 0);
+    }
 }

@@ -15,6 +15,15 @@
 //!
 //! [`DovecotBuilder::listen`] and [`DovecotBuilder::in_netns`] run it on fixed
 //! ports of an address inside a test bed namespace instead.
+//!
+//! [`DovecotBuilder::delivery`] also serves LMTP on a free port of the same address
+//! (the way [`Exim`](super::Exim) delivers into the mailboxes), runs Sieve (Debian's
+//! dovecot-sieve; a user's script is `~/.dovecot.sieve`, see [`Dovecot::sieve`]) and
+//! marks the `Junk` folder `\Junk` (RFC 6154). Measured: `LIST (SPECIAL-USE) "" "*"`
+//! answers `* LIST (\Junk) "." Junk` once the folder exists; Sieve's `fileinto :create
+//! "Junk"` creates it. [`DovecotBuilder::imap_capability`] replaces the CAPABILITY list
+//! before and after login (`imap_capability`): Dovecot then still understands IDLE
+//! but a client only uses what is advertised.
 
 use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -43,6 +52,9 @@ pub struct Dovecot {
     pub pop3s: SocketAddr,
     /// The network namespace it runs in ([`DovecotBuilder::in_netns`]).
     pub netns: Option<String>,
+    /// LMTP, with [`DovecotBuilder::delivery`].
+    pub lmtp: Option<SocketAddr>,
+    users: Vec<String>,
     relays: Vec<ProxyRelay>, // stop accepting before the daemon goes
     group: ProcessGroup,     // kills every Dovecot process, then `child` reaps the master
     child: ChildGuard,
@@ -58,6 +70,7 @@ pub struct DovecotBuilder {
     auth_penalty: bool,
     listen: Option<(IpAddr, [u16; 4])>,
     netns: Option<String>,
+    delivery: bool,
     oauth2: Option<(String, PathBuf)>,
     imap_capability: Option<String>,
 }
@@ -74,8 +87,35 @@ impl Dovecot {
             auth_penalty: false,
             listen: None,
             netns: None,
+            delivery: false,
             oauth2: None,
             imap_capability: None,
+        }
+    }
+
+    /// The home directory of `user` (its Maildir is `Maildir/` in it).
+    pub fn home(&self, user: &str) -> PathBuf {
+        let index = self
+            .users
+            .iter()
+            .position(|u| u == user)
+            .unwrap_or_else(|| panic!("no Dovecot user {user}"));
+        self.dir.path().join(format!("home/{index}"))
+    }
+
+    /// Makes `script` the Sieve script of `user` (`None`: no script), owned by the
+    /// mail user so Dovecot can compile it.
+    pub fn sieve(&self, user: &str, script: Option<&str>) {
+        let path = self.home(user).join(".dovecot.sieve");
+        match script {
+            Some(script) => {
+                std::fs::write(&path, script).expect("write the Sieve script");
+                let (uid, gid) = system_user("dovecot").expect("the dovecot user");
+                std::os::unix::fs::chown(&path, Some(uid), Some(gid)).expect("chown the script");
+            }
+            None => {
+                let _ = std::fs::remove_file(&path);
+            }
         }
     }
 
@@ -148,6 +188,13 @@ impl DovecotBuilder {
     /// `plaintext_auth(false)` works as on a real server and needs no relay.
     pub fn listen(mut self, ip: IpAddr, ports: [u16; 4]) -> Self {
         self.listen = Some((ip, ports));
+        self
+    }
+
+    /// Also serves LMTP (for an MTA to deliver into the mailboxes), with Sieve, and
+    /// marks `Junk` as the `\Junk` folder.
+    pub fn delivery(mut self) -> Self {
+        self.delivery = true;
         self
     }
 
@@ -228,6 +275,36 @@ impl DovecotBuilder {
                 "service anvil {\n  unix_listener anvil-auth-penalty {\n    mode = 0\n  }\n}\n"
             }
         };
+        let lmtp = self.delivery.then(|| SocketAddr::new(ip, free_port(ip)));
+        let delivery = match lmtp {
+            None => String::new(),
+            Some(lmtp) => format!(
+                "service lmtp {{
+  inet_listener lmtp {{
+    address = {ip}
+    port = {port}
+  }}
+  unix_listener lmtp {{
+    mode = 0
+  }}
+}}
+protocol lmtp {{
+  mail_plugins = $mail_plugins sieve
+}}
+plugin {{
+  sieve = file:~/sieve;active=~/.dovecot.sieve
+}}
+namespace inbox {{
+  inbox = yes
+  mailbox Junk {{
+    special_use = \\Junk
+    auto = create
+  }}
+}}
+",
+                port = lmtp.port()
+            ),
+        };
         let (mechanisms, oauth2_passdb, passwd_mechanisms) = match &self.oauth2 {
             None => ("plain", String::new(), ""),
             Some((url, ca)) => {
@@ -252,7 +329,7 @@ impl DovecotBuilder {
             }
         };
         let conf = format!(
-            "protocols = imap pop3
+            "protocols = imap pop3{lmtp_protocol}
 listen = {ip}
 base_dir = {d}/run
 state_dir = {d}/state
@@ -276,7 +353,8 @@ userdb {{
   driver = passwd-file
   args = {d}/passwd
 }}
-{imap}{pop3}{penalty}",
+{imap}{pop3}{penalty}{delivery}",
+            lmtp_protocol = if lmtp.is_some() { " lmtp" } else { "" },
             d = d.display(),
             cert = cert.display(),
             key = key.display(),
@@ -295,9 +373,10 @@ userdb {{
         let mut cmd = command("dovecot", netns);
         cmd.arg("-F").arg("-c").arg(&conf_path);
         let addrs = ports.map(|p| SocketAddr::new(ip, p));
+        let waited: Vec<SocketAddr> = addrs.iter().copied().chain(lmtp).collect();
         // Same file as log_path: startup errors and the daemon's log in one place.
         let log = d.join("dovecot.log");
-        let (group, child) = spawn_group_ready("dovecot", cmd, &log, netns, &addrs, &conf_path)?;
+        let (group, child) = spawn_group_ready("dovecot", cmd, &log, netns, &waited, &conf_path)?;
         let mut relays = Vec::new();
         let [mut imap, imaps, mut pop3, pop3s] = addrs;
         if relay {
@@ -312,6 +391,8 @@ userdb {{
             pop3,
             pop3s,
             netns: self.netns.clone(),
+            lmtp,
+            users: self.users.iter().map(|(name, _)| name.clone()).collect(),
             relays,
             group,
             child,

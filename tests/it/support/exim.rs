@@ -10,7 +10,14 @@
 //! - `STARTTLS`: `220 TLS go ahead`; AUTH good: `235 Authentication succeeded`,
 //!   bad: `535 Incorrect authentication data`; AUTH when not offered:
 //!   `503 AUTH command used when not advertised`; `QUIT`: `221 mail.example.test closing connection`;
-//! - every RCPT is refused (`550 Administrative prohibition`): nothing is ever queued.
+//! - every RCPT is refused (`550 Administrative prohibition`): nothing is ever queued —
+//!   unless [`EximBuilder::deliver_to`] makes it a submission server that accepts mail
+//!   from its authenticated users for `example.test` and delivers it over LMTP (to
+//!   [`Dovecot`](super::Dovecot)'s): `250 OK id=1xXw16-0000Be-2V` after DATA, then
+//!   `=> probe@example.test R=to_dovecot T=dovecot_lmtp … C="250 2.0.0 <…> … Saved"`
+//!   in the main log. [`Exim::fault`] then injects, per message, what real servers do
+//!   ([`MailFault`]): all are ACL conditions on a file, so a fault comes and goes
+//!   without a restart.
 //!
 //! [`EximBuilder::listen`] and [`EximBuilder::in_netns`] run it on fixed ports of
 //! an address inside a test bed namespace instead.
@@ -32,6 +39,31 @@ const EXIM: &str = "/usr/sbin/exim4";
 /// connect-ACL `deny` would be `550 Administrative prohibition`; RFC 5321 3.1
 /// says 554 for a server that refuses service at connection time.
 pub const REFUSE_REPLY: &str = "554 No SMTP service here";
+
+/// A fault of a delivering Exim ([`EximBuilder::deliver_to`]), switched by a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailFault {
+    /// `RCPT TO` refused: `550 5.7.1 Rejected by test policy`.
+    Reject,
+    /// `RCPT TO` deferred, as greylisting does: `451 4.7.1 Greylisted, try again later`.
+    Greylist,
+    /// Accepted and frozen (`control = freeze/no_tell`): never delivered until
+    /// [`Exim::deliver_frozen`].
+    Freeze,
+    /// The answer to the end of DATA comes only after 20 s.
+    SlowData,
+}
+
+impl MailFault {
+    fn file(self) -> &'static str {
+        match self {
+            MailFault::Reject => "reject",
+            MailFault::Greylist => "greylist",
+            MailFault::Freeze => "freeze",
+            MailFault::SlowData => "slow_data",
+        }
+    }
+}
 
 /// A running Exim; it and its per-connection processes are killed on drop.
 /// Why: SMTP probes must meet a real server's greeting, EHLO, STARTTLS, AUTH,
@@ -58,6 +90,7 @@ pub struct EximBuilder {
     starttls: bool,
     listen: Option<(IpAddr, [u16; 2])>,
     netns: Option<String>,
+    deliver_to: Option<SocketAddr>,
 }
 
 impl Exim {
@@ -73,7 +106,35 @@ impl Exim {
             starttls: true,
             listen: None,
             netns: None,
+            deliver_to: None,
         }
+    }
+
+    /// Switches `fault` on or off for the messages that come next.
+    pub fn fault(&self, fault: MailFault, on: bool) {
+        let path = self.dir.path().join("faults").join(fault.file());
+        if on {
+            std::fs::write(&path, "").expect("create the fault file");
+        } else {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+
+    /// Delivers every queued message now, frozen ones included (`exim -qff`), and
+    /// returns once the queue run is over.
+    pub fn deliver_frozen(&self) {
+        let output = std::process::Command::new(EXIM)
+            .arg("-C")
+            .arg(self.dir.path().join("exim.conf"))
+            .arg("-qff")
+            .output()
+            .expect("run exim -qff");
+        assert!(
+            output.status.success(),
+            "exim -qff failed: {}\n{}",
+            String::from_utf8_lossy(&output.stderr),
+            self.log()
+        );
     }
 
     /// Exim's main log and stderr so far, for assertion messages.
@@ -156,6 +217,13 @@ impl EximBuilder {
         self
     }
 
+    /// Accepts mail for `example.test` from authenticated users and delivers it over
+    /// LMTP to `lmtp` (Dovecot's, [`DovecotBuilder::delivery`](super::DovecotBuilder::delivery)).
+    pub fn deliver_to(mut self, lmtp: SocketAddr) -> Self {
+        self.deliver_to = Some(lmtp);
+        self
+    }
+
     /// Runs Exim inside network namespace `netns` (`ip netns exec`), polling
     /// readiness and the greeting from inside it. Needs [`listen`](Self::listen).
     pub fn in_netns(mut self, netns: &str) -> Self {
@@ -193,6 +261,64 @@ impl EximBuilder {
             }
         };
         format!("acl_connect:\n  {verb}{delay}\n")
+    }
+
+    /// The RCPT and DATA ACLs, and the routers and transports: refuse everything, or
+    /// (with `deliver_to`) accept and deliver over LMTP, with the fault files in
+    /// `faults`.
+    fn delivery(&self, faults: &Path) -> (String, String) {
+        let Some(lmtp) = self.deliver_to else {
+            return (
+                "acl_rcpt:\n  deny\nacl_data:\n  accept\n".to_string(),
+                String::new(),
+            );
+        };
+        let f = |fault: MailFault| faults.join(fault.file()).display().to_string();
+        let acl = format!(
+            "acl_rcpt:
+  deny condition = ${{if exists{{{reject}}}}}
+       message = 550 5.7.1 Rejected by test policy
+  defer condition = ${{if exists{{{greylist}}}}}
+       message = 451 4.7.1 Greylisted, try again later
+  accept authenticated = *
+         domains = example.test
+         condition = ${{if exists{{{freeze}}}}}
+         control = freeze/no_tell
+  accept authenticated = *
+         domains = example.test
+  deny
+acl_data:
+  accept condition = ${{if exists{{{slow}}}}}
+         delay = 20s
+  accept
+",
+            reject = f(MailFault::Reject),
+            greylist = f(MailFault::Greylist),
+            freeze = f(MailFault::Freeze),
+            slow = f(MailFault::SlowData),
+        );
+        let routing = format!(
+            "
+begin routers
+to_dovecot:
+  driver = manualroute
+  domains = example.test
+  route_list = * {ip}
+  transport = dovecot_lmtp
+  self = send
+
+begin transports
+dovecot_lmtp:
+  driver = smtp
+  protocol = lmtp
+  port = {port}
+  hosts_try_auth =
+  allow_localhost
+",
+            ip = lmtp.ip(),
+            port = lmtp.port()
+        );
+        (acl, routing)
     }
 
     fn authenticators(&self) -> String {
@@ -274,6 +400,11 @@ login:
                 .map_err(|e| err("chown", &e))?;
         }
         let submissions_port = submissions_port.unwrap_or_else(|| free_port(ip));
+        // Fault files: Exim (as Debian-exim) only needs to see whether they exist.
+        let faults = d.join("faults");
+        std::fs::create_dir(&faults).map_err(|e| err("mkdir faults", &e))?;
+        chmod_755(&faults).map_err(|e| err("chmod faults", &e))?;
+        let (rcpt_acl, routing) = self.delivery(&faults);
         let conf = format!(
             "primary_hostname = mail.example.test
 exim_path = {EXIM}
@@ -292,13 +423,12 @@ host_lookup =
 rfc1413_hosts =
 acl_smtp_connect = acl_connect
 acl_smtp_rcpt = acl_rcpt
+acl_smtp_data = acl_data
 
 begin acl
-{connect_acl}acl_rcpt:
-  deny
-
+{connect_acl}{rcpt_acl}
 begin authenticators
-{authenticators}",
+{authenticators}{routing}",
             d = d.display(),
             advertise = if self.starttls { "*" } else { "" },
             connect_acl = self.connect_acl(),

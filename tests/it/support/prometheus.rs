@@ -127,3 +127,33 @@ pub fn alerts(body: &str) -> Vec<&str> {
 pub fn samples(body: &str) -> Vec<&str> {
     body.split("{\"metric\":").skip(1).collect()
 }
+
+/// Fails unless Prometheus' own checker accepts `scrape` (`promtool check metrics`
+/// reads the text format from standard input).
+pub async fn assert_promtool_accepts(scrape: String) {
+    let checked = tokio::task::spawn_blocking(move || {
+        use std::io::Write as _;
+        let mut promtool = Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("promtool is installed (scripts/test installs Debian's prometheus)");
+        promtool
+            .stdin
+            .take()
+            .expect("piped stdin")
+            .write_all(scrape.as_bytes())
+            .expect("feed promtool");
+        promtool.wait_with_output().expect("promtool runs")
+    })
+    .await
+    .unwrap();
+    assert!(
+        checked.status.success(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+}
