@@ -13,8 +13,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use rustls::client::Resumption;
 use rustls::client::danger::ServerCertVerifier;
 use rustls::crypto::CryptoProvider;
+use rustls::crypto::hash::HashAlgorithm;
 use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::{CertificateError, ClientConfig};
+use rustls::{CertificateError, ClientConfig, SupportedCipherSuite};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
@@ -26,9 +27,30 @@ use verifier::{RecordingVerifier, RefuseAll};
 
 /// The one crypto provider mailprobe uses: ring (no aws-lc-rs anywhere in the tree).
 /// Built once: it is a fixed list of algorithms, and every handshake needs it.
+///
+/// Its cipher suites are ring's, with the SHA-256 suites offered before the SHA-384
+/// ones (AES-128-GCM first, as Go's crypto/tls, Firefox and Chrome order them): a server
+/// that follows the client's order (OpenSSL's default, so Dovecot's and Exim's) then
+/// hashes the handshake with SHA-256, which current x86 and ARM CPUs run in hardware,
+/// where ring's SHA-384 runs in software: about 5 % of a probe's CPU time
+/// (docs/performance.md). Every suite stays offered.
 pub fn provider() -> Arc<CryptoProvider> {
     static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
-    Arc::clone(PROVIDER.get_or_init(|| Arc::new(rustls::crypto::ring::default_provider())))
+    Arc::clone(PROVIDER.get_or_init(|| {
+        let mut provider = rustls::crypto::ring::default_provider();
+        provider
+            .cipher_suites
+            .sort_by_key(|suite| handshake_hash(*suite) != HashAlgorithm::SHA256);
+        Arc::new(provider)
+    }))
+}
+
+/// The hash a cipher suite's handshake runs on.
+fn handshake_hash(suite: SupportedCipherSuite) -> HashAlgorithm {
+    match suite {
+        SupportedCipherSuite::Tls13(suite) => suite.common.hash_provider.algorithm(),
+        SupportedCipherSuite::Tls12(suite) => suite.common.hash_provider.algorithm(),
+    }
 }
 
 /// Everything of a probe's client configuration but the verifier, built once: the
@@ -202,5 +224,37 @@ fn ip_from_bytes(bytes: &[u8]) -> Option<std::net::IpAddr> {
         4 => <[u8; 4]>::try_from(bytes).ok().map(std::net::IpAddr::from),
         16 => <[u8; 16]>::try_from(bytes).ok().map(std::net::IpAddr::from),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_probe_offers_every_suite_of_ring_with_aes_128_gcm_first() {
+        let ours = provider();
+        let ring = rustls::crypto::ring::default_provider();
+        assert_eq!(ours.cipher_suites.len(), ring.cipher_suites.len());
+        for suite in &ring.cipher_suites {
+            assert!(
+                ours.cipher_suites.contains(suite),
+                "{suite:?} is not offered"
+            );
+        }
+        assert_eq!(
+            ours.cipher_suites[0].suite(),
+            rustls::CipherSuite::TLS13_AES_128_GCM_SHA256
+        );
+        let first_sha384 = ours
+            .cipher_suites
+            .iter()
+            .position(|suite| handshake_hash(*suite) == HashAlgorithm::SHA384)
+            .expect("ring offers SHA-384 suites");
+        assert!(
+            ours.cipher_suites[first_sha384..]
+                .iter()
+                .all(|suite| handshake_hash(*suite) == HashAlgorithm::SHA384)
+        );
     }
 }
