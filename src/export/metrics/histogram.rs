@@ -2,34 +2,62 @@
 
 use super::text::{Kind, Value, Writer};
 
+/// The upper bounds of a histogram's buckets (ascending, `+Inf` implied), with their
+/// `le` labels written out once instead of formatting a float per bucket per render.
+#[derive(Debug)]
+pub struct Buckets {
+    bounds: &'static [f64],
+    /// `bounds` as Rust's `Display` writes them (`1`, not `1.0`: the label values the
+    /// series have always had, so dashboards keep one series per bucket).
+    labels: &'static [&'static str],
+}
+
+impl Buckets {
+    /// The upper bounds, in seconds.
+    pub fn bounds(&self) -> &'static [f64] {
+        self.bounds
+    }
+}
+
 /// Phase histogram buckets, in seconds: from a LAN round trip (1 ms) to a probe that
 /// used most of a long timeout (30 s).
-pub const PHASE_BUCKETS: [f64; 14] = [
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-];
+pub static PHASE_BUCKETS: Buckets = Buckets {
+    bounds: &[
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    ],
+    labels: &[
+        "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5",
+        "10", "30",
+    ],
+};
 
 /// Round-trip delivery buckets, in seconds: from a mailbox on the submission server
 /// itself (1 s) to a queue that held the message half an hour (30 min), the longest a
 /// round trip is worth waiting for.
-pub const DELIVERY_BUCKETS: [f64; 12] = [
-    1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0,
-];
+pub static DELIVERY_BUCKETS: Buckets = Buckets {
+    bounds: &[
+        1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0,
+    ],
+    labels: &[
+        "1", "2", "5", "10", "20", "30", "60", "120", "300", "600", "900", "1800",
+    ],
+};
 
 /// Observations in buckets with fixed upper bounds (`+Inf` implied).
 #[derive(Debug, Clone)]
 pub struct Histogram {
-    bounds: &'static [f64],
+    buckets: &'static Buckets,
     /// Observations per bucket (not cumulative), `+Inf` last.
     counts: Box<[u64]>,
     sum: f64,
 }
 
 impl Histogram {
-    /// An empty histogram over `bounds` (ascending).
-    pub fn new(bounds: &'static [f64]) -> Histogram {
+    /// An empty histogram over `buckets`.
+    pub fn new(buckets: &'static Buckets) -> Histogram {
         Histogram {
-            bounds,
-            counts: vec![0; bounds.len() + 1].into_boxed_slice(),
+            buckets,
+            counts: vec![0; buckets.bounds.len() + 1].into_boxed_slice(),
             sum: 0.0,
         }
     }
@@ -37,10 +65,11 @@ impl Histogram {
     /// Adds one observation.
     pub fn observe(&mut self, value: f64) {
         let bucket = self
+            .buckets
             .bounds
             .iter()
             .position(|bound| value <= *bound)
-            .unwrap_or(self.bounds.len());
+            .unwrap_or(self.buckets.bounds.len());
         self.counts[bucket] += 1;
         self.sum += value;
     }
@@ -60,44 +89,30 @@ impl Histogram {
         extra: &[(&str, &str)],
     ) {
         let mut cumulative = 0;
-        let mut bucket_name = String::with_capacity(name.len() + 7);
-        bucket_name.push_str(name);
-        bucket_name.push_str("_bucket");
-        let mut le = String::new();
+        let mut sample_name = String::with_capacity(name.len() + 7);
+        sample_name.push_str(name);
+        sample_name.push_str("_bucket");
         for (index, count) in self.counts.iter().enumerate() {
             cumulative += count;
-            le.clear();
-            match self.bounds.get(index) {
-                Some(bound) => {
-                    use std::fmt::Write as _;
-                    let _ = write!(le, "{bound}");
-                }
-                None => le.push_str("+Inf"),
-            }
+            let le = self.buckets.labels.get(index).copied().unwrap_or("+Inf");
             let value = Value::Count(cumulative);
             // No allocation for the usual one extra label or none.
             match extra {
-                [] => writer.sample(&bucket_name, labels, &[("le", &le)], value),
-                [one] => writer.sample(&bucket_name, labels, &[*one, ("le", &le)], value),
+                [] => writer.sample(&sample_name, labels, &[("le", le)], value),
+                [one] => writer.sample(&sample_name, labels, &[*one, ("le", le)], value),
                 more => {
                     let mut all = more.to_vec();
-                    all.push(("le", &le));
-                    writer.sample(&bucket_name, labels, &all, value);
+                    all.push(("le", le));
+                    writer.sample(&sample_name, labels, &all, value);
                 }
             }
         }
-        writer.sample(
-            &format!("{name}_sum"),
-            labels,
-            extra,
-            Value::Float(self.sum),
-        );
-        writer.sample(
-            &format!("{name}_count"),
-            labels,
-            extra,
-            Value::Count(cumulative),
-        );
+        sample_name.truncate(name.len());
+        sample_name.push_str("_sum");
+        writer.sample(&sample_name, labels, extra, Value::Float(self.sum));
+        sample_name.truncate(name.len());
+        sample_name.push_str("_count");
+        writer.sample(&sample_name, labels, extra, Value::Count(cumulative));
     }
 
     /// The family kind, for headers.
@@ -111,8 +126,11 @@ mod tests {
 
     #[test]
     fn buckets_are_cumulative_and_inf_counts_everything() {
-        static BOUNDS: [f64; 2] = [0.5, 1.0];
-        let mut histogram = Histogram::new(&BOUNDS);
+        static BUCKETS: Buckets = Buckets {
+            bounds: &[0.5, 1.0],
+            labels: &["0.5", "1"],
+        };
+        let mut histogram = Histogram::new(&BUCKETS);
         for value in [0.1, 0.7, 3.0] {
             histogram.observe(value);
         }
@@ -125,5 +143,16 @@ mod tests {
              h_bucket{p=\"x\",phase=\"tls\",le=\"+Inf\"} 3\nh_sum{p=\"x\",phase=\"tls\"} 3.8\n\
              h_count{p=\"x\",phase=\"tls\"} 3\n"
         );
+    }
+
+    #[test]
+    fn each_label_is_its_bound_as_display_writes_it() {
+        for buckets in [&PHASE_BUCKETS, &DELIVERY_BUCKETS] {
+            assert_eq!(buckets.bounds.len(), buckets.labels.len());
+            for (bound, label) in buckets.bounds.iter().zip(buckets.labels) {
+                assert_eq!(bound.to_string(), *label);
+            }
+            assert!(buckets.bounds.windows(2).all(|pair| pair[0] < pair[1]));
+        }
     }
 }

@@ -123,11 +123,12 @@ impl Value {
     fn write(self, out: &mut String) {
         match self {
             Value::Int(value) => {
-                let _ = write!(out, "{value}");
+                if value < 0 {
+                    out.push('-');
+                }
+                push_decimal(out, value.unsigned_abs());
             }
-            Value::Count(value) => {
-                let _ = write!(out, "{value}");
-            }
+            Value::Count(value) => push_decimal(out, value),
             Value::Float(value) if value.is_nan() => out.push_str("NaN"),
             Value::Float(value) if value.is_infinite() => {
                 out.push_str(if value > 0.0 { "+Inf" } else { "-Inf" });
@@ -145,8 +146,30 @@ impl From<bool> for Value {
     }
 }
 
+/// Appends `value` in decimal: most samples are whole numbers, and this is the hot
+/// loop of a render at thousands of targets (no formatting machinery).
+fn push_decimal(out: &mut String, mut value: u64) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    for digit in &digits[start..] {
+        out.push(char::from(*digit));
+    }
+}
+
 /// Appends `raw` as a label value: `\`, `"` and line feeds escaped.
 pub fn escape_into(out: &mut String, raw: &str) {
+    if !raw.contains(['\\', '"', '\n']) {
+        out.push_str(raw);
+        return;
+    }
     for c in raw.chars() {
         match c {
             '\\' => out.push_str("\\\\"),
@@ -214,11 +237,17 @@ mod tests {
             Value::Float(f64::NAN),
             Value::Int(-3),
             Value::from(true),
+            Value::Int(i64::MIN),
+            Value::Count(0),
+            Value::Count(u64::MAX),
         ] {
             value.write(&mut out);
             out.push(' ');
         }
-        assert_eq!(out, "0.001 +Inf NaN -3 1 ");
+        assert_eq!(
+            out,
+            "0.001 +Inf NaN -3 1 -9223372036854775808 0 18446744073709551615 "
+        );
         assert_eq!(label_pairs(&[("a", "x\ny\\")]), "a=\"x\\ny\\\\\"");
     }
 }
