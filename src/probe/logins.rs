@@ -193,14 +193,9 @@ impl Logins {
     ) {
         let reached = reached_login_offer(result);
         let mut failure = std::mem::replace(&mut result.outcome, Ok(())).err();
-        self.update(
-            login,
-            admission,
-            reached,
-            &mut failure,
-            &mut result.login,
-            now,
-        );
+        let mut facts = result.login.take().map(|facts| *facts);
+        self.update(login, admission, reached, &mut failure, &mut facts, now);
+        result.login = facts.map(Box::new);
         result.outcome = failure.map_or(Ok(()), Err);
     }
 

@@ -166,7 +166,7 @@ async fn run_whole(target: &Target, env: &ProbeEnv) -> ProbeResult {
     if let (Some(login), Some(admission)) = (&login, &admission) {
         env.logins
             .settle(login, admission, &mut result, Instant::now());
-        login.advise(result.outcome.as_ref().err(), result.login.as_mut());
+        login.advise(result.outcome.as_ref().err(), result.login.as_deref_mut());
     }
     result
 }

@@ -262,10 +262,10 @@ impl Recorder {
             phases: self.phases,
             outcome: self.failure.map_or(Ok(()), Err),
             peer: self.peer,
-            tls: self.tls,
+            tls: self.tls.map(Box::new),
             facts: self.facts,
             log: self.log,
-            login: self.login,
+            login: self.login.map(Box::new),
         }
     }
 }

@@ -159,14 +159,16 @@ pub struct ProbeResult {
     pub outcome: Result<(), Failure>,
     /// The address the connection was made to, when one was made.
     pub peer: Option<SocketAddr>,
-    /// TLS facts when a TLS handshake was attempted.
-    pub tls: Option<TlsFacts>,
+    /// TLS facts when a TLS handshake was attempted. Boxed, as `login`: the history
+    /// keeps thousands of results, most with neither (a result is 280 bytes instead
+    /// of 560).
+    pub tls: Option<Box<TlsFacts>>,
     /// Protocol-specific facts.
     pub facts: ProtocolFacts,
     /// What happened, step by step, for `/debug` (bounded, never a secret).
     pub log: Log,
     /// The login's state, for targets with credentials.
-    pub login: Option<LoginFacts>,
+    pub login: Option<Box<LoginFacts>>,
 }
 
 /// What a probe knows about its target's login: whether the credential was sent or

@@ -56,10 +56,10 @@ fn result(sent: bool, failure: Option<(Phase, ErrorKind)>) -> ProbeResult {
         tls: None,
         facts: ProtocolFacts::None,
         log: Default::default(),
-        login: Some(LoginFacts {
+        login: Some(Box::new(LoginFacts {
             sent,
             ..LoginFacts::default()
-        }),
+        })),
     }
 }
 
