@@ -248,9 +248,12 @@ async fn probe_endpoint_runs_a_configured_target_now_and_answers_with_its_metric
         let m = Metrics::parse(&text);
         m.assert_only_failure("closed", "connect", "connect_refused");
         assert_eq!(m.fault("closed", "server_service"), 1.0);
-        // One probe's answer: no agent-wide series.
+        // One probe's answer: no agent-wide series, and no histogram (it would hold
+        // one observation and start again with every request).
         assert_eq!(m.get("mailprobe_targets", &[]), None);
         assert_eq!(m.get("mailprobe_config_last_reload_successful", &[]), None);
+        assert_eq!(m.all("mailprobe_protocol_phase_seconds_count", &[]), vec![]);
+        assert!(!text.contains("_bucket"), "{text}");
 
         // Ad hoc: only hosts probe_endpoint.allow lists; never an open proxy.
         let (_open, open_addr) = open_port();

@@ -186,16 +186,19 @@ impl Metrics {
         );
         let phases = phase_times(result);
         lock(&series).record(judged, unix_now());
-        let mut protocol_phases = lock(&self.protocol_phases);
-        for (phase, seconds) in Phase::ALL.iter().zip(phases) {
-            if let Some(seconds) = seconds {
-                protocol_phases
-                    .entry((result.protocol, *phase))
-                    .or_insert_with(|| Histogram::new(&PHASE_BUCKETS))
-                    .observe(seconds);
+        // Agent-wide only: a `/probe` answer's histogram would hold one observation
+        // and start again with every request, which no `rate()` can read.
+        if self.agent_wide {
+            let mut protocol_phases = lock(&self.protocol_phases);
+            for (phase, seconds) in Phase::ALL.iter().zip(phases) {
+                if let Some(seconds) = seconds {
+                    protocol_phases
+                        .entry((result.protocol, *phase))
+                        .or_insert_with(|| Histogram::new(&PHASE_BUCKETS))
+                        .observe(seconds);
+                }
             }
         }
-        drop(protocol_phases);
         self.changed();
     }
 
@@ -368,15 +371,15 @@ impl Metrics {
         let mut writer = Writer::new(&mut out, format);
         render::per_series(&mut writer, &series);
         drop(series);
-        let protocol_phases: Vec<(&'static str, &'static str, Histogram)> =
-            lock(&self.protocol_phases)
-                .iter()
-                .map(|((protocol, phase), h)| {
-                    (protocol.as_str(), phase.as_metrics_label(), h.clone())
-                })
-                .collect();
-        render::per_protocol(&mut writer, &protocol_phases);
         if self.agent_wide {
+            let protocol_phases: Vec<(&'static str, &'static str, Histogram)> =
+                lock(&self.protocol_phases)
+                    .iter()
+                    .map(|((protocol, phase), h)| {
+                        (protocol.as_str(), phase.as_metrics_label(), h.clone())
+                    })
+                    .collect();
+            render::per_protocol(&mut writer, &protocol_phases);
             self.render_agent(&mut writer);
         }
         writer.finish();
