@@ -12,13 +12,6 @@ pub struct Buckets {
     labels: &'static [&'static str],
 }
 
-impl Buckets {
-    /// The upper bounds, in seconds.
-    pub fn bounds(&self) -> &'static [f64] {
-        self.bounds
-    }
-}
-
 /// Phase histogram buckets, in seconds: from a LAN round trip (1 ms) to a probe that
 /// used most of a long timeout (30 s).
 pub static PHASE_BUCKETS: Buckets = Buckets {

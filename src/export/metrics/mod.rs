@@ -38,10 +38,9 @@ use crate::export::process::ProcessStats;
 use crate::judge::{Fault, Judged, site_fault};
 use crate::probe::Phase;
 use crate::site::{GatewayState, SiteContext};
-use histogram::Histogram;
-pub use histogram::PHASE_BUCKETS;
+use histogram::{Histogram, PHASE_BUCKETS};
 pub use series::KNOWN_CAPABILITIES;
-use series::{SeriesState, phase_times};
+use series::SeriesState;
 pub use text::Format;
 use text::{Kind, Value, Writer, label_pairs};
 
@@ -184,8 +183,7 @@ impl Metrics {
             result.check,
             judged.target.phase_histogram,
         );
-        let phases = phase_times(result);
-        lock(&series).record(judged, unix_now());
+        let phases = lock(&series).record(judged, unix_now());
         // Agent-wide only: a `/probe` answer's histogram would hold one observation
         // and start again with every request, which no `rate()` can read.
         if self.agent_wide {

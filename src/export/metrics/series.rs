@@ -181,7 +181,7 @@ impl SeriesState {
 
     /// Updates every value from one judged result; returns the phase times observed
     /// (for the per-protocol histograms).
-    pub fn record(&mut self, judged: &Judged, now: f64) {
+    pub fn record(&mut self, judged: &Judged, now: f64) -> [Option<f64>; Phase::ALL.len()] {
         let result = &judged.result;
         self.probed = true;
         self.up = result.is_success();
@@ -225,6 +225,7 @@ impl SeriesState {
             ProtocolFacts::Roundtrip(roundtrip) => self.record_roundtrip(roundtrip),
             ProtocolFacts::None => {}
         }
+        self.phases
     }
 
     fn record_roundtrip(&mut self, facts: &crate::probe::roundtrip::RoundtripFacts) {
