@@ -48,16 +48,39 @@ pub enum Kind {
 pub struct Writer<'b> {
     out: &'b mut String,
     format: Format,
+    /// The family whose `# HELP` and `# TYPE` lines wait for its first sample: a family
+    /// without samples (no round trips configured, no login yet) is left out, as
+    /// client_golang leaves it out. A `/probe` answer is then half as long.
+    pending: Option<Family>,
+}
+
+/// A metric family's name, kind and help text.
+#[derive(Clone, Copy)]
+struct Family {
+    name: &'static str,
+    kind: Kind,
+    help: &'static str,
 }
 
 impl<'b> Writer<'b> {
     /// Writes into `out` (appending) in `format`.
     pub fn new(out: &'b mut String, format: Format) -> Self {
-        Writer { out, format }
+        Writer {
+            out,
+            format,
+            pending: None,
+        }
     }
 
-    /// The `# HELP` and `# TYPE` lines of family `name` (counters without `_total`).
-    pub fn family(&mut self, name: &str, kind: Kind, help: &str) {
+    /// Starts family `name` (counters without `_total`): its `# HELP` and `# TYPE`
+    /// lines come before its first sample, and not at all when it has none.
+    pub fn family(&mut self, name: &'static str, kind: Kind, help: &'static str) {
+        self.pending = Some(Family { name, kind, help });
+    }
+
+    /// The `# HELP` and `# TYPE` lines of `family`.
+    fn header(&mut self, family: Family) {
+        let Family { name, kind, help } = family;
         let (suffix, kind_name) = match kind {
             Kind::Gauge => ("", "gauge"),
             Kind::Histogram => ("", "histogram"),
@@ -80,6 +103,9 @@ impl<'b> Writer<'b> {
     /// (`target="a",protocol="imap"`); `extra` are more label pairs whose values are
     /// escaped here.
     pub fn sample(&mut self, name: &str, labels: &str, extra: &[(&str, &str)], value: Value) {
+        if let Some(family) = self.pending.take() {
+            self.header(family);
+        }
         self.out.push_str(name);
         if !labels.is_empty() || !extra.is_empty() {
             self.out.push('{');
@@ -226,6 +252,21 @@ mod tests {
             writer.finish();
             assert_eq!(out, expected);
         }
+    }
+
+    #[test]
+    fn a_family_without_samples_is_left_out() {
+        let mut out = String::new();
+        let mut writer = Writer::new(&mut out, Format::Prometheus);
+        writer.family("mailprobe_empty", Kind::Gauge, "Nothing to say");
+        writer.family("mailprobe_up", Kind::Gauge, "Up");
+        writer.sample("mailprobe_up", "", &[], Value::Int(1));
+        writer.family("mailprobe_empty_too", Kind::Counter, "Nothing either");
+        writer.finish();
+        assert_eq!(
+            out,
+            "# HELP mailprobe_up Up\n# TYPE mailprobe_up gauge\nmailprobe_up 1\n"
+        );
     }
 
     #[test]
