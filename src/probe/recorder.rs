@@ -1,5 +1,6 @@
 //! Times phases and collects facts while a probe runs.
 
+use std::fmt::{self, Write as _};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
@@ -13,6 +14,23 @@ use super::{
     TlsFacts,
 };
 use crate::config::Target;
+
+/// A duration in milliseconds with one decimal (`12.3`), padded to the width asked
+/// for. Written with integer arithmetic: every event of a probe's log is stamped, and
+/// formatting a float to a precision cost more than the rest of the line.
+struct Millis(Duration);
+
+impl fmt::Display for Millis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let tenths = u64::try_from(self.0.as_micros().saturating_add(50) / 100).unwrap_or(u64::MAX);
+        let (whole, tenth) = (tenths / 10, tenths % 10);
+        let len = whole.checked_ilog10().unwrap_or(0) as usize + 3;
+        for _ in len..f.width().unwrap_or(0) {
+            f.write_char(' ')?;
+        }
+        write!(f, "{whole}.{tenth}")
+    }
+}
 
 /// Marker returned when a phase has failed; the failure itself is held by the [`Recorder`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,11 +122,11 @@ impl Recorder {
         self.current = None;
         let duration = started.elapsed();
         self.phases.push(PhaseTiming { phase, duration });
-        let ms = duration.as_secs_f64() * 1000.0;
+        let ms = Millis(duration);
         match &outcome {
-            Ok(_) => self.note(format!("{phase}: ok in {ms:.1} ms")),
+            Ok(_) => self.note(format!("{phase}: ok in {ms} ms")),
             Err(error) => self.note(format!(
-                "{phase}: FAILED in {ms:.1} ms: {}: {}",
+                "{phase}: FAILED in {ms} ms: {}: {}",
                 error.kind, error.message
             )),
         }
@@ -125,9 +143,9 @@ impl Recorder {
     /// Adds a line to the probe's log, stamped with the time since the probe began.
     /// The log is bounded; callers never pass secrets (server text is sanitised).
     pub fn note(&mut self, text: impl Into<String>) {
-        let ms = self.origin.elapsed().as_secs_f64() * 1000.0;
+        let ms = Millis(self.origin.elapsed());
         let text = text.into();
-        let line = format!("{ms:>9.1} ms  {}", self.redactor.clean(&text));
+        let line = format!("{ms:>9} ms  {}", self.redactor.clean(&text));
         self.push_line(&line);
     }
 
@@ -331,6 +349,29 @@ pub const MAX_LOG_LINES: usize = 128;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn milliseconds_are_written_like_a_float_to_one_decimal() {
+        for (micros, expected) in [
+            (0, "0.0"),
+            (49, "0.0"),
+            (50, "0.1"),
+            (1_234, "1.2"),
+            (99_960, "100.0"),
+            (123_456_789, "123456.8"),
+        ] {
+            assert_eq!(Millis(Duration::from_micros(micros)).to_string(), expected);
+        }
+        assert_eq!(
+            format!("{:>9}|", Millis(Duration::from_micros(1_234))),
+            "      1.2|"
+        );
+        assert_eq!(
+            format!("{:>3}|", Millis(Duration::from_micros(12_345))),
+            "12.3|"
+        );
+        assert!(Millis(Duration::MAX).to_string().ends_with(".5"), "no overflow");
+    }
 
     #[tokio::test]
     async fn a_failing_phase_is_recorded_with_its_reason() {

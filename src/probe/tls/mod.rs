@@ -15,7 +15,7 @@ use rustls::client::danger::ServerCertVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::crypto::hash::HashAlgorithm;
 use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::{CertificateError, ClientConfig, SupportedCipherSuite};
+use rustls::{CertificateError, ClientConfig, SignatureScheme, SupportedCipherSuite};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
@@ -43,6 +43,35 @@ pub fn provider() -> Arc<CryptoProvider> {
             .sort_by_key(|suite| handshake_hash(*suite) != HashAlgorithm::SHA256);
         Arc::new(provider)
     }))
+}
+
+/// The signature schemes the probe offers for the server's CertificateVerify: all of
+/// ring's, the SHA-256 ones first, for the reason the cipher suites are ordered so
+/// ([`provider`]): an OpenSSL server signs with the first scheme of the client's list
+/// its key allows, which was RSA-PSS with SHA-512 (in software) for an RSA key. Go's
+/// crypto/tls puts the SHA-256 schemes first too.
+pub fn verify_schemes() -> Vec<SignatureScheme> {
+    static SCHEMES: OnceLock<Vec<SignatureScheme>> = OnceLock::new();
+    SCHEMES
+        .get_or_init(|| {
+            let mut schemes = provider()
+                .signature_verification_algorithms
+                .supported_schemes();
+            schemes.sort_by_key(|scheme| !signs_sha256(*scheme));
+            schemes
+        })
+        .clone()
+}
+
+/// Whether `scheme` hashes with SHA-256 (Ed25519 hashes inside, cheaply).
+fn signs_sha256(scheme: SignatureScheme) -> bool {
+    matches!(
+        scheme,
+        SignatureScheme::ECDSA_NISTP256_SHA256
+            | SignatureScheme::ED25519
+            | SignatureScheme::RSA_PSS_SHA256
+            | SignatureScheme::RSA_PKCS1_SHA256
+    )
 }
 
 /// The hash a cipher suite's handshake runs on.
@@ -256,5 +285,28 @@ mod tests {
                 .iter()
                 .all(|suite| handshake_hash(*suite) == HashAlgorithm::SHA384)
         );
+    }
+
+    #[test]
+    fn the_probe_offers_every_signature_scheme_of_ring_with_sha_256_first() {
+        let ours = verify_schemes();
+        let mut ring = rustls::crypto::ring::default_provider()
+            .signature_verification_algorithms
+            .supported_schemes();
+        assert!(ring.iter().any(|scheme| !signs_sha256(*scheme)));
+        let sha256 = ours
+            .iter()
+            .take_while(|scheme| signs_sha256(**scheme))
+            .count();
+        assert_eq!(sha256, ring.iter().filter(|s| signs_sha256(**s)).count());
+        assert_eq!(
+            ours[..sha256].first(),
+            Some(&SignatureScheme::ECDSA_NISTP256_SHA256)
+        );
+        assert!(ours[..sha256].contains(&SignatureScheme::RSA_PSS_SHA256));
+        let mut sorted = ours.clone();
+        sorted.sort_by_key(|scheme| u16::from(*scheme));
+        ring.sort_by_key(|scheme| u16::from(*scheme));
+        assert_eq!(sorted, ring, "the same schemes, only reordered");
     }
 }

@@ -22,7 +22,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use super::provider;
+use super::{provider, verify_schemes};
 
 /// The longest a verified chain is taken as verified without checking it again.
 pub const VERIFIED_FOR: std::time::Duration = std::time::Duration::from_secs(3600);
@@ -190,7 +190,8 @@ impl ServerCertVerifier for ChainVerifier {
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.webpki.supported_verify_schemes()
+        // The verifier is built on `provider()`, so these are its schemes, reordered.
+        verify_schemes()
     }
 }
 
@@ -230,9 +231,7 @@ impl ServerCertVerifier for RefuseAll {
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        provider()
-            .signature_verification_algorithms
-            .supported_schemes()
+        verify_schemes()
     }
 }
 
