@@ -370,7 +370,10 @@ mod tests {
             format!("{:>3}|", Millis(Duration::from_micros(12_345))),
             "12.3|"
         );
-        assert!(Millis(Duration::MAX).to_string().ends_with(".5"), "no overflow");
+        assert!(
+            Millis(Duration::MAX).to_string().ends_with(".5"),
+            "no overflow"
+        );
     }
 
     #[tokio::test]

@@ -1,10 +1,11 @@
 //! TLS for probes: the handshake as a typed step, and certificate facts.
 //!
 //! Verification is done by rustls' WebPKI verifier with the system roots plus any
-//! `ca_file`, behind a [`ChainVerifier`] that remembers chains it has verified
-//! ([`verifier`]). A probe wraps that shared verifier in a recording verifier of its own
-//! so that the presented chain is kept even when verification fails: an expired
-//! certificate is then still reported with its notAfter and issuer.
+//! `ca_file`, behind a [`ChainVerifier`] that remembers chains it has verified and the
+//! facts read from them ([`verifier`]). A probe wraps that shared verifier in a
+//! recording verifier of its own so that the facts of the presented chain are kept even
+//! when verification fails: an expired certificate is then still reported with its
+//! notAfter and issuer.
 
 mod verifier;
 
@@ -130,7 +131,7 @@ where
     })?;
     let recording = Arc::new(RecordingVerifier {
         inner: Arc::clone(verifier),
-        presented: Mutex::new(Vec::new()),
+        described: Mutex::new(None),
     });
     // The verifier stays per handshake (the chain it records is this handshake's);
     // the rest of the configuration is shared.
@@ -141,13 +142,13 @@ where
     let connector = TlsConnector::from(Arc::new(config));
     let outcome = connector.connect(name, stream).await;
 
-    let presented = std::mem::take(
-        &mut *recording
-            .presented
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()),
-    );
-    *facts = certificate_facts(&presented);
+    let described = recording
+        .described
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
+    // No certificate (the handshake broke down before it): empty facts.
+    *facts = described.map_or_else(TlsFacts::default, |facts| TlsFacts::clone(&facts));
     match outcome {
         Ok(stream) => {
             facts.version = stream.get_ref().1.protocol_version().map(version_name);
@@ -201,14 +202,11 @@ pub fn classify_handshake_error(error: &std::io::Error, server_name: &str) -> Pr
     }
 }
 
-/// Facts about the leaf certificate of `chain` (empty facts when there is none).
-pub fn certificate_facts(chain: &[CertificateDer<'_>]) -> TlsFacts {
+/// Facts about a chain of `chain_len` certificates whose leaf is `leaf`.
+fn certificate_facts(leaf: &CertificateDer<'_>, chain_len: usize) -> TlsFacts {
     let mut facts = TlsFacts {
-        chain_len: chain.len(),
+        chain_len,
         ..TlsFacts::default()
-    };
-    let Some(leaf) = chain.first() else {
-        return facts;
     };
     let Ok((_, cert)) = X509Certificate::from_der(leaf.as_ref()) else {
         return facts;
